@@ -1,0 +1,35 @@
+"""API filtering that accepts only whitelisted query parameters.
+
+django-filter silently ignores parameters it does not know, which hides typos and lets a
+client probe with lookups such as ``annotator__password__startswith``. Here an unknown
+parameter is a 400 that names the allowed ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+
+# Parameters that are not filters: pagination, ordering, format suffixes.
+NON_FILTER_PARAMS = frozenset({"page", "page_size", "ordering", "format"})
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        allowed = set(NON_FILTER_PARAMS) | set(getattr(view, "extra_query_params", ()))
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            allowed |= set(filterset_class.base_filters)
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise ValidationError(
+                {
+                    "detail": f"Unknown query parameter(s): {', '.join(unknown)}.",
+                    "allowed": sorted(allowed),
+                }
+            )
+        return super().filter_queryset(request, queryset, view)

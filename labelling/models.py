@@ -1,0 +1,380 @@
+"""Projects, feelings-wheel taxonomies, clips, annotations and import batches."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    """A member's role in one project; each role includes the rights of those above it."""
+
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+    ML_ENGINEER = "ml_engineer", "ML engineer"
+    ADMIN = "admin", "Admin"
+
+
+ROLE_RANK = {Role.ANNOTATOR: 0, Role.REVIEWER: 1, Role.ML_ENGINEER: 2, Role.ADMIN: 3}
+
+
+# --- Taxonomy ---------------------------------------------------------------------------
+
+
+class Taxonomy(models.Model):
+    """A named feelings wheel; its content lives in numbered, immutable-once-used versions."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    source = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "taxonomies"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaxonomyVersion(models.Model):
+    taxonomy = models.ForeignKey(Taxonomy, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    previous = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="successors"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["taxonomy", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["taxonomy", "number"], name="uniq_taxonomy_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.taxonomy.name} v{self.number}"
+
+
+class TaxonomyNode(models.Model):
+    """One feeling on the wheel: level 0 core, 1 secondary, 2 tertiary."""
+
+    version = models.ForeignKey(TaxonomyVersion, on_delete=models.CASCADE, related_name="nodes")
+    key = models.CharField(max_length=80)
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=300, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    level = models.PositiveSmallIntegerField(validators=[MaxValueValidator(2)])
+    order = models.PositiveSmallIntegerField(default=0)
+    colour = models.CharField(max_length=7)
+    hotkey = models.CharField(max_length=1, blank=True)
+    valence = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(1)]
+    )
+    arousal = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(1)]
+    )
+
+    class Meta:
+        ordering = ["version", "level", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="uniq_node_key_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    def core(self) -> TaxonomyNode:
+        node = self
+        while node.parent_id is not None:
+            node = node.parent  # type: ignore[assignment]
+        return node
+
+
+class NodeMapping(models.Model):
+    """How a node of an older version maps onto the version that replaced it.
+
+    A null `target` means the feeling was dropped: annotations on it do not carry over.
+    """
+
+    source = models.ForeignKey(TaxonomyNode, on_delete=models.CASCADE, related_name="mapped_to")
+    target_version = models.ForeignKey(
+        TaxonomyVersion, on_delete=models.CASCADE, related_name="incoming_mappings"
+    )
+    target = models.ForeignKey(
+        TaxonomyNode, null=True, blank=True, on_delete=models.CASCADE, related_name="mapped_from"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "target_version"], name="uniq_mapping_per_source"
+            )
+        ]
+
+
+# --- Projects ---------------------------------------------------------------------------
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(
+        blank=True,
+        help_text="The domain context: who speaks, to whom, on what channel. Anger in a game's "
+        "voice chat is not anger at a support agent.",
+    )
+    guidelines = models.TextField(blank=True)
+    taxonomy_version = models.ForeignKey(
+        TaxonomyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="projects"
+    )
+    annotators_per_clip = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    is_active = models.BooleanField(default=True, help_text="Paused projects hand out no work.")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="uniq_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+# --- Imports and clips ------------------------------------------------------------------
+
+
+class ClipSource(models.TextChoices):
+    UPLOAD = "upload", "Upload"
+    FOLDER = "folder", "Folder import"
+    ARCHIVE = "archive", "Archive import"
+    URL = "url", "URL import"
+    PRODUCTION = "production", "Production segment"
+    CORPUS = "corpus", "Public corpus"
+
+
+class ImportBatch(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    source = models.CharField(max_length=16, choices=ClipSource.choices)
+    origin = models.CharField(max_length=500, blank=True, help_text="Path, archive or URL.")
+    segment = models.BooleanField(default=False, help_text="Cut long files into utterances.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} into {self.project.slug}"
+
+
+class ImportItem(models.Model):
+    """One file of a batch, with its outcome. The staged bytes are deleted once processed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DUPLICATE = "duplicate", "Duplicate"
+        REJECTED = "rejected", "Rejected"
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=500, help_text="The file's name as given by the user.")
+    staged_path = models.CharField(max_length=500, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason_code = models.CharField(max_length=32, blank=True)
+    reason = models.TextField(blank=True)
+    clips_created = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "pk"]
+        indexes = [models.Index(fields=["batch", "status"], name="importitem_batch_status")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Recording(models.Model):
+    """A long production file that was segmented into utterance clips."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="recordings")
+    batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="recordings"
+    )
+    original = models.FileField(upload_to="recordings/", max_length=300)
+    original_name = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64)
+    duration_s = models.FloatField()
+    sample_rate = models.PositiveIntegerField()
+    channels = models.PositiveSmallIntegerField()
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "sha256"], name="uniq_recording_sha")
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class Gender(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNKNOWN = "", "Unknown"
+
+
+class Clip(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="clips")
+    batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="clips"
+    )
+    recording = models.ForeignKey(
+        Recording, null=True, blank=True, on_delete=models.CASCADE, related_name="clips"
+    )
+    start_s = models.FloatField(null=True, blank=True, help_text="Offset in the recording.")
+    end_s = models.FloatField(null=True, blank=True)
+
+    original = models.FileField(upload_to="clips/original/", max_length=300)
+    original_name = models.CharField(max_length=500)
+    original_format = models.CharField(max_length=16)
+    canonical = models.FileField(
+        upload_to="clips/canonical/", max_length=300, help_text="16 kHz mono PCM WAV."
+    )
+    sha256 = models.CharField(max_length=64)
+    duration_s = models.FloatField()
+    sample_rate = models.PositiveIntegerField()
+    channels = models.PositiveSmallIntegerField()
+    peaks = models.JSONField(default=list, blank=True, help_text="Waveform outline, 100/s.")
+
+    source = models.CharField(max_length=16, choices=ClipSource.choices)
+    speaker_id = models.CharField(max_length=120, blank=True)
+    gender = models.CharField(max_length=8, choices=Gender.choices, blank=True)
+    age_band = models.CharField(max_length=16, blank=True)
+    language = models.CharField(max_length=35, blank=True, help_text="BCP 47 tag, e.g. de-DE.")
+    dialect = models.CharField(max_length=80, blank=True)
+    channel = models.CharField(max_length=40, blank=True, help_text="phone, studio, …")
+    transcript = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            # Duplicates within a project are refused; ingestion relies on this to be
+            # idempotent when two workers see the same file.
+            models.UniqueConstraint(fields=["project", "sha256"], name="uniq_clip_sha_per_project")
+        ]
+        indexes = [
+            models.Index(fields=["project", "speaker_id"], name="clip_project_speaker"),
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+# --- Annotations ------------------------------------------------------------------------
+
+
+class SkipReason(models.TextChoices):
+    NO_SPEECH = "no_speech", "No speech"
+    SEVERAL_SPEAKERS = "several_speakers", "Several speakers"
+    NOISE = "noise", "Noise"
+    OTHER_LANGUAGE = "other_language", "Other language"
+    OTHER = "other", "Other"
+
+
+class Intensity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class Annotation(models.Model):
+    """One annotator's judgement of one clip.
+
+    Only one annotation per annotator and clip is current; a new judgement marks the old one
+    superseded rather than deleting it, so the history stays.
+    """
+
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    node = models.ForeignKey(
+        TaxonomyNode, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    intensity = models.CharField(max_length=8, choices=Intensity.choices, blank=True)
+    unsure = models.BooleanField(default=False)
+    skip_reason = models.CharField(max_length=20, choices=SkipReason.choices, blank=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    suggestion_shown = models.BooleanField(default=False)
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clip", "annotator"],
+                condition=Q(is_current=True),
+                name="one_current_annotation_per_annotator",
+            ),
+            # Exactly one of a feeling or a skip reason.
+            models.CheckConstraint(
+                condition=(Q(node__isnull=False) & Q(skip_reason=""))
+                | (Q(node__isnull=True) & ~Q(skip_reason="")),
+                name="annotation_node_xor_skip",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["clip", "is_current"], name="annotation_clip_current"),
+        ]
+
+    def __str__(self) -> str:
+        what = self.node.key if self.node_id else f"skip:{self.skip_reason}"
+        return f"{self.annotator} → {what} on clip {self.clip_id}"

@@ -1,0 +1,49 @@
+"""Who may see and do what: project membership and roles.
+
+Every API view narrows its queryset through these functions, so an object of a project
+the user is not a member of is simply not found (404), never merely forbidden.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from labelling.models import ROLE_RANK, Membership, Project, Role
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def projects_for(user: AnyUser) -> QuerySet[Project]:
+    """The projects a user is a member of (all of them for a superuser)."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user)
+
+
+def projects_where(user: AnyUser, minimum: Role) -> QuerySet[Project]:
+    """Projects in which the user holds at least the given role."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[minimum]]
+    return Project.objects.filter(memberships__user=user, memberships__role__in=roles)
+
+
+def role_in(user: AnyUser, project: Project) -> Role | None:
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    role = (
+        Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    )
+    return Role(role) if role else None
+
+
+def has_role(user: AnyUser, project: Project, minimum: Role) -> bool:
+    role = role_in(user, project)
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]

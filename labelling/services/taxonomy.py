@@ -1,0 +1,227 @@
+"""Feelings-wheel taxonomies in the database: presets, import/export, versioning.
+
+Rules:
+- A version that has annotations is immutable: its nodes can no longer change.
+- Editing a used version creates the next version, with an explicit mapping from every node
+  of the old version to a node of the new one (or to nothing, when a feeling is dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Max
+
+from labelling.models import (
+    Annotation,
+    NodeMapping,
+    Project,
+    Taxonomy,
+    TaxonomyNode,
+    TaxonomyVersion,
+)
+from labelling.taxonomy_schema import (
+    FlatNode,
+    TaxonomyDocument,
+    load_preset,
+    parse_document,
+    to_document,
+)
+
+
+class TaxonomyLocked(Exception):
+    """The version has annotations and cannot be edited in place."""
+
+
+class MappingError(ValueError):
+    """The old-to-new node mapping is incomplete or names unknown nodes."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def version_is_locked(version: TaxonomyVersion) -> bool:
+    return Annotation.objects.filter(node__version=version).exists()
+
+
+def _create_nodes(version: TaxonomyVersion, nodes: tuple[FlatNode, ...]) -> dict[str, TaxonomyNode]:
+    """Insert nodes level by level (parents first) and return them by key."""
+    by_key: dict[str, TaxonomyNode] = {}
+    for level in range(3):
+        rows = [
+            TaxonomyNode(
+                version=version,
+                key=node.key,
+                name=node.name,
+                description=node.description,
+                parent=by_key[node.parent_key] if node.parent_key else None,
+                level=node.level,
+                order=node.order,
+                colour=node.colour,
+                hotkey=node.hotkey or "",
+                valence=node.valence,
+                arousal=node.arousal,
+            )
+            for node in nodes
+            if node.level == level
+        ]
+        for created in TaxonomyNode.objects.bulk_create(rows):
+            by_key[created.key] = created
+    return by_key
+
+
+@transaction.atomic
+def import_document(
+    document: TaxonomyDocument, *, user: AbstractBaseUser | None = None
+) -> TaxonomyVersion:
+    """Create a new taxonomy from a validated document, as its version 1.
+
+    Raises ValueError when a taxonomy with the same slug exists: a new version of an
+    existing taxonomy goes through `create_next_version`, with its mapping.
+    """
+    if Taxonomy.objects.filter(slug=document.slug).exists():
+        raise ValueError(
+            f'A taxonomy with slug "{document.slug}" exists already; create a new version of it '
+            "instead."
+        )
+    taxonomy = Taxonomy.objects.create(
+        name=document.name,
+        slug=document.slug,
+        description=document.description,
+        source=document.source,
+    )
+    version = TaxonomyVersion.objects.create(
+        taxonomy=taxonomy, number=1, note="Imported", created_by=user
+    )
+    _create_nodes(version, document.nodes)
+    return version
+
+
+def install_preset(slug: str) -> TaxonomyVersion:
+    """The latest version of a shipped preset, installing it on first use (idempotent)."""
+    existing = (
+        TaxonomyVersion.objects.filter(taxonomy__slug=slug).order_by("-number").first()
+    )
+    if existing is not None:
+        return existing
+    return import_document(load_preset(slug))
+
+
+def flat_nodes(version: TaxonomyVersion) -> list[FlatNode]:
+    nodes = list(version.nodes.select_related("parent").order_by("level", "order", "pk"))
+    return [
+        FlatNode(
+            key=node.key,
+            name=node.name,
+            parent_key=node.parent.key if node.parent else None,
+            level=node.level,
+            order=node.order,
+            colour=node.colour,
+            hotkey=node.hotkey or None,
+            valence=node.valence,
+            arousal=node.arousal,
+            description=node.description,
+        )
+        for node in nodes
+    ]
+
+
+def export_version(version: TaxonomyVersion) -> dict:
+    """The version as the import/export JSON document (round-trips through parse_document)."""
+    taxonomy = version.taxonomy
+    document = to_document(
+        taxonomy.name, taxonomy.slug, taxonomy.description, taxonomy.source, flat_nodes(version)
+    )
+    document["version"] = version.number
+    return document
+
+
+@transaction.atomic
+def replace_version_content(version: TaxonomyVersion, document: TaxonomyDocument) -> None:
+    """Edit an unused version in place; a used one raises TaxonomyLocked."""
+    # Lock the version row so that a concurrent edit waits; annotations protect their
+    # nodes through the PROTECT foreign key, so a racing annotation makes this fail
+    # rather than lose a label.
+    TaxonomyVersion.objects.select_for_update().get(pk=version.pk)
+    if version_is_locked(version):
+        raise TaxonomyLocked(
+            f"{version} has annotations and is immutable; create a new version with a mapping."
+        )
+    version.nodes.all().delete()  # children go with their parents (CASCADE)
+    _create_nodes(version, document.nodes)
+
+
+@transaction.atomic
+def create_next_version(
+    version: TaxonomyVersion,
+    document: TaxonomyDocument,
+    mapping: Mapping[str, str | None],
+    *,
+    note: str = "",
+    user: AbstractBaseUser | None = None,
+) -> TaxonomyVersion:
+    """Create the next version of a taxonomy with an explicit old-key → new-key mapping.
+
+    Every node of `version` must appear in `mapping`; the value is a key of the new
+    document, or None when the feeling is dropped. Nothing is written if a check fails.
+    """
+    old_keys = set(version.nodes.values_list("key", flat=True))
+    new_keys = {node.key for node in document.nodes}
+    problems = [
+        f'old node "{key}" is not mapped (map it to a new key or to null)'
+        for key in sorted(old_keys - set(mapping))
+    ]
+    problems += [
+        f'mapping names "{key}", which is not a node of {version}'
+        for key in sorted(set(mapping) - old_keys)
+    ]
+    problems += [
+        f'"{old}" maps to "{new}", which is not a node of the new version'
+        for old, new in sorted(mapping.items())
+        if new is not None and new not in new_keys
+    ]
+    if problems:
+        raise MappingError(problems)
+
+    taxonomy = Taxonomy.objects.select_for_update().get(pk=version.taxonomy_id)
+    number = (taxonomy.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+    new_version = TaxonomyVersion.objects.create(
+        taxonomy=taxonomy, number=number, previous=version, note=note, created_by=user
+    )
+    new_nodes = _create_nodes(new_version, document.nodes)
+    old_nodes = {node.key: node for node in version.nodes.all()}
+    NodeMapping.objects.bulk_create(
+        NodeMapping(
+            source=old_nodes[old],
+            target_version=new_version,
+            target=new_nodes[new] if new is not None else None,
+        )
+        for old, new in mapping.items()
+    )
+    return new_version
+
+
+def parse_and_import(data: object, *, user: AbstractBaseUser | None = None) -> TaxonomyVersion:
+    return import_document(parse_document(data), user=user)
+
+
+def assign_to_project(project: Project, version: TaxonomyVersion) -> None:
+    """Switch a project's taxonomy. Moving away from a version with annotations requires
+    the new version to descend from it, so every existing label has a mapping."""
+    current = project.taxonomy_version
+    if current is not None and current != version and version_is_locked(current):
+        ancestor: TaxonomyVersion | None = version
+        while ancestor is not None and ancestor.pk != current.pk:
+            ancestor = ancestor.previous
+        if ancestor is None:
+            raise MappingError(
+                [
+                    f"{project} has annotations on {current}; switch only to a later version "
+                    "of the same taxonomy, whose mapping carries those labels over."
+                ]
+            )
+    project.taxonomy_version = version
+    project.save(update_fields=["taxonomy_version"])

@@ -1,0 +1,79 @@
+"""Server-rendered pages. User-supplied text is rendered through Django's auto-escaping only."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+
+from labelling.models import Annotation, Clip, ImportBatch, Project, Role
+from labelling.services import access
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    projects = (
+        access.projects_for(request.user)
+        .annotate(clip_count=Count("clips", distinct=True))
+        .select_related("taxonomy_version__taxonomy")
+        .order_by("name")
+    )
+    return render(request, "labelling/home.html", {"projects": projects})
+
+
+@login_required
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    project = get_object_or_404(access.projects_for(request.user), slug=slug)
+    role = access.role_in(request.user, project)
+    clips = Clip.objects.filter(project=project)
+    stats = clips.aggregate(count=Count("pk"), seconds=Sum("duration_s"),
+                            speakers=Count("speaker_id", distinct=True))  # fmt: skip
+    labelled = (
+        Annotation.objects.filter(clip__project=project, is_current=True)
+        .values("clip").distinct().count()
+    )  # fmt: skip
+    nodes = []
+    if project.taxonomy_version_id:
+        nodes = list(
+            project.taxonomy_version.nodes.annotate(
+                uses=Count("annotations", filter=Q(annotations__is_current=True))
+            ).order_by("level", "order")
+        )
+    tree = _tree(nodes)
+    batches = []
+    if access.has_role(request.user, project, Role.ML_ENGINEER):
+        batches = list(
+            ImportBatch.objects.filter(project=project).select_related("created_by")
+            .annotate(
+                total=Count("items"),
+                accepted=Count("items", filter=Q(items__status="accepted")),
+                duplicate=Count("items", filter=Q(items__status="duplicate")),
+                rejected=Count("items", filter=Q(items__status="rejected")),
+                pending=Count("items", filter=Q(items__status="pending")),
+            )[:20]
+        )  # fmt: skip
+    members = project.memberships.select_related("user").order_by("role", "user__username")
+    return render(request, "labelling/project_detail.html", {
+        "project": project, "role": role, "stats": stats, "labelled": labelled, "tree": tree,
+        "batches": batches, "members": members,
+    })  # fmt: skip
+
+
+def _tree(nodes: list) -> list[dict]:
+    children: dict[int | None, list] = {}
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node)
+
+    def build(parent_id: int | None) -> list[dict]:
+        return [{"node": n, "children": build(n.pk)} for n in children.get(parent_id, [])]
+
+    return build(None)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and `make run`: answers only when the database does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,1 @@
+"""Learner models arrive with feature extraction and training."""
