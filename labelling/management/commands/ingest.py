@@ -40,10 +40,10 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=options["project_slug"]).first()
         if project is None:
             raise CommandError(f"No project with slug {options['project_slug']!r}.")
-        path: Path = options["path"]
+        path = Path(options["path"])
         if not path.exists():
             raise CommandError(f"{path} does not exist.")
-        manifest = options["manifest"]
+        manifest = Path(options["manifest"]) if options["manifest"] else None
         if manifest is not None and not manifest.is_file():
             raise CommandError(f"Manifest {manifest} does not exist.")
         try:

@@ -1,0 +1,61 @@
+# EmoLoop entry points. `make run` and `make test` work on a fresh machine of this kind:
+# each installs what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# `make test` runs on real services: PostgreSQL and Redis on this machine.
+TEST_ENV := EMOLOOP_DEV=true \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/emoloop} \
+	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
+	CELERY_RESULT_BACKEND=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
+	EMOLOOP_DATA_DIR=$(CURDIR)/var/test
+
+.PHONY: run test test-fast install services lint fmt bench-ingest clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Start PostgreSQL and Redis if they are down (CI machines have them installed).
+services:
+	@bash scripts/ensure-services.sh
+
+## run: the platform on embedded defaults (SQLite, filesystem broker), with demo data.
+run: $(STAMP)
+	EMOLOOP_DEV=true DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --no-input -v0
+	EMOLOOP_DEV=true $(PY) manage.py collectstatic --no-input -v0
+	EMOLOOP_DEV=true $(PY) manage.py seed_demo
+	@echo "EmoLoop on http://$(HOST):$(PORT)/  (API docs: /api/docs/, admin: /admin/)"
+	EMOLOOP_DEV=true HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+
+## test: the whole suite on PostgreSQL, Redis and a real Celery worker.
+test: $(STAMP) services
+	$(TEST_ENV) $(PY) -m pytest $(ARGS)
+
+## test-fast: skip slow and browser tests.
+test-fast: $(STAMP) services
+	$(TEST_ENV) $(PY) -m pytest -m "not slow and not browser" $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench-ingest: $(STAMP) services
+	$(TEST_ENV) $(PY) bench/ingest.py
+
+clean:
+	rm -rf var/test .pytest_cache

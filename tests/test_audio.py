@@ -1,0 +1,421 @@
+"""Tests for labelling.audio: ingestion checks, decoding, normalisation and VAD segmentation.
+
+No database: nothing here requests `db`, so the module runs with or without pytest-django.
+Tests that read EmoDB skip when the shared data folder is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from labelling.audio import (
+    CANONICAL_RATE,
+    REJECT_CODES,
+    AudioRejected,
+    SpeechSegment,
+    decode,
+    peaks,
+    probe,
+    segment_speech,
+    sha256_bytes,
+    sha256_file,
+    to_mono_16k,
+    wav_bytes,
+)
+
+try:  # a package when tests/ has an __init__.py (or the rootdir is on sys.path) ...
+    from tests.hostile_files import (
+        DEFAULT_MAX_BYTES,
+        DEFAULT_MAX_SECONDS,
+        HOSTILE_CASES,
+        fake_m4a,
+        truncated_wav,
+    )
+except ImportError:  # ... else pytest's rootdir-less "prepend" import puts tests/ on sys.path
+    from hostile_files import (  # type: ignore[no-redef]
+        DEFAULT_MAX_BYTES,
+        DEFAULT_MAX_SECONDS,
+        HOSTILE_CASES,
+        fake_m4a,
+        truncated_wav,
+    )
+
+EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb"
+REPO = Path(__file__).resolve().parents[1]
+LIMITS = {"max_bytes": DEFAULT_MAX_BYTES, "max_seconds": DEFAULT_MAX_SECONDS}
+ROOMY = {"max_bytes": 50_000_000, "max_seconds": 600.0}
+
+# Six EmoDB utterances by six different speakers (3 female, 3 male) in five emotions, chosen
+# once by a seeded draw. 11b01Eb has a 0.35 s pause inside its sentence, which the default
+# min_silence_s (0.3 s) splits; the tests below allow for that.
+SEGMENTATION_CLIPS = (
+    "11b01Eb.wav",
+    "13b02Fb.wav",
+    "09b10Nd.wav",
+    "14b02Wd.wav",
+    "10b01Lb.wav",
+    "12b01Wa.wav",
+)
+GAP_S = 1.0
+BOUNDARY_TOLERANCE_S = 0.25
+
+
+def emodb_wav(name: str) -> Path:
+    path = EMODB / "wav" / name
+    if not path.is_file():
+        pytest.skip(f"EmoDB is not available at {EMODB} (the shared data folder is absent)")
+    return path
+
+
+def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Rejections
+
+
+@pytest.mark.parametrize("make", HOSTILE_CASES, ids=lambda f: f.__name__)
+def test_hostile_file_is_rejected_with_its_code(tmp_path: Path, make) -> None:
+    path, expected = make(tmp_path, **LIMITS)
+    assert expected in REJECT_CODES
+    assert path.stat().st_size < 200_000
+
+    with pytest.raises(AudioRejected) as caught:
+        decode(path, **LIMITS)
+
+    assert caught.value.code == expected, str(caught.value)
+    message = str(caught.value)
+    assert message[0].isupper()
+    assert message.endswith(".")
+
+
+def test_rejection_survives_pickling_for_celery() -> None:
+    pickled = pickle.dumps(AudioRejected("truncated", "The file is cut short."))
+    again = pickle.loads(pickled)  # noqa: S301 - our own bytes, as Celery does
+    assert (again.code, str(again)) == ("truncated", "The file is cut short.")
+
+
+def test_an_unknown_reject_code_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unknown reject code"):
+        AudioRejected("bad_vibes", "Nope.")
+
+
+def test_probe_refuses_a_cut_wav_before_any_decode(tmp_path: Path) -> None:
+    path, _ = truncated_wav(tmp_path)
+    with pytest.raises(AudioRejected) as caught:
+        probe(path, **LIMITS)
+    assert caught.value.code == "truncated"
+    assert "50%" in str(caught.value)
+
+
+def test_an_m4a_upload_is_told_to_convert_to_wav_or_flac(tmp_path: Path) -> None:
+    path, _ = fake_m4a(tmp_path)
+    with pytest.raises(AudioRejected, match="convert it to WAV or FLAC"):
+        probe(path, **LIMITS)
+
+
+# Every accepted container, written by libsndfile, must pass (no false "truncated" from the
+# chunk parser or from MP3/OGG frame-count estimates) ...
+VALID_CONTAINERS = [
+    ("WAV", "PCM_16", "wav"),
+    ("WAV", "PCM_24", "wav"),
+    ("WAV", "FLOAT", "wav"),
+    ("WAVEX", "PCM_16", "wav"),
+    ("W64", "PCM_16", "w64"),
+    ("RF64", "PCM_16", "rf64"),
+    ("AIFF", "PCM_16", "aiff"),
+    ("FLAC", "PCM_16", "flac"),
+    ("OGG", "VORBIS", "ogg"),
+    ("OGG", "OPUS", "opus"),
+    ("MP3", "MPEG_LAYER_III", "mp3"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "ext"), VALID_CONTAINERS)
+def test_every_accepted_container_decodes(tmp_path: Path, fmt: str, subtype: str, ext: str) -> None:
+    rate = 48000 if subtype == "OPUS" else 22050
+    path = tmp_path / f"ok.{ext}"
+    sf.write(path, tone(1.5, rate), rate, format=fmt, subtype=subtype)
+
+    samples, info = decode(path, **LIMITS)
+
+    assert (info.format, info.subtype, info.channels) == (fmt, subtype, 1)
+    assert samples.dtype == np.float32
+    assert samples.shape == (info.frames, 1)
+    assert info.duration_s == pytest.approx(1.5, abs=0.06)
+
+
+# ... and each chunk-based container cut short must be caught by the header check.
+@pytest.mark.parametrize(
+    ("fmt", "ext"), [("WAVEX", "wav"), ("W64", "w64"), ("RF64", "rf64"), ("AIFF", "aiff")]
+)
+def test_every_chunked_container_cut_short_is_truncated(tmp_path: Path, fmt: str, ext: str) -> None:
+    path = tmp_path / f"cut.{ext}"
+    sf.write(path, tone(1.0, 16000), 16000, format=fmt, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+    with pytest.raises(AudioRejected) as caught:
+        decode(path, **LIMITS)
+    assert caught.value.code == "truncated"
+
+
+def test_a_streamed_wav_with_a_placeholder_data_size_is_accepted(tmp_path: Path) -> None:
+    # ffmpeg writing to a pipe cannot seek back and leaves data size 0xFFFFFFFF.
+    path = tmp_path / "piped.wav"
+    sf.write(path, tone(1.0, 16000), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+
+    _, info = decode(path, **LIMITS)
+    assert info.frames == 16000
+
+
+def test_limits_are_inclusive(tmp_path: Path) -> None:
+    path = tmp_path / "exact.wav"
+    sf.write(path, tone(2.0, 16000), 16000, subtype="PCM_16")
+    info = probe(path, max_bytes=path.stat().st_size, max_seconds=2.0)
+    assert info.frames == 32000
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding and normalisation
+
+
+def test_an_emodb_file_decodes_with_the_duration_soundfile_reports() -> None:
+    path = emodb_wav("03a01Fa.wav")
+    reference = sf.info(str(path))
+
+    samples, info = decode(path, **ROOMY)
+
+    assert info.format == "WAV"
+    assert info.subtype == "PCM_16"
+    assert (info.sample_rate, info.channels) == (16000, 1)
+    assert info.frames == reference.frames == samples.shape[0]
+    assert info.duration_s == pytest.approx(reference.duration, abs=1e-9)
+    mono = to_mono_16k(samples, info.sample_rate)
+    assert mono.shape == (reference.frames,)
+    np.testing.assert_array_equal(mono, samples[:, 0])
+
+
+def test_stereo_44k_becomes_mono_16k_of_the_right_length(tmp_path: Path) -> None:
+    left = tone(2.0, 44100, freq=440.0, amplitude=0.6)
+    right = tone(2.0, 44100, freq=1000.0, amplitude=0.2)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), 44100, subtype="PCM_16")
+
+    samples, info = decode(path, **ROOMY)
+    mono = to_mono_16k(samples, info.sample_rate)
+
+    assert samples.shape == (88200, 2)
+    assert mono.dtype == np.float32
+    assert mono.ndim == 1
+    assert abs(mono.size - round(88200 * CANONICAL_RATE / 44100)) <= 1
+    # Mean of channels: both tones survive, at half their amplitudes.
+    spectrum = np.abs(np.fft.rfft(mono[1000:-1000]))
+    freqs = np.fft.rfftfreq(mono.size - 2000, 1 / CANONICAL_RATE)
+    assert freqs[np.argmax(spectrum)] == pytest.approx(440.0, abs=2.0)
+    assert np.abs(mono[1000:-1000]).max() == pytest.approx(0.4, abs=0.03)
+
+
+def test_an_awkward_sample_rate_resamples_without_a_giant_kernel() -> None:
+    # gcd(44101, 16000) == 1: an exact ratio would need a 16000 x 44101 sinc kernel (~2.8 GB).
+    mono = to_mono_16k(tone(1.0, 44101)[:, None], 44101)
+    assert abs(mono.size - 16000) <= 2
+
+
+# --------------------------------------------------------------------------------------------
+# Serialisation and fingerprints
+
+
+def test_wav_bytes_is_deterministic_and_lossless_for_16_bit_audio() -> None:
+    quantised = np.round(tone(0.5, 16000) * 32768) / 32768
+    first = wav_bytes(quantised, 16000)
+
+    assert first == wav_bytes(quantised.copy(), 16000)
+    assert sha256_bytes(first) == hashlib.sha256(first).hexdigest()
+    back, rate = sf.read(io.BytesIO(first), dtype="float32")
+    assert rate == 16000
+    np.testing.assert_array_equal(back, quantised)
+
+
+def test_wav_bytes_clips_instead_of_wrapping() -> None:
+    data = wav_bytes(np.array([2.0, -2.0, 0.0], dtype=np.float32), 16000)
+    pcm = np.frombuffer(data[44:], dtype="<i2")
+    assert pcm.tolist() == [32767, -32768, 0]
+
+
+def test_sha256_file_matches_hashlib_in_any_chunk_size(tmp_path: Path) -> None:
+    path = tmp_path / "blob.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sha256_file(path) == sha256_file(path, chunk=777) == expected
+
+
+def test_peaks_has_one_value_per_bucket() -> None:
+    signal = np.zeros(int(1.234 * 16000), dtype=np.float32)
+    signal[5] = -0.75  # first bucket
+    signal[-1] = 0.25  # last, partial bucket
+
+    values = peaks(signal, 16000)
+
+    assert len(values) == 124  # ceil(1.234 s * 100 per second)
+    assert values[0] == 0.75
+    assert values[-1] == 0.25
+    assert max(values[1:-1]) == 0.0
+    assert len(peaks(signal, 16000, points_per_second=10)) == 13
+
+
+# --------------------------------------------------------------------------------------------
+# Voice-activity segmentation
+
+
+def _speech_span(clip: np.ndarray) -> tuple[float, float]:
+    """First and last 10 ms frame within 40 dB of the clip's loudest frame, in seconds.
+
+    EmoDB utterances carry 0-170 ms of their own room tone before and after the speech; the
+    VAD rightly leaves it out, so the truth is where the speech energy is, not the file edges.
+    """
+    hop = 160
+    n = clip.size // hop
+    energy_db = 10 * np.log10((clip[: n * hop].reshape(n, hop) ** 2).mean(axis=1) + 1e-12)
+    loud = np.flatnonzero(energy_db > energy_db.max() - 40.0)
+    return loud[0] * hop / 16000, (loud[-1] + 1) * hop / 16000
+
+
+def _concatenate(gap_s: float, noise_dbfs: float | None) -> tuple[np.ndarray, list]:
+    parts, truths, t = [], [], 0.0
+    gap = np.zeros(int(gap_s * 16000), dtype=np.float32)
+    for name in SEGMENTATION_CLIPS:
+        clip, rate = sf.read(emodb_wav(name), dtype="float32")
+        assert rate == 16000
+        parts.append(gap)
+        t += gap_s
+        start, end = _speech_span(clip)
+        truths.append((t + start, t + end))
+        parts.append(clip)
+        t += clip.size / 16000
+    parts.append(gap)
+    signal = np.concatenate(parts)
+    if noise_dbfs is not None:
+        noise = np.random.default_rng(0).standard_normal(signal.size) * 10 ** (noise_dbfs / 20)
+        signal = (signal + noise).astype(np.float32)
+    return signal, truths
+
+
+def _assert_well_formed(segments: list[SpeechSegment], duration: float) -> None:
+    assert segments == sorted(segments, key=lambda s: s.start_s)
+    for seg in segments:
+        assert 0.0 <= seg.start_s < seg.end_s <= duration
+    for a, b in itertools.pairwise(segments):
+        assert a.end_s <= b.start_s
+
+
+@pytest.mark.parametrize("noise_dbfs", [None, -60.0], ids=["digital_silence", "noise_-60dBFS"])
+def test_segmentation_finds_every_clip_boundary(noise_dbfs: float | None) -> None:
+    signal, truths = _concatenate(GAP_S, noise_dbfs)
+
+    segments = segment_speech(signal)
+
+    _assert_well_formed(segments, signal.size / 16000)
+    owners = [
+        [i for i, (a, b) in enumerate(truths) if seg.end_s > a and seg.start_s < b]
+        for seg in segments
+    ]
+    # No segment in the silence between clips, none spanning two clips.
+    assert all(len(o) == 1 for o in owners), (segments, truths)
+    for i, (true_start, true_end) in enumerate(truths):
+        mine = [seg for seg, o in zip(segments, owners, strict=True) if o == [i]]
+        assert mine, f"clip {SEGMENTATION_CLIPS[i]} not found"
+        assert abs(mine[0].start_s - true_start) <= BOUNDARY_TOLERANCE_S, (mine, truths[i])
+        assert abs(mine[-1].end_s - true_end) <= BOUNDARY_TOLERANCE_S, (mine, truths[i])
+
+
+def test_a_longer_min_silence_keeps_each_sentence_whole() -> None:
+    signal, truths = _concatenate(GAP_S, None)
+    segments = segment_speech(signal, min_silence_s=0.6)
+    assert len(segments) == len(truths)
+
+
+def test_long_speech_is_split_at_its_quietest_points() -> None:
+    # 0.4 s gaps and min_silence_s=2.0: the VAD sees one ~20 s stretch of speech, which
+    # max_segment_s must cut; the quietest places are the gaps between the utterances.
+    signal, truths = _concatenate(0.4, None)
+    speech_only = signal[int(0.4 * 16000) : -int(0.4 * 16000)]
+    offset = 0.4
+    truths = [(a - offset, b - offset) for a, b in truths]
+
+    segments = segment_speech(speech_only, min_silence_s=2.0, max_segment_s=5.0)
+
+    _assert_well_formed(segments, speech_only.size / 16000)
+    assert len(segments) >= 4
+    assert all(s.end_s - s.start_s <= 5.0 + 1e-3 for s in segments)
+    for left, right in itertools.pairwise(segments):
+        if left.end_s != right.start_s:
+            continue  # a real pause the VAD found itself
+        cut = left.end_s
+        inside_speech = [t for t in truths if t[0] + 0.05 < cut < t[1] - 0.05]
+        if inside_speech:
+            # A cut inside an utterance must still be in a pause, not mid-word.
+            at = int(cut * 16000)
+            window = speech_only[at - 400 : at + 400]
+            loudest = np.abs(speech_only).max()
+            assert np.sqrt(np.mean(window**2)) < loudest * 10 ** (-35 / 20), cut
+
+
+def test_segmentation_of_nothing_is_nothing() -> None:
+    assert segment_speech(np.zeros(0, dtype=np.float32)) == []
+    assert segment_speech(np.zeros(3 * 16000, dtype=np.float32)) == []
+
+
+def test_concurrent_callers_share_the_model_safely() -> None:
+    signal, _ = _concatenate(GAP_S, None)
+    expected = segment_speech(signal)
+    results: list[list[SpeechSegment]] = []
+
+    def work() -> None:
+        results.append(segment_speech(signal))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4
+
+
+@pytest.mark.slow
+def test_loading_silero_leaves_the_torch_thread_count_alone() -> None:
+    # A fresh interpreter: in this one silero_vad may already be imported.
+    code = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(3)\n"
+        "from labelling.audio import segment_speech\n"
+        "segment_speech(np.zeros(16000, dtype=np.float32))\n"
+        "print(torch.get_num_threads())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "3"
