@@ -117,7 +117,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT = DATA_DIR / "staticfiles"  # filled by collectstatic (make run, docker)
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # No MEDIA_URL route is mounted: audio is only served through permission-checked views.
 MEDIA_URL = "/media-not-served/"
@@ -125,6 +125,12 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# WhiteNoise serves STATIC_ROOT; in development it may not be collected yet.
+WHITENOISE_USE_FINDERS = DEBUG or DEV_MODE
+WHITENOISE_AUTOREFRESH = DEBUG or DEV_MODE
+if WHITENOISE_USE_FINDERS:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

@@ -90,6 +90,7 @@ class ProjectViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer: s.ProjectSerializer) -> None:
         project = serializer.save()
         Membership.objects.create(user=self.request.user, project=project, role=Role.ADMIN)
+        serializer.context.setdefault("roles", {})[project.pk] = Role.ADMIN.value
 
     def perform_update(self, serializer: s.ProjectSerializer) -> None:
         _require(self.request.user, serializer.instance, Role.ADMIN)

@@ -259,7 +259,7 @@ def probe(path: Path, *, max_bytes: int, max_seconds: float) -> AudioInfo:
         raise AudioRejected(
             "corrupt",
             f"The {fmt} header does not state the length of the audio, so the file cannot be "
-            "read. " + _CONVERT_HINT,
+            "read. Please export it again (as WAV, or FLAC from a standard encoder).",
         )
 
     truncation = _container_truncation(path, fmt, size)
@@ -401,9 +401,14 @@ def _aiff_data_chunk(fh: BinaryIO) -> tuple[int, int] | None:
 # Decoding
 
 
-def _frame_tolerance(expected: int, sample_rate: int) -> int:
-    """Frames a decode may fall short of the header: MP3/OGG headers give estimates."""
-    return max(int(0.05 * sample_rate), int(0.01 * expected))
+def _frame_tolerance(fmt: str, expected: int, sample_rate: int) -> int:
+    """Frames a decode may fall short of the header's count before it counts as truncated.
+
+    FLAC, WAV-family and OGG headers state exact lengths (up to codec priming); an MP3 without
+    a Xing/Info tag only has an estimate from its first frame's bitrate, hence the wider margin.
+    """
+    share = 0.10 if fmt == "MP3" else 0.01
+    return max(int(0.05 * sample_rate), int(share * expected))
 
 
 def decode(path: Path, *, max_bytes: int, max_seconds: float) -> tuple[np.ndarray, AudioInfo]:
@@ -426,7 +431,7 @@ def decode(path: Path, *, max_bytes: int, max_seconds: float) -> tuple[np.ndarra
     decoded = int(samples.shape[0])
     if decoded == 0:
         raise AudioRejected("empty", "The file decodes to no audio at all.")
-    if info.frames - decoded > _frame_tolerance(info.frames, info.sample_rate):
+    if info.frames - decoded > _frame_tolerance(info.format, info.frames, info.sample_rate):
         pct = 100 * decoded / info.frames
         raise AudioRejected(
             "truncated",
@@ -555,7 +560,6 @@ def peaks(mono: np.ndarray, sample_rate: int, *, points_per_second: int = 100) -
 _VAD_LOCK = threading.Lock()
 _VAD_MODEL: Any = None
 _VAD_TIMESTAMPS: Callable[..., list[dict[str, float]]] | None = None
-_VAD_WINDOW = 512  # samples per silero-vad frame at 16 kHz (32 ms)
 _VAD_THRESHOLD = 0.5  # silero's documented default; neg_threshold = threshold - 0.15
 
 

@@ -16,6 +16,7 @@ from labelling.services import ingest
     retry_backoff=True,
     max_retries=5,
     time_limit=1800,
+    soft_time_limit=1700,
 )
 def ingest_item(item_id: int) -> str | None:
     item = ingest.process_item(item_id)

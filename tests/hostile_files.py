@@ -181,6 +181,27 @@ def truncated_flac(
     return path, "corrupt"
 
 
+def flac_without_length(
+    directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> tuple[Path, str]:
+    """A FLAC whose STREAMINFO says "total samples unknown" (as some streaming encoders write).
+
+    libsndfile reports 2**63 - 1 frames for it and then fails to read it, so it is ``corrupt``
+    (and not ``too_long``, which that frame count would otherwise suggest).
+    """
+    path = directory / "streamed.flac"
+    sf.write(path, _speechlike(0.5), 16000, format="FLAC", subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC"
+    assert data[4] & 0x7F == 0  # STREAMINFO is the first metadata block
+    # STREAMINFO starts at byte 8; total_samples is its 36 bits from bit 108 (byte 13, low
+    # nibble, then bytes 14-17).
+    data[21] &= 0xF0
+    data[22:26] = b"\0\0\0\0"
+    path.write_bytes(bytes(data))
+    return path, "corrupt"
+
+
 def nan_float_wav(
     directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS
 ) -> tuple[Path, str]:
@@ -231,6 +252,7 @@ HOSTILE_CASES: tuple[HostileCase, ...] = (
     apple_caf_file,
     corrupt_flac,
     truncated_flac,
+    flac_without_length,
     nan_float_wav,
     absurd_rate_wav,
     damaged_wav_header,

@@ -354,29 +354,23 @@ def test_a_longer_min_silence_keeps_each_sentence_whole() -> None:
 
 
 def test_long_speech_is_split_at_its_quietest_points() -> None:
-    # 0.4 s gaps and min_silence_s=2.0: the VAD sees one ~20 s stretch of speech, which
-    # max_segment_s must cut; the quietest places are the gaps between the utterances.
-    signal, truths = _concatenate(0.4, None)
-    speech_only = signal[int(0.4 * 16000) : -int(0.4 * 16000)]
-    offset = 0.4
-    truths = [(a - offset, b - offset) for a, b in truths]
+    # 0.4 s gaps and min_silence_s=2.0: the VAD sees one ~17 s stretch of speech, which
+    # max_segment_s=5 must cut. A fixed-length cut would land mid-word; the quietest places
+    # are the gaps between utterances (or pauses inside them).
+    signal, _ = _concatenate(0.4, None)
+    speech = signal[int(0.4 * 16000) : -int(0.4 * 16000)]
 
-    segments = segment_speech(speech_only, min_silence_s=2.0, max_segment_s=5.0)
+    segments = segment_speech(speech, min_silence_s=2.0, max_segment_s=5.0)
 
-    _assert_well_formed(segments, speech_only.size / 16000)
-    assert len(segments) >= 4
+    _assert_well_formed(segments, speech.size / 16000)
     assert all(s.end_s - s.start_s <= 5.0 + 1e-3 for s in segments)
-    for left, right in itertools.pairwise(segments):
-        if left.end_s != right.start_s:
-            continue  # a real pause the VAD found itself
-        cut = left.end_s
-        inside_speech = [t for t in truths if t[0] + 0.05 < cut < t[1] - 0.05]
-        if inside_speech:
-            # A cut inside an utterance must still be in a pause, not mid-word.
-            at = int(cut * 16000)
-            window = speech_only[at - 400 : at + 400]
-            loudest = np.abs(speech_only).max()
-            assert np.sqrt(np.mean(window**2)) < loudest * 10 ** (-35 / 20), cut
+    cuts = [a.end_s for a, b in itertools.pairwise(segments) if a.end_s == b.start_s]
+    assert len(cuts) >= 3
+    loudest = np.abs(speech).max()
+    for cut in cuts:
+        at = int(cut * 16000)
+        around = speech[at - 400 : at + 400]  # +-25 ms
+        assert np.sqrt(np.mean(around**2)) < loudest * 10 ** (-40 / 20), f"cut at {cut} s"
 
 
 def test_segmentation_of_nothing_is_nothing() -> None:

@@ -208,20 +208,35 @@ def parse_and_import(data: object, *, user: AbstractBaseUser | None = None) -> T
     return import_document(parse_document(data), user=user)
 
 
+def _ancestors(version: TaxonomyVersion) -> set[int]:
+    seen: set[int] = set()
+    node: TaxonomyVersion | None = version
+    while node is not None and node.pk not in seen:
+        seen.add(node.pk)
+        node = node.previous
+    return seen
+
+
 def assign_to_project(project: Project, version: TaxonomyVersion) -> None:
-    """Switch a project's taxonomy. Moving away from a version with annotations requires
-    the new version to descend from it, so every existing label has a mapping."""
-    current = project.taxonomy_version
-    if current is not None and current != version and version_is_locked(current):
-        ancestor: TaxonomyVersion | None = version
-        while ancestor is not None and ancestor.pk != current.pk:
-            ancestor = ancestor.previous
-        if ancestor is None:
-            raise MappingError(
-                [
-                    f"{project} has annotations on {current}; switch only to a later version "
-                    "of the same taxonomy, whose mapping carries those labels over."
-                ]
-            )
+    """Switch a project's taxonomy.
+
+    Every version the project's annotations were made on must be the new version or one of
+    its ancestors, so that each existing label has a chain of mappings to the new version.
+    """
+    used = set(
+        Annotation.objects.filter(clip__project=project)
+        .values_list("node__version_id", flat=True)
+        .distinct()
+    )
+    used.discard(None)
+    orphaned = used - _ancestors(version)
+    if orphaned:
+        names = ", ".join(str(v) for v in TaxonomyVersion.objects.filter(pk__in=orphaned))
+        raise MappingError(
+            [
+                f"{project} has annotations on {names}; switch only to a later version of the "
+                "same taxonomy, whose mappings carry those labels over."
+            ]
+        )
     project.taxonomy_version = version
     project.save(update_fields=["taxonomy_version"])
