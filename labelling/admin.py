@@ -24,8 +24,14 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "taxonomy_version", "annotators_per_clip", "is_active",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "name",
+        "slug",
+        "taxonomy_version",
+        "annotators_per_clip",
+        "is_active",
+        "created_at",
+    ]
     list_filter = ["is_active"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
@@ -70,8 +76,9 @@ class TaxonomyNodeAdmin(admin.ModelAdmin):
     def swatch(self, obj: TaxonomyNode) -> str:
         return format_html(
             '<span style="display:inline-block;width:1em;height:1em;background:{}"></span> {}',
-            obj.colour, obj.colour,
-        )  # fmt: skip
+            obj.colour,
+            obj.colour,
+        )
 
 
 @admin.register(NodeMapping)
@@ -90,8 +97,17 @@ class ImportItemInline(admin.TabularInline):
 
 @admin.register(ImportBatch)
 class ImportBatchAdmin(admin.ModelAdmin):
-    list_display = ["pk", "project", "source", "origin", "segment", "status", "created_by",
-                    "created_at", "finished_at"]  # fmt: skip
+    list_display = [
+        "pk",
+        "project",
+        "source",
+        "origin",
+        "segment",
+        "status",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "source", "project"]
     search_fields = ["origin"]
     inlines = [ImportItemInline]
@@ -106,16 +122,33 @@ class ImportItemAdmin(admin.ModelAdmin):
 
 @admin.register(Recording)
 class RecordingAdmin(admin.ModelAdmin):
-    list_display = ["original_name", "project", "duration_s", "sample_rate", "channels",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "original_name",
+        "project",
+        "duration_s",
+        "sample_rate",
+        "channels",
+        "created_at",
+    ]
     list_filter = ["project"]
     search_fields = ["original_name", "sha256"]
 
 
 @admin.register(Clip)
 class ClipAdmin(admin.ModelAdmin):
-    list_display = ["pk", "original_name", "project", "duration_s", "speaker_id", "gender",
-                    "age_band", "language", "channel", "source", "created_at"]  # fmt: skip
+    list_display = [
+        "pk",
+        "original_name",
+        "project",
+        "duration_s",
+        "speaker_id",
+        "gender",
+        "age_band",
+        "language",
+        "channel",
+        "source",
+        "created_at",
+    ]
     list_filter = ["project", "source", "gender", "language", "channel"]
     search_fields = ["original_name", "speaker_id", "sha256", "transcript"]
     readonly_fields = ["sha256", "peaks", "original", "canonical", "recording", "batch"]
@@ -124,9 +157,18 @@ class ClipAdmin(admin.ModelAdmin):
 
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
-    list_display = ["pk", "clip", "annotator", "node", "skip_reason", "intensity", "unsure",
-                    "is_current", "suggestion_shown", "created_at"]  # fmt: skip
-    list_filter = ["is_current", "skip_reason", "unsure", "suggestion_shown",
-                   "clip__project"]  # fmt: skip
+    list_display = [
+        "pk",
+        "clip",
+        "annotator",
+        "node",
+        "skip_reason",
+        "intensity",
+        "unsure",
+        "is_current",
+        "suggestion_shown",
+        "created_at",
+    ]
+    list_filter = ["is_current", "skip_reason", "unsure", "suggestion_shown", "clip__project"]
     search_fields = ["annotator__username", "node__key"]
     raw_id_fields = ["clip", "node"]

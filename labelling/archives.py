@@ -82,8 +82,9 @@ def iter_members(
             continue
         member = Member(name=display[:500], size=size)
         if count > max_members:
-            member.problem_code, member.problem = "too_many", (
-                f"archive has more than {max_members} members; the rest were not read"
+            member.problem_code, member.problem = (
+                "too_many",
+                (f"archive has more than {max_members} members; the rest were not read"),
             )
             yield member, None
             break
@@ -120,7 +121,7 @@ def _suffix(name: str) -> str:
     return suffix if suffix.isascii() and suffix[1:].isalnum() and len(suffix) <= 6 else ""
 
 
-def _open(archive: Path):  # noqa: ANN202 - a generator of tuples, described below
+def _open(archive: Path):
     """Yield (name, size, kind, reader) for each member; kind is file/dir/link/device."""
     if archive.name.lower().endswith(".zip"):
         with zipfile.ZipFile(archive) as zf:

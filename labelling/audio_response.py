@@ -52,7 +52,7 @@ def audio_response(
     return response
 
 
-def _limited(handle, length: int, chunk: int = 64 * 1024):  # noqa: ANN001, ANN202
+def _limited(handle, length: int, chunk: int = 64 * 1024):
     try:
         remaining = length
         while remaining > 0:

@@ -27,13 +27,32 @@ FIELD_COLUMNS = {
     "transcript": "transcript",
 }
 _GENDERS = {
-    "f": "female", "female": "female", "w": "female", "woman": "female",
-    "m": "male", "male": "male", "man": "male",
-    "other": "other", "x": "other", "nonbinary": "other", "non-binary": "other",
-    "": "", "unknown": "", "u": "", "na": "", "n/a": "",
-}  # fmt: skip
-AGE_BANDS = ((0, 17, "<18"), (18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"),
-             (45, 54, "45-54"), (55, 64, "55-64"), (65, 200, "65+"))  # fmt: skip
+    "f": "female",
+    "female": "female",
+    "w": "female",
+    "woman": "female",
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "other": "other",
+    "x": "other",
+    "nonbinary": "other",
+    "non-binary": "other",
+    "": "",
+    "unknown": "",
+    "u": "",
+    "na": "",
+    "n/a": "",
+}
+AGE_BANDS = (
+    (0, 17, "<18"),
+    (18, 24, "18-24"),
+    (25, 34, "25-34"),
+    (35, 44, "35-44"),
+    (45, 54, "45-54"),
+    (55, 64, "55-64"),
+    (65, 200, "65+"),
+)
 
 
 class ManifestError(ValueError):

@@ -120,6 +120,9 @@ class NodeMapping(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.source.key} → {self.target.key if self.target else '(dropped)'}"
+
 
 # --- Projects ---------------------------------------------------------------------------
 
@@ -161,9 +164,7 @@ class Membership(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["user", "project"], name="uniq_membership")
-        ]
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="uniq_membership")]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} as {self.role}"

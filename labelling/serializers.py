@@ -26,8 +26,18 @@ class TaxonomyNodeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaxonomyNode
-        fields = ["key", "name", "description", "parent", "level", "order", "colour", "hotkey",
-                  "valence", "arousal"]  # fmt: skip
+        fields = [
+            "key",
+            "name",
+            "description",
+            "parent",
+            "level",
+            "order",
+            "colour",
+            "hotkey",
+            "valence",
+            "arousal",
+        ]
 
 
 class TaxonomyVersionSerializer(serializers.ModelSerializer):
@@ -37,8 +47,16 @@ class TaxonomyVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaxonomyVersion
-        fields = ["id", "taxonomy", "number", "previous", "note", "created_at", "node_count",
-                  "locked"]  # fmt: skip
+        fields = [
+            "id",
+            "taxonomy",
+            "number",
+            "previous",
+            "note",
+            "created_at",
+            "node_count",
+            "locked",
+        ]
 
 
 class TaxonomySerializer(serializers.ModelSerializer):
@@ -73,8 +91,19 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "slug", "description", "guidelines", "taxonomy_version",
-                  "taxonomy", "annotators_per_clip", "is_active", "created_at", "my_role"]  # fmt: skip
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "guidelines",
+            "taxonomy_version",
+            "taxonomy",
+            "annotators_per_clip",
+            "is_active",
+            "created_at",
+            "my_role",
+        ]
         read_only_fields = ["taxonomy_version", "created_at"]
 
     def get_taxonomy(self, obj: Project) -> str | None:
@@ -109,13 +138,47 @@ class ClipSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Clip
-        fields = ["id", "project", "batch", "recording", "start_s", "end_s", "original_name",
-                  "original_format", "sha256", "duration_s", "sample_rate", "channels", "source",
-                  "speaker_id", "gender", "age_band", "language", "dialect", "channel",
-                  "transcript", "metadata", "created_at", "audio_url", "peaks_url"]  # fmt: skip
-        read_only_fields = ["project", "batch", "recording", "start_s", "end_s", "original_name",
-                            "original_format", "sha256", "duration_s", "sample_rate", "channels",
-                            "source", "created_at"]  # fmt: skip
+        fields = [
+            "id",
+            "project",
+            "batch",
+            "recording",
+            "start_s",
+            "end_s",
+            "original_name",
+            "original_format",
+            "sha256",
+            "duration_s",
+            "sample_rate",
+            "channels",
+            "source",
+            "speaker_id",
+            "gender",
+            "age_band",
+            "language",
+            "dialect",
+            "channel",
+            "transcript",
+            "metadata",
+            "created_at",
+            "audio_url",
+            "peaks_url",
+        ]
+        read_only_fields = [
+            "project",
+            "batch",
+            "recording",
+            "start_s",
+            "end_s",
+            "original_name",
+            "original_format",
+            "sha256",
+            "duration_s",
+            "sample_rate",
+            "channels",
+            "source",
+            "created_at",
+        ]
 
     def get_audio_url(self, obj: Clip) -> str:
         return f"/api/clips/{obj.pk}/audio/"
@@ -127,8 +190,16 @@ class ClipSerializer(serializers.ModelSerializer):
 class ImportItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportItem
-        fields = ["id", "name", "size_bytes", "status", "reason_code", "reason", "clips_created",
-                  "processed_at"]  # fmt: skip
+        fields = [
+            "id",
+            "name",
+            "size_bytes",
+            "status",
+            "reason_code",
+            "reason",
+            "clips_created",
+            "processed_at",
+        ]
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
@@ -138,15 +209,32 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportBatch
-        fields = ["id", "project", "created_by", "source", "origin", "segment", "status",
-                  "error", "created_at", "finished_at", "counts"]  # fmt: skip
+        fields = [
+            "id",
+            "project",
+            "created_by",
+            "source",
+            "origin",
+            "segment",
+            "status",
+            "error",
+            "created_at",
+            "finished_at",
+            "counts",
+        ]
 
     def get_counts(self, obj: ImportBatch) -> dict[str, int]:
         from labelling.services.ingest import batch_counts
 
         counts = batch_counts(obj.pk)
-        return {"total": counts.total, "pending": counts.pending, "accepted": counts.accepted,
-                "duplicate": counts.duplicate, "rejected": counts.rejected, "clips": counts.clips}  # fmt: skip
+        return {
+            "total": counts.total,
+            "pending": counts.pending,
+            "accepted": counts.accepted,
+            "duplicate": counts.duplicate,
+            "rejected": counts.rejected,
+            "clips": counts.clips,
+        }
 
 
 class UploadSerializer(serializers.Serializer):
@@ -167,17 +255,28 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Annotation
-        fields = ["id", "clip", "annotator", "node", "intensity", "unsure", "skip_reason",
-                  "time_spent_ms", "suggestion_shown", "is_current", "created_at"]  # fmt: skip
+        fields = [
+            "id",
+            "clip",
+            "annotator",
+            "node",
+            "intensity",
+            "unsure",
+            "skip_reason",
+            "time_spent_ms",
+            "suggestion_shown",
+            "is_current",
+            "created_at",
+        ]
 
 
 class AnnotationCreateSerializer(serializers.Serializer):
     clip = serializers.IntegerField()
     node = serializers.CharField(required=False, allow_blank=True, max_length=80)
-    skip_reason = serializers.ChoiceField(choices=SkipReason.choices, required=False,
-                                          allow_blank=True)  # fmt: skip
-    intensity = serializers.ChoiceField(choices=Intensity.choices, required=False,
-                                        allow_blank=True)  # fmt: skip
+    skip_reason = serializers.ChoiceField(
+        choices=SkipReason.choices, required=False, allow_blank=True
+    )
+    intensity = serializers.ChoiceField(choices=Intensity.choices, required=False, allow_blank=True)
     unsure = serializers.BooleanField(default=False)
     time_spent_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, default=0)
     suggestion_shown = serializers.BooleanField(default=False)

@@ -8,7 +8,7 @@ from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from labelling.models import Annotation, Clip, ImportBatch, Project, Role
+from labelling.models import Annotation, Clip, ImportBatch, Role
 from labelling.services import access
 
 
@@ -28,12 +28,15 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(access.projects_for(request.user), slug=slug)
     role = access.role_in(request.user, project)
     clips = Clip.objects.filter(project=project)
-    stats = clips.aggregate(count=Count("pk"), seconds=Sum("duration_s"),
-                            speakers=Count("speaker_id", distinct=True))  # fmt: skip
+    stats = clips.aggregate(
+        count=Count("pk"), seconds=Sum("duration_s"), speakers=Count("speaker_id", distinct=True)
+    )
     labelled = (
         Annotation.objects.filter(clip__project=project, is_current=True)
-        .values("clip").distinct().count()
-    )  # fmt: skip
+        .values("clip")
+        .distinct()
+        .count()
+    )
     nodes = []
     if project.taxonomy_version_id:
         nodes = list(
@@ -45,7 +48,8 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     batches = []
     if access.has_role(request.user, project, Role.ML_ENGINEER):
         batches = list(
-            ImportBatch.objects.filter(project=project).select_related("created_by")
+            ImportBatch.objects.filter(project=project)
+            .select_related("created_by")
             .annotate(
                 total=Count("items"),
                 accepted=Count("items", filter=Q(items__status="accepted")),
@@ -53,12 +57,21 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 rejected=Count("items", filter=Q(items__status="rejected")),
                 pending=Count("items", filter=Q(items__status="pending")),
             )[:20]
-        )  # fmt: skip
+        )
     members = project.memberships.select_related("user").order_by("role", "user__username")
-    return render(request, "labelling/project_detail.html", {
-        "project": project, "role": role, "stats": stats, "labelled": labelled, "tree": tree,
-        "batches": batches, "members": members,
-    })  # fmt: skip
+    return render(
+        request,
+        "labelling/project_detail.html",
+        {
+            "project": project,
+            "role": role,
+            "stats": stats,
+            "labelled": labelled,
+            "tree": tree,
+            "batches": batches,
+            "members": members,
+        },
+    )
 
 
 def _tree(nodes: list) -> list[dict]:

@@ -40,7 +40,7 @@ def emodb() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:  # noqa: ANN001
+def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:
     """Each test stores files in its own folder, so no test sees another's audio."""
     root = tmp_path_factory.mktemp("media")
     settings.MEDIA_ROOT = str(root)
@@ -50,62 +50,62 @@ def media_root(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:  # n
 # --- Personas ---------------------------------------------------------------------------
 
 
-def make_user(username: str, **extra: object):  # noqa: ANN201
+def make_user(username: str, **extra: object):
     return get_user_model().objects.create_user(
         username=username, password="pw-" + username, **extra
     )
 
 
 @pytest.fixture
-def willcox(db):  # noqa: ANN001, ANN201
+def willcox(db):
     return taxonomy.install_preset("willcox")
 
 
 @pytest.fixture
-def project(db, willcox) -> Project:  # noqa: ANN001
+def project(db, willcox) -> Project:
     return Project.objects.create(
         name="Call centre", slug="callcentre", taxonomy_version=willcox, annotators_per_clip=2
     )
 
 
 @pytest.fixture
-def other_project(db, willcox) -> Project:  # noqa: ANN001
+def other_project(db, willcox) -> Project:
     return Project.objects.create(name="Game chat", slug="gamechat", taxonomy_version=willcox)
 
 
-def _member(project: Project, username: str, role: Role):  # noqa: ANN202
+def _member(project: Project, username: str, role: Role):
     user = make_user(username)
     Membership.objects.create(user=user, project=project, role=role)
     return user
 
 
 @pytest.fixture
-def annotator(project):  # noqa: ANN001, ANN201
+def annotator(project):
     return _member(project, "anna", Role.ANNOTATOR)
 
 
 @pytest.fixture
-def second_annotator(project):  # noqa: ANN001, ANN201
+def second_annotator(project):
     return _member(project, "bert", Role.ANNOTATOR)
 
 
 @pytest.fixture
-def reviewer(project):  # noqa: ANN001, ANN201
+def reviewer(project):
     return _member(project, "rita", Role.REVIEWER)
 
 
 @pytest.fixture
-def engineer(project):  # noqa: ANN001, ANN201
+def engineer(project):
     return _member(project, "emil", Role.ML_ENGINEER)
 
 
 @pytest.fixture
-def project_admin(project):  # noqa: ANN001, ANN201
+def project_admin(project):
     return _member(project, "ada", Role.ADMIN)
 
 
 @pytest.fixture
-def outsider(other_project):  # noqa: ANN001, ANN201
+def outsider(other_project):
     """Admin of another project, member of nothing here."""
     return _member(other_project, "otto", Role.ADMIN)
 
@@ -136,7 +136,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str =
 
 
 @pytest.fixture(scope="session")
-def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):  # noqa: ANN001, ANN201
+def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     """A `celery worker` process on the test database and the test broker (Redis).
 
     Session-scoped: tests using it need `transactional_db` so that the worker sees their
@@ -156,10 +156,27 @@ def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):  # noqa: 
     env["MEDIA_ROOT"] = str(media)
     log = (tmp_path_factory.mktemp("worker-log") / "worker.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "emoloop", "worker", "-Q", "default,training",
-         "--concurrency", "2", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "emoloop",
+            "worker",
+            "-Q",
+            "default,training",
+            "--concurrency",
+            "2",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 90
         while not app.control.ping(timeout=0.5):
@@ -176,7 +193,7 @@ def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):  # noqa: 
 
 
 @pytest.fixture
-def worker(live_worker, transactional_db, settings) -> Iterator[dict]:  # noqa: ANN001
+def worker(live_worker, transactional_db, settings) -> Iterator[dict]:
     """Per test: the live worker, with this process storing media where the worker does."""
     settings.MEDIA_ROOT = str(live_worker["media_root"])
-    yield live_worker
+    return live_worker

@@ -14,8 +14,10 @@ def test_a_label_at_any_ring_and_a_skip_are_recorded(client_for, project, annota
     clip, other = ClipFactory(project=project), ClipFactory(project=project)
     api = client_for(annotator)
 
-    core = api.post("/api/annotations/", {"clip": clip.pk, "node": "mad", "intensity": "high",
-                                          "time_spent_ms": 3200})  # fmt: skip
+    core = api.post(
+        "/api/annotations/",
+        {"clip": clip.pk, "node": "mad", "intensity": "high", "time_spent_ms": 3200},
+    )
     skip = api.post("/api/annotations/", {"clip": other.pk, "skip_reason": "noise"})
 
     assert core.status_code == 201, core.content
@@ -48,8 +50,9 @@ def test_a_new_judgement_replaces_the_old_one_and_keeps_history(client_for, proj
         ({"node": "mad", "intensity": "extreme"}, "not a valid choice"),
     ],
 )
-def test_invalid_annotations_are_refused_and_change_nothing(client_for, project, annotator, body,
-                                                            message):  # fmt: skip
+def test_invalid_annotations_are_refused_and_change_nothing(
+    client_for, project, annotator, body, message
+):
     clip = ClipFactory(project=project)
 
     response = client_for(annotator).post("/api/annotations/", {"clip": clip.pk, **body})

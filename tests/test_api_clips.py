@@ -11,7 +11,9 @@ from tests.factories import ClipFactory, tone_wav
 pytestmark = pytest.mark.django_db
 
 
-def test_audio_is_served_as_audio_whatever_the_uploaded_name(client_for, project, engineer, tmp_path):
+def test_audio_is_served_as_audio_whatever_the_uploaded_name(
+    client_for, project, engineer, tmp_path
+):
     upload = SimpleUploadedFile("<script>alert(1)</script>.html", tone_wav(0.5))
     batch = ingest.stage_uploads(project, [upload])
     for item_id in ingest.pending_item_ids(batch):
@@ -54,8 +56,11 @@ def test_clip_filters_accept_only_whitelisted_fields(client_for, project, annota
     assert api.get("/api/clips/?gender=female").json()["count"] == 1
     assert api.get(f"/api/clips/?project={project.slug}&speaker_id=s2").json()["count"] == 1
     assert api.get("/api/clips/?unlabelled=true").json()["count"] == 2
-    for probe in ("annotations__annotator__password__startswith=pbkdf2",
-                  "project__members__username=admin", "speaker_id__regex=.*"):  # fmt: skip
+    for probe in (
+        "annotations__annotator__password__startswith=pbkdf2",
+        "project__members__username=admin",
+        "speaker_id__regex=.*",
+    ):
         response = api.get(f"/api/clips/?{probe}")
         assert response.status_code == 400, probe
         assert "Unknown query parameter" in response.json()["detail"]
@@ -76,6 +81,11 @@ def test_openapi_schema_is_served_and_documents_the_endpoints(client_for, annota
 
     assert response.status_code == 200
     paths = response.json()["paths"]
-    for path in ("/api/projects/", "/api/projects/{slug}/imports/", "/api/clips/{id}/audio/",
-                 "/api/taxonomies/import/", "/api/annotations/"):  # fmt: skip
+    for path in (
+        "/api/projects/",
+        "/api/projects/{slug}/imports/",
+        "/api/clips/{id}/audio/",
+        "/api/taxonomies/import/",
+        "/api/annotations/",
+    ):
         assert path in paths, path

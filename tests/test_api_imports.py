@@ -26,7 +26,9 @@ def test_uploaded_files_archive_and_manifest_become_clips_via_the_worker(
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("calls/c1.wav", tone_wav(0.7, 300))
         zf.writestr("../evil.wav", tone_wav(0.7, 310))
-    manifest = b"file,speaker,gender,age,language,mood\na.wav,s1,f,41,en-GB,calm\nc1.wav,s2,m,29,,\n"
+    manifest = (
+        b"file,speaker,gender,age,language,mood\na.wav,s1,f,41,en-GB,calm\nc1.wav,s2,m,29,,\n"
+    )
     files = [
         SimpleUploadedFile("a.wav", tone_wav(0.6, 220), content_type="audio/wav"),
         SimpleUploadedFile("notes.wav", b"not audio at all" * 10, content_type="audio/wav"),
@@ -56,8 +58,14 @@ def test_uploaded_files_archive_and_manifest_become_clips_via_the_worker(
     c1 = Clip.objects.get(original_name="bundle.zip/calls/c1.wav")
     assert (c1.speaker_id, c1.gender) == ("s2", "male")
     counts = client_for(engineer).get(f"/api/imports/{batch_id}/").json()["counts"]
-    assert counts == {"total": 4, "pending": 0, "accepted": 2, "duplicate": 0, "rejected": 2,
-                      "clips": 2}  # fmt: skip
+    assert counts == {
+        "total": 4,
+        "pending": 0,
+        "accepted": 2,
+        "duplicate": 0,
+        "rejected": 2,
+        "clips": 2,
+    }
 
 
 def test_a_url_import_to_an_internal_address_is_refused_by_the_worker(

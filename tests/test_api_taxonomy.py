@@ -19,7 +19,11 @@ SMALL = {
     "name": "Support calls",
     "slug": "support",
     "nodes": [
-        {"key": "angry", "name": "Angry", "children": [{"key": "angry.impatient", "name": "Impatient"}]},
+        {
+            "key": "angry",
+            "name": "Angry",
+            "children": [{"key": "angry.impatient", "name": "Impatient"}],
+        },
         {"key": "calm", "name": "Calm"},
     ],
 }
@@ -60,7 +64,10 @@ def test_an_invalid_document_lists_every_problem_and_writes_nothing(client_for, 
 
 
 def test_annotators_cannot_edit_taxonomies(client_for, annotator):
-    assert client_for(annotator).post("/api/taxonomies/import/", SMALL, format="json").status_code == 403
+    assert (
+        client_for(annotator).post("/api/taxonomies/import/", SMALL, format="json").status_code
+        == 403
+    )
 
 
 def test_an_unused_version_is_edited_in_place_but_a_used_one_is_immutable(
@@ -94,28 +101,40 @@ def test_a_new_version_needs_an_explicit_mapping_of_every_old_node(
     annotation_service.record_annotation(
         clip=ClipFactory(project=project), annotator=annotator, node_key="angry.impatient"
     )
-    v2_doc = {**SMALL, "nodes": [
-        {"key": "frustrated", "name": "Frustrated", "children": [
-            {"key": "frustrated.impatient", "name": "Impatient"}]},
-        {"key": "neutral", "name": "Neutral"},
-    ]}  # fmt: skip
+    v2_doc = {
+        **SMALL,
+        "nodes": [
+            {
+                "key": "frustrated",
+                "name": "Frustrated",
+                "children": [{"key": "frustrated.impatient", "name": "Impatient"}],
+            },
+            {"key": "neutral", "name": "Neutral"},
+        ],
+    }
 
-    incomplete = api.post("/api/taxonomies/support/versions/",
-                          {"based_on": 1, "document": v2_doc, "mapping": {"angry": "frustrated"}},
-                          format="json")  # fmt: skip
+    incomplete = api.post(
+        "/api/taxonomies/support/versions/",
+        {"based_on": 1, "document": v2_doc, "mapping": {"angry": "frustrated"}},
+        format="json",
+    )
     assert incomplete.status_code == 400
     assert any("angry.impatient" in problem for problem in incomplete.json()["mapping"])
     assert TaxonomyVersion.objects.filter(taxonomy__slug="support").count() == 1
 
     mapping = {"angry": "frustrated", "angry.impatient": "frustrated.impatient", "calm": None}
-    created = api.post("/api/taxonomies/support/versions/",
-                       {"based_on": 1, "document": v2_doc, "mapping": mapping, "note": "rename"},
-                       format="json")  # fmt: skip
+    created = api.post(
+        "/api/taxonomies/support/versions/",
+        {"based_on": 1, "document": v2_doc, "mapping": mapping, "note": "rename"},
+        format="json",
+    )
     assert created.status_code == 201, created.content
     v2 = TaxonomyVersion.objects.get(taxonomy__slug="support", number=2)
     assert v2.previous == v1
     assert NodeMapping.objects.get(source__key="calm", target_version=v2).target is None
-    assert NodeMapping.objects.get(source__key="angry.impatient").target.key == "frustrated.impatient"
+    assert (
+        NodeMapping.objects.get(source__key="angry.impatient").target.key == "frustrated.impatient"
+    )
 
     # The project may move to v2 (a descendant of the used version), not to an unrelated one.
     taxonomy.assign_to_project(project, v2)

@@ -16,8 +16,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 def test_all_of_emodb_is_ingested_with_metadata_and_reingesting_adds_nothing(emodb, project):
     out = io.StringIO()
-    call_command("ingest", project.slug, str(emodb / "wav"), manifest=str(emodb / "labels.csv"),
-                 in_process=True, source="corpus", verbosity=0, stdout=out)  # fmt: skip
+    call_command(
+        "ingest",
+        project.slug,
+        str(emodb / "wav"),
+        manifest=str(emodb / "labels.csv"),
+        in_process=True,
+        source="corpus",
+        verbosity=0,
+        stdout=out,
+    )
 
     assert "accepted=535 duplicate=0 rejected=0" in out.getvalue()
     clips = {clip.original_name: clip for clip in Clip.objects.filter(project=project)}
@@ -41,8 +49,15 @@ def test_all_of_emodb_is_ingested_with_metadata_and_reingesting_adds_nothing(emo
     assert ImportBatch.objects.get().status == ImportBatch.Status.DONE
 
     again = io.StringIO()
-    call_command("ingest", project.slug, str(emodb / "wav"), manifest=str(emodb / "labels.csv"),
-                 in_process=True, verbosity=0, stdout=again)  # fmt: skip
+    call_command(
+        "ingest",
+        project.slug,
+        str(emodb / "wav"),
+        manifest=str(emodb / "labels.csv"),
+        in_process=True,
+        verbosity=0,
+        stdout=again,
+    )
 
     assert "accepted=0 duplicate=535 rejected=0" in again.getvalue()
     assert Clip.objects.filter(project=project).count() == 535

@@ -23,8 +23,12 @@ MAX_SECONDS = 5.0
 
 def _good_wav(path: Path, seconds: float = 1.0, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    soundfile.write(path, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32),
-                    16000, subtype="PCM_16")  # fmt: skip
+    soundfile.write(
+        path,
+        (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32),
+        16000,
+        subtype="PCM_16",
+    )
     return path
 
 
@@ -34,11 +38,13 @@ def _run(batch: ImportBatch) -> None:
 
 
 def _stored_files(media_root: Path) -> list[Path]:
-    return [p for sub in ("clips", "recordings") for p in (media_root / sub).rglob("*") if p.is_file()]
+    return [
+        p for sub in ("clips", "recordings") for p in (media_root / sub).rglob("*") if p.is_file()
+    ]
 
 
 @pytest.fixture
-def limits(settings):  # noqa: ANN001, ANN201
+def limits(settings):
     settings.EMOLOOP_MAX_FILE_BYTES = MAX_BYTES
     settings.EMOLOOP_MAX_CLIP_SECONDS = MAX_SECONDS
 
@@ -83,13 +89,16 @@ def _zip_with(path: Path, members: dict[str, bytes]) -> Path:
 
 def test_archive_members_escaping_the_archive_are_refused(project, tmp_path, media_root):
     good = _good_wav(tmp_path / "g.wav").read_bytes()
-    archive = _zip_with(tmp_path / "calls.zip", {
-        "ok/first.wav": good,
-        "../escape.wav": good,
-        "/etc/absolute.wav": good,
-        "ok/../../sneaky.wav": good,
-        "C:/windows.wav": good,
-    })  # fmt: skip
+    archive = _zip_with(
+        tmp_path / "calls.zip",
+        {
+            "ok/first.wav": good,
+            "../escape.wav": good,
+            "/etc/absolute.wav": good,
+            "ok/../../sneaky.wav": good,
+            "C:/windows.wav": good,
+        },
+    )
 
     batch = ingest.stage_folder(project, archive)
     _run(batch)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def b_world(other_project, willcox):  # noqa: ANN001, ANN201
+def b_world(other_project, willcox):
     """Project B (gamechat) with a clip, an annotation and an import batch."""
     from tests.conftest import make_user
 
@@ -28,7 +28,7 @@ def b_world(other_project, willcox):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def a_admin(project):  # noqa: ANN001, ANN201
+def a_admin(project):
     """Admin of project A: the strongest role that still must not reach B."""
     from tests.conftest import make_user
 
@@ -75,12 +75,16 @@ def test_project_b_cannot_be_written_by_a_member_of_a(client_for, a_admin, b_wor
         ("delete", f"/api/projects/{slug}/", None, "json"),
         ("post", f"/api/projects/{slug}/members/", {"username": "alice", "role": "admin"}, "json"),
         ("post", f"/api/projects/{slug}/taxonomy/", {"version": 1}, "json"),
-        ("post", f"/api/projects/{slug}/imports/",
-         {"files": [SimpleUploadedFile("a.wav", tone_wav())]}, "multipart"),
+        (
+            "post",
+            f"/api/projects/{slug}/imports/",
+            {"files": [SimpleUploadedFile("a.wav", tone_wav())]},
+            "multipart",
+        ),
         ("post", f"/api/projects/{slug}/imports/", {"url": "https://example.org/a.wav"}, "json"),
         ("patch", f"/api/clips/{clip.pk}/", {"speaker_id": "x"}, "json"),
         ("post", "/api/annotations/", {"clip": clip.pk, "node": "mad"}, "json"),
-    ]  # fmt: skip
+    ]
     for method, url, data, fmt in writes:
         response = getattr(api, method)(url, data, format=fmt)
         assert response.status_code == 404, (method, url, response.status_code)
@@ -92,15 +96,21 @@ def test_project_b_cannot_be_written_by_a_member_of_a(client_for, a_admin, b_wor
     assert ImportBatch.objects.filter(project=other_project).count() == 1
 
 
-def test_roles_inside_a_project(client_for, project, annotator, reviewer, engineer, second_annotator):
+def test_roles_inside_a_project(
+    client_for, project, annotator, reviewer, engineer, second_annotator
+):
     clip = ClipFactory(project=project)
     annotation_service.record_annotation(clip=clip, annotator=second_annotator, node_key="sad")
     upload = {"files": [SimpleUploadedFile("a.wav", tone_wav())]}
 
     # Annotators label but cannot import, edit clips or see other people's labels.
     as_annotator = client_for(annotator)
-    assert as_annotator.post(f"/api/projects/{project.slug}/imports/", upload,
-                             format="multipart").status_code == 403  # fmt: skip
+    assert (
+        as_annotator.post(
+            f"/api/projects/{project.slug}/imports/", upload, format="multipart"
+        ).status_code
+        == 403
+    )
     assert as_annotator.patch(f"/api/clips/{clip.pk}/", {"speaker_id": "x"}).status_code == 403
     assert as_annotator.get("/api/annotations/").json()["count"] == 0
     assert as_annotator.get("/api/imports/").json()["count"] == 0
@@ -112,12 +122,18 @@ def test_roles_inside_a_project(client_for, project, annotator, reviewer, engine
     # ML engineers import and edit clip metadata, but do not manage the team.
     as_engineer = client_for(engineer)
     assert as_engineer.patch(f"/api/clips/{clip.pk}/", {"speaker_id": "s9"}).status_code == 200
-    assert as_engineer.post(f"/api/projects/{project.slug}/members/",
-                            {"username": "anna", "role": "admin"}).status_code == 403  # fmt: skip
+    assert (
+        as_engineer.post(
+            f"/api/projects/{project.slug}/members/", {"username": "anna", "role": "admin"}
+        ).status_code
+        == 403
+    )
 
 
 def test_only_staff_create_projects_and_the_creator_becomes_admin(client_for, annotator):
-    assert client_for(annotator).post("/api/projects/", {"name": "X", "slug": "x"}).status_code == 403
+    assert (
+        client_for(annotator).post("/api/projects/", {"name": "X", "slug": "x"}).status_code == 403
+    )
     annotator.is_staff = True
     annotator.save()
     response = client_for(annotator).post("/api/projects/", {"name": "X", "slug": "x"})
@@ -126,7 +142,7 @@ def test_only_staff_create_projects_and_the_creator_becomes_admin(client_for, an
     assert Membership.objects.get(project__slug="x").role == "admin"
 
 
-def test_anonymous_requests_are_refused(client, project):  # noqa: ANN001
+def test_anonymous_requests_are_refused(client, project):
     for url in ["/api/projects/", "/api/clips/", "/api/annotations/", "/api/taxonomies/"]:
         assert client.get(url).status_code in (401, 403), url
     assert Project.objects.count() == 1

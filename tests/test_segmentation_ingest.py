@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 FILES = ["03a01Fa.wav", "08a02La.wav", "10b01Lb.wav", "13a05Wa.wav", "16b10Aa.wav"]
 
 
-def _long_recording(emodb, path, gap_s=1.2):  # noqa: ANN001, ANN202
+def _long_recording(emodb, path, gap_s=1.2):
     """EmoDB clips of five speakers joined by silence, at 44.1 kHz stereo like a call export."""
     rate = 16000
     pieces, truth, cursor = [], [], 0.0

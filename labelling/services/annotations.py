@@ -56,7 +56,12 @@ def record_annotation(
         previous.is_current = False
         previous.save(update_fields=["is_current"])
     return Annotation.objects.create(
-        clip=clip, annotator=annotator, node=node, skip_reason=skip_reason or "",
-        intensity=intensity or "", unsure=unsure, time_spent_ms=time_spent_ms,
+        clip=clip,
+        annotator=annotator,
+        node=node,
+        skip_reason=skip_reason or "",
+        intensity=intensity or "",
+        unsure=unsure,
+        time_spent_ms=time_spent_ms,
         suggestion_shown=suggestion_shown,
-    )  # fmt: skip
+    )

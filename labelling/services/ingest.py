@@ -159,8 +159,12 @@ def stage_folder(
             items.extend(_add_archive(batch, path, f"{relative}/", manifest))
             continue
         size = path.stat().st_size
-        item = ImportItem(batch=batch, name=relative[:500], size_bytes=size,
-                          metadata=_metadata_for(manifest, relative))  # fmt: skip
+        item = ImportItem(
+            batch=batch,
+            name=relative[:500],
+            size_bytes=size,
+            metadata=_metadata_for(manifest, relative),
+        )
         if size > settings.EMOLOOP_MAX_FILE_BYTES:
             # Not even copied: the limit exists to protect the disk.
             item.status, item.reason_code = Status.REJECTED, "too_large"
@@ -177,9 +181,13 @@ def stage_folder(
 
 def _refused(batch: ImportBatch, name: str, code: str, reason: str) -> ImportItem:
     return ImportItem(
-        batch=batch, name=name[:500], status=Status.REJECTED, reason_code=code, reason=reason,
+        batch=batch,
+        name=name[:500],
+        status=Status.REJECTED,
+        reason_code=code,
+        reason=reason,
         processed_at=timezone.now(),
-    )  # fmt: skip
+    )
 
 
 def stage_uploads(
@@ -197,9 +205,14 @@ def stage_uploads(
     for index, upload in enumerate(files):
         name = (upload.name or f"upload-{index}").replace("\\", "/").split("/")[-1]
         if upload.size is not None and upload.size > settings.EMOLOOP_MAX_FILE_BYTES:
-            items.append(_refused(batch, name, "too_large",
-                                  f"{upload.size} bytes is over the limit of "
-                                  f"{settings.EMOLOOP_MAX_FILE_BYTES}"))  # fmt: skip
+            items.append(
+                _refused(
+                    batch,
+                    name,
+                    "too_large",
+                    f"{upload.size} bytes is over the limit of {settings.EMOLOOP_MAX_FILE_BYTES}",
+                )
+            )
             continue
         suffix = Path(name).suffix.lower()[:8]
         staged = staging_dir(batch) / f"u{index:06d}{suffix}"
@@ -210,8 +223,15 @@ def stage_uploads(
             items.extend(_add_archive(batch, staged, f"{name}/", manifest))
             staged.unlink(missing_ok=True)
             continue
-        items.append(ImportItem(batch=batch, name=name[:500], size_bytes=staged.stat().st_size,
-                                staged_path=str(staged), metadata=_metadata_for(manifest, name)))  # fmt: skip
+        items.append(
+            ImportItem(
+                batch=batch,
+                name=name[:500],
+                size_bytes=staged.stat().st_size,
+                staged_path=str(staged),
+                metadata=_metadata_for(manifest, name),
+            )
+        )
     ImportItem.objects.bulk_create(items)
     return batch
 
@@ -258,11 +278,16 @@ def fetch_url_item(item: ImportItem) -> None:
 # --- Processing -------------------------------------------------------------------------
 
 
-def _finish(item: ImportItem, status: str, *, code: str = "", reason: str = "", clips: int = 0) -> None:
+def _finish(
+    item: ImportItem, status: str, *, code: str = "", reason: str = "", clips: int = 0
+) -> None:
     ImportItem.objects.filter(pk=item.pk).update(
-        status=status, reason_code=code, reason=reason[:2000], clips_created=clips,
+        status=status,
+        reason_code=code,
+        reason=reason[:2000],
+        clips_created=clips,
         processed_at=timezone.now(),
-    )  # fmt: skip
+    )
     if item.staged_path:
         Path(item.staged_path).unlink(missing_ok=True)
 
@@ -326,16 +351,21 @@ def _process_staged(item: ImportItem) -> None:
     project = batch.project
     path = Path(item.staged_path)
     max_seconds = (
-        settings.EMOLOOP_MAX_RECORDING_SECONDS if batch.segment else settings.EMOLOOP_MAX_CLIP_SECONDS
+        settings.EMOLOOP_MAX_RECORDING_SECONDS
+        if batch.segment
+        else settings.EMOLOOP_MAX_CLIP_SECONDS
     )
-    samples, info = audio.decode(path, max_bytes=settings.EMOLOOP_MAX_FILE_BYTES,
-                                 max_seconds=max_seconds)  # fmt: skip
+    samples, info = audio.decode(
+        path, max_bytes=settings.EMOLOOP_MAX_FILE_BYTES, max_seconds=max_seconds
+    )
     sha = audio.sha256_file(path)
     if batch.segment:
         _process_recording(item, path, sha, samples, info)
         return
     if Clip.objects.filter(project=project, sha256=sha).exists():
-        _finish(item, Status.DUPLICATE, code="duplicate", reason="the project already has this audio")
+        _finish(
+            item, Status.DUPLICATE, code="duplicate", reason="the project already has this audio"
+        )
         return
     extension, _ = FORMAT_FILES.get(info.format, ("bin", ""))
     mono = audio.to_mono_16k(samples, info.sample_rate)
@@ -344,18 +374,28 @@ def _process_staged(item: ImportItem) -> None:
         f"clips/canonical/{sha[:2]}/{sha}.wav", audio.wav_bytes(mono, audio.CANONICAL_RATE)
     )
     clip = Clip(
-        project=project, batch=batch, original=original_name, canonical=canonical_name,
-        original_name=item.name, original_format=info.format, sha256=sha,
-        duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
-        peaks=audio.peaks(mono, audio.CANONICAL_RATE), source=_clip_source(batch),
+        project=project,
+        batch=batch,
+        original=original_name,
+        canonical=canonical_name,
+        original_name=item.name,
+        original_format=info.format,
+        sha256=sha,
+        duration_s=info.duration_s,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        peaks=audio.peaks(mono, audio.CANONICAL_RATE),
+        source=_clip_source(batch),
         **_clip_fields(item),
-    )  # fmt: skip
+    )
     try:
         with transaction.atomic():
             clip.save()
     except IntegrityError:
         # Another worker stored the same audio between our check and our insert.
-        _finish(item, Status.DUPLICATE, code="duplicate", reason="the project already has this audio")
+        _finish(
+            item, Status.DUPLICATE, code="duplicate", reason="the project already has this audio"
+        )
         return
     _finish(item, Status.ACCEPTED, clips=1)
 
@@ -370,47 +410,80 @@ def _process_recording(
     """Cut a long recording into utterance clips, each keeping its place in the parent."""
     batch, project = item.batch, item.batch.project
     if Recording.objects.filter(project=project, sha256=sha).exists():
-        _finish(item, Status.DUPLICATE, code="duplicate", reason="the project already has this recording")
+        _finish(
+            item,
+            Status.DUPLICATE,
+            code="duplicate",
+            reason="the project already has this recording",
+        )
         return
     mono = audio.to_mono_16k(samples, info.sample_rate)
     segments = audio.segment_speech(mono)
     if not segments:
-        _finish(item, Status.REJECTED, code="no_speech", reason="no speech was detected in the recording")
+        _finish(
+            item,
+            Status.REJECTED,
+            code="no_speech",
+            reason="no speech was detected in the recording",
+        )
         return
     extension, _ = FORMAT_FILES.get(info.format, ("bin", ""))
     recording_name = _store(f"recordings/{sha[:2]}/{sha}.{extension}", path.read_bytes())
     fields = _clip_fields(item)
     clips: list[Clip] = []
     for segment in segments:
-        start = int(round(segment.start_s * info.sample_rate))
-        stop = int(round(segment.end_s * info.sample_rate))
+        start = round(segment.start_s * info.sample_rate)
+        stop = round(segment.end_s * info.sample_rate)
         original_bytes = _encode(samples[start:stop], info.sample_rate)
-        canonical_piece = mono[int(segment.start_s * audio.CANONICAL_RATE):
-                               int(segment.end_s * audio.CANONICAL_RATE)]  # fmt: skip
+        canonical_piece = mono[
+            int(segment.start_s * audio.CANONICAL_RATE) : int(segment.end_s * audio.CANONICAL_RATE)
+        ]
         clip_sha = audio.sha256_bytes(original_bytes)
-        clips.append(Clip(
-            project=project, batch=batch, start_s=segment.start_s, end_s=segment.end_s,
-            original=_store(f"clips/original/{clip_sha[:2]}/{clip_sha}.wav", original_bytes),
-            canonical=_store(f"clips/canonical/{clip_sha[:2]}/{clip_sha}.wav",
-                             audio.wav_bytes(canonical_piece, audio.CANONICAL_RATE)),
-            original_name=f"{item.name}@{segment.start_s:.2f}-{segment.end_s:.2f}"[:500],
-            original_format="WAV", sha256=clip_sha, duration_s=segment.end_s - segment.start_s,
-            sample_rate=info.sample_rate, channels=info.channels,
-            peaks=audio.peaks(canonical_piece, audio.CANONICAL_RATE),
-            source=ClipSource.PRODUCTION, **fields,
-        ))  # fmt: skip
+        clips.append(
+            Clip(
+                project=project,
+                batch=batch,
+                start_s=segment.start_s,
+                end_s=segment.end_s,
+                original=_store(f"clips/original/{clip_sha[:2]}/{clip_sha}.wav", original_bytes),
+                canonical=_store(
+                    f"clips/canonical/{clip_sha[:2]}/{clip_sha}.wav",
+                    audio.wav_bytes(canonical_piece, audio.CANONICAL_RATE),
+                ),
+                original_name=f"{item.name}@{segment.start_s:.2f}-{segment.end_s:.2f}"[:500],
+                original_format="WAV",
+                sha256=clip_sha,
+                duration_s=segment.end_s - segment.start_s,
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+                peaks=audio.peaks(canonical_piece, audio.CANONICAL_RATE),
+                source=ClipSource.PRODUCTION,
+                **fields,
+            )
+        )
     try:
         with transaction.atomic():
             recording = Recording.objects.create(
-                project=project, batch=batch, original=recording_name, original_name=item.name,
-                sha256=sha, duration_s=info.duration_s, sample_rate=info.sample_rate,
-                channels=info.channels, metadata=fields["metadata"],
-            )  # fmt: skip
+                project=project,
+                batch=batch,
+                original=recording_name,
+                original_name=item.name,
+                sha256=sha,
+                duration_s=info.duration_s,
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+                metadata=fields["metadata"],
+            )
             for clip in clips:
                 clip.recording = recording
             Clip.objects.bulk_create(clips)
     except IntegrityError:
-        _finish(item, Status.DUPLICATE, code="duplicate", reason="the project already has this recording")
+        _finish(
+            item,
+            Status.DUPLICATE,
+            code="duplicate",
+            reason="the project already has this recording",
+        )
         return
     _finish(item, Status.ACCEPTED, clips=len(clips))
 
@@ -451,6 +524,7 @@ def stalled_item_ids(older_than_s: int) -> list[int]:
     """Pending items of batches started long ago: their task was probably lost."""
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_s)
     return list(
-        ImportItem.objects.filter(status=Status.PENDING, batch__created_at__lt=cutoff)
-        .values_list("pk", flat=True)[:10_000]
+        ImportItem.objects.filter(status=Status.PENDING, batch__created_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:10_000]
     )

@@ -102,9 +102,7 @@ def import_document(
 
 def install_preset(slug: str) -> TaxonomyVersion:
     """The latest version of a shipped preset, installing it on first use (idempotent)."""
-    existing = (
-        TaxonomyVersion.objects.filter(taxonomy__slug=slug).order_by("-number").first()
-    )
+    existing = TaxonomyVersion.objects.filter(taxonomy__slug=slug).order_by("-number").first()
     if existing is not None:
         return existing
     return import_document(load_preset(slug))

@@ -24,19 +24,36 @@ class Command(BaseCommand):
         parser.add_argument("project_slug")
         parser.add_argument("path", type=Path, help="A folder, or a .zip/.tar(.gz) archive.")
         parser.add_argument("--manifest", type=Path, help="CSV or JSON-lines metadata per file.")
-        parser.add_argument("--segment", action="store_true",
-                            help="Cut long recordings into utterance clips (voice activity).")  # fmt: skip
-        parser.add_argument("--source", choices=["folder", "corpus"], default="folder",
-                            help="Record the clips as a folder import or a public corpus.")  # fmt: skip
+        parser.add_argument(
+            "--segment",
+            action="store_true",
+            help="Cut long recordings into utterance clips (voice activity).",
+        )
+        parser.add_argument(
+            "--source",
+            choices=["folder", "corpus"],
+            default="folder",
+            help="Record the clips as a folder import or a public corpus.",
+        )
         mode = parser.add_mutually_exclusive_group()
-        mode.add_argument("--in-process", action="store_true",
-                          help="Process the files here instead of in Celery workers.")  # fmt: skip
-        mode.add_argument("--no-wait", action="store_true",
-                          help="Queue the batch and return without following it.")  # fmt: skip
-        parser.add_argument("--timeout", type=float, default=0,
-                            help="Give up following the batch after this many seconds (0: never).")  # fmt: skip
+        mode.add_argument(
+            "--in-process",
+            action="store_true",
+            help="Process the files here instead of in Celery workers.",
+        )
+        mode.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="Queue the batch and return without following it.",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=0,
+            help="Give up following the batch after this many seconds (0: never).",
+        )
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         project = Project.objects.filter(slug=options["project_slug"]).first()
         if project is None:
             raise CommandError(f"No project with slug {options['project_slug']!r}.")
@@ -47,12 +64,19 @@ class Command(BaseCommand):
         if manifest is not None and not manifest.is_file():
             raise CommandError(f"Manifest {manifest} does not exist.")
         try:
-            batch = ingest.stage_folder(project, path, manifest_path=manifest,
-                                        segment=options["segment"], source=options["source"])  # fmt: skip
+            batch = ingest.stage_folder(
+                project,
+                path,
+                manifest_path=manifest,
+                segment=options["segment"],
+                source=options["source"],
+            )
         except (ManifestError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         pending = ingest.pending_item_ids(batch)
-        self.stdout.write(f"Batch #{batch.pk}: {batch.items.count()} file(s), {len(pending)} to process.")
+        self.stdout.write(
+            f"Batch #{batch.pk}: {batch.items.count()} file(s), {len(pending)} to process."
+        )
         quiet = options["verbosity"] == 0
         if options["in_process"]:
             for item_id in tqdm(pending, desc="ingesting", unit="file", disable=quiet):
@@ -92,6 +116,10 @@ class Command(BaseCommand):
         )
         rejected = ImportItem.objects.filter(batch_id=batch_id, status=ImportItem.Status.REJECTED)
         for item in rejected[:50]:
-            self.stdout.write(self.style.WARNING(f"  rejected {item.name}: [{item.reason_code}] {item.reason}"))
+            self.stdout.write(
+                self.style.WARNING(f"  rejected {item.name}: [{item.reason_code}] {item.reason}")
+            )
         if rejected.count() > 50:
-            self.stdout.write(f"  … and {rejected.count() - 50} more (GET /api/imports/{batch_id}/items/)")
+            self.stdout.write(
+                f"  … and {rejected.count() - 50} more (GET /api/imports/{batch_id}/items/)"
+            )

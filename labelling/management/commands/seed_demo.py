@@ -27,7 +27,7 @@ DEMO_USERS = [
 class Command(BaseCommand):
     help = "Create the demo project (Willcox wheel, EmoDB demo clips) and demo users."
 
-    def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
+    def handle(self, *args, **options) -> None:
         for slug in PRESET_SLUGS:
             taxonomy.install_preset(slug)
         with transaction.atomic():
@@ -48,9 +48,11 @@ class Command(BaseCommand):
             logins = self._users(project)
         if not project.clips.exists():
             batch = ingest.stage_folder(
-                project, DEMO_AUDIO / "wav", manifest_path=DEMO_AUDIO / "labels.csv",
+                project,
+                DEMO_AUDIO / "wav",
+                manifest_path=DEMO_AUDIO / "labels.csv",
                 source=ClipSource.CORPUS,
-            )  # fmt: skip
+            )
             for item_id in ingest.pending_item_ids(batch):
                 ingest.process_item(item_id)
             ingest.finish_batch_if_complete(batch.pk)
@@ -65,17 +67,20 @@ class Command(BaseCommand):
     def _users(self, project: Project) -> list[str]:
         """Create demo users once with random passwords, kept in a private file for reruns."""
         store = Path(settings.DATA_DIR) / "demo-credentials.txt"
-        known = dict(
-            line.split(" ", 1) for line in store.read_text().splitlines() if " " in line
-        ) if store.exists() else {}  # fmt: skip
-        User = get_user_model()  # noqa: N806
+        known = (
+            dict(line.split(" ", 1) for line in store.read_text().splitlines() if " " in line)
+            if store.exists()
+            else {}
+        )
+        User = get_user_model()
         lines = []
         for username, role, is_admin in DEMO_USERS:
             user = User.objects.filter(username=username).first()
             if user is None:
                 password = secrets.token_urlsafe(9)
-                user = User.objects.create_user(username=username, password=password,
-                                                 is_staff=is_admin, is_superuser=is_admin)  # fmt: skip
+                user = User.objects.create_user(
+                    username=username, password=password, is_staff=is_admin, is_superuser=is_admin
+                )
                 known[username] = password
             Membership.objects.get_or_create(user=user, project=project, defaults={"role": role})
             password = known.get(username, "(set before this demo; unchanged)")
