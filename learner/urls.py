@@ -1,0 +1,3 @@
+"""Learner API routes (prediction, model versions, training), mounted under /api/."""
+
+urlpatterns: list = []
