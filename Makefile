@@ -55,6 +55,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 bench-ingest: $(STAMP) services
+	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
 	$(TEST_ENV) $(PY) bench/ingest.py
 
 clean:
