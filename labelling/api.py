@@ -38,7 +38,7 @@ from labelling.models import (
     Taxonomy,
     TaxonomyVersion,
 )
-from labelling.services import access, annotations, ingest, taxonomy
+from labelling.services import access, annotations, ingest, queue, taxonomy
 from labelling.tasks import dispatch_batch
 from labelling.taxonomy_schema import TaxonomyFormatError, parse_document
 
@@ -491,6 +491,7 @@ class AnnotationViewSet(
             )
         except annotations.AnnotationRejected as exc:
             raise ValidationError({"detail": str(exc)}) from exc
+        queue.recount_clip(clip)
         return Response(s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
 
 

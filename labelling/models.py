@@ -143,6 +143,45 @@ class Project(models.Model):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(20)]
     )
     is_active = models.BooleanField(default=True, help_text="Paused projects hand out no work.")
+
+    # --- Queue ---
+    queue_policy = models.CharField(
+        max_length=16,
+        default="stratified",
+        help_text="How the next clip is chosen: random, stratified (by speaker and gender, so "
+        "early labels cover the population) or active (model ranking).",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)]
+    )
+    gold_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0), MaxValueValidator(0.5)],
+        help_text="Share of served clips that are gold clips (known answer, scored silently).",
+    )
+    agreement_routing = models.BooleanField(
+        default=False,
+        help_text="Route a clip whose first annotations disagree at the core ring to further "
+        "annotators until the agreement target or the maximum is reached.",
+    )
+    agreement_target = models.FloatField(
+        default=0.66, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)]
+    )
+    max_annotators_per_clip = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+
+    # --- Labelling page ---
+    assisted = models.BooleanField(
+        default=False, help_text="Show the model's suggestion (assisted) or not (blind)."
+    )
+    autoplay = models.BooleanField(default=True)
+    require_full_listen = models.BooleanField(
+        default=False, help_text="Refuse a submit until the clip was heard to the end."
+    )
+    dimensional_labels = models.BooleanField(
+        default=False, help_text="Ask for a valence/arousal point besides the wheel."
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
@@ -291,6 +330,9 @@ class Clip(models.Model):
     sample_rate = models.PositiveIntegerField()
     channels = models.PositiveSmallIntegerField()
     peaks = models.JSONField(default=list, blank=True, help_text="Waveform outline, 100/s.")
+    rms_dbfs = models.FloatField(
+        null=True, blank=True, help_text="Loudness of the canonical audio, for normalised playback."
+    )
 
     source = models.CharField(max_length=16, choices=ClipSource.choices)
     speaker_id = models.CharField(max_length=120, blank=True)
@@ -354,6 +396,19 @@ class Annotation(models.Model):
     skip_reason = models.CharField(max_length=20, choices=SkipReason.choices, blank=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
     suggestion_shown = models.BooleanField(default=False)
+    play_count = models.PositiveSmallIntegerField(default=0)
+    heard_to_end = models.BooleanField(default=False)
+    valence = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(1)]
+    )
+    arousal = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(1)]
+    )
+    # A retried submit carries the same client-generated id and records nothing new.
+    client_id = models.UUIDField(null=True, blank=True, unique=True)
+    lease = models.ForeignKey(
+        "Lease", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
     is_current = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -379,3 +434,113 @@ class Annotation(models.Model):
     def __str__(self) -> str:
         what = self.node.key if self.node_id else f"skip:{self.skip_reason}"
         return f"{self.annotator} → {what} on clip {self.clip_id}"
+
+
+# --- Queue ------------------------------------------------------------------------------
+
+
+class QueueEntry(models.Model):
+    """A clip's place in its project's labelling queue.
+
+    `open_slots` is how many more annotators may take the clip: the overlap target less the
+    current labels and the active leases. The check constraint is what keeps a clip from
+    being handed out beyond its overlap, whatever the application does; the queue takes a
+    slot with a compare-and-set update guarded by it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue")
+    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, related_name="queue_entry")
+    priority = models.FloatField(default=0.0, help_text="Lower is served first.")
+    stratum = models.CharField(max_length=200, blank=True)
+    target = models.PositiveSmallIntegerField(default=1)
+    open_slots = models.SmallIntegerField(default=1)
+    is_gold = models.BooleanField(default=False)
+    # Why the clip is where it is (strategy, score, model version, batch) - filled by rankers.
+    reason = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(open_slots__gte=0), name="queue_open_slots_gte_0"),
+        ]
+        indexes = [
+            # The next-clip query: open entries of a project in priority order.
+            models.Index(
+                fields=["project", "priority"],
+                condition=Q(open_slots__gt=0, is_gold=False),
+                name="queue_open_by_priority",
+            ),
+        ]
+        verbose_name_plural = "queue entries"
+
+    def __str__(self) -> str:
+        return f"clip {self.clip_id} ({self.open_slots}/{self.target} open)"
+
+
+class Lease(models.Model):
+    """A clip handed to one annotator for a limited time."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DONE = "done", "Submitted"
+        EXPIRED = "expired", "Expired"
+
+    id = models.UUIDField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leases")
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    is_gold = models.BooleanField(default=False)
+    # An undo re-leases the annotator's own clip to revise this annotation; takes no slot.
+    revises = models.ForeignKey(
+        Annotation, null=True, blank=True, on_delete=models.SET_NULL, related_name="revisions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # Exclusion of clips this annotator already has (NOT EXISTS in the next query).
+            models.Index(fields=["clip", "annotator", "status"], name="lease_clip_annotator"),
+            # Reclaiming expired leases, and counting an annotator's open leases.
+            models.Index(
+                fields=["project", "expires_at"],
+                condition=Q(status="active"),
+                name="lease_active_expiry",
+            ),
+            models.Index(fields=["annotator", "project", "status"], name="lease_annotator_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.id} of clip {self.clip_id} to {self.annotator_id} ({self.status})"
+
+
+class GoldClip(models.Model):
+    """A clip with a known answer, interleaved in annotators' work and scored silently."""
+
+    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, related_name="gold")
+    node = models.ForeignKey(TaxonomyNode, on_delete=models.PROTECT, related_name="gold_clips")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"gold clip {self.clip_id} = {self.node.key}"
+
+
+class GoldResult(models.Model):
+    """How one annotator's answer on a gold clip scored."""
+
+    annotation = models.OneToOneField(
+        Annotation, on_delete=models.CASCADE, related_name="gold_result"
+    )
+    gold = models.ForeignKey(GoldClip, on_delete=models.CASCADE, related_name="results")
+    correct_core = models.BooleanField()
+    correct_exact = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"gold {self.gold_id}: core={self.correct_core} exact={self.correct_exact}"

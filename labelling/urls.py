@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from labelling import api
+from labelling import api, queue_api
 
 router = DefaultRouter()
 router.register("projects", api.ProjectViewSet, basename="project")
@@ -16,6 +16,10 @@ member = api.MembershipViewSet.as_view(
 )
 
 urlpatterns = [
+    path("projects/<slug:slug>/next/", queue_api.NextClipView.as_view(), name="queue-next"),
+    path("projects/<slug:slug>/annotations/", queue_api.SubmitView.as_view(), name="queue-submit"),
+    path("projects/<slug:slug>/undo/", queue_api.UndoView.as_view(), name="queue-undo"),
+    path("clips/<int:pk>/gold/", queue_api.GoldView.as_view(), name="clip-gold"),
     path("projects/<slug:project_slug>/members/", members, name="project-members"),
     path("projects/<slug:project_slug>/members/<int:pk>/", member, name="project-member"),
     path("", include(router.urls)),

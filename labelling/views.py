@@ -8,7 +8,7 @@ from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from labelling.models import Annotation, Clip, ImportBatch, Role
+from labelling.models import Annotation, Clip, ImportBatch, Intensity, Role, SkipReason
 from labelling.services import access
 
 
@@ -72,6 +72,59 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "members": members,
         },
     )
+
+
+@login_required
+def label(request: HttpRequest, slug: str) -> HttpResponse:
+    """The annotator's workspace; everything it needs to start is in `config`."""
+    project = get_object_or_404(
+        access.projects_for(request.user).select_related("taxonomy_version__taxonomy"), slug=slug
+    )
+    version = project.taxonomy_version
+    nodes = (
+        list(version.nodes.select_related("parent").order_by("level", "order")) if version else []
+    )
+    config = {
+        "project": {
+            "slug": project.slug,
+            "name": project.name,
+            "description": project.description,
+            "guidelines": project.guidelines,
+        },
+        "taxonomy": {
+            "version": f"{version.taxonomy.slug}@{version.number}" if version else None,
+            "nodes": [
+                {
+                    "key": n.key,
+                    "name": n.name,
+                    "parent": n.parent.key if n.parent else None,
+                    "level": n.level,
+                    "order": n.order,
+                    "colour": n.colour,
+                    "hotkey": n.hotkey or None,
+                    "valence": n.valence,
+                    "arousal": n.arousal,
+                }
+                for n in nodes
+            ],
+        },
+        "settings": {
+            "autoplay": project.autoplay,
+            "require_full_listen": project.require_full_listen,
+            "dimensional": project.dimensional_labels,
+            "assisted": project.assisted,
+            "context_playback": True,
+        },
+        "skip_reasons": [{"value": v, "label": str(lbl)} for v, lbl in SkipReason.choices],
+        "intensities": [{"value": v, "label": str(lbl)} for v, lbl in Intensity.choices],
+        "urls": {
+            "next": f"/api/projects/{project.slug}/next/",
+            "submit": f"/api/projects/{project.slug}/annotations/",
+            "undo": f"/api/projects/{project.slug}/undo/",
+        },
+        "user": {"username": request.user.get_username()},
+    }
+    return render(request, "labelling/label.html", {"project": project, "config": config})
 
 
 def _tree(nodes: list) -> list[dict]:

@@ -24,6 +24,10 @@ def record_annotation(
     unsure: bool = False,
     time_spent_ms: int = 0,
     suggestion_shown: bool = False,
+    play_count: int = 0,
+    heard_to_end: bool = False,
+    valence: float | None = None,
+    arousal: float | None = None,
 ) -> Annotation:
     """Store a label (any ring of the wheel) or a skip, superseding this annotator's
     previous judgement of the clip (kept as history)."""
@@ -64,4 +68,8 @@ def record_annotation(
         unsure=unsure,
         time_spent_ms=time_spent_ms,
         suggestion_shown=suggestion_shown,
+        play_count=play_count,
+        heard_to_end=heard_to_end,
+        valence=valence,
+        arousal=arousal,
     )

@@ -36,6 +36,7 @@ from labelling import audio
 from labelling.archives import is_archive_name, is_ignored_name, iter_members
 from labelling.manifest import ClipMetadata, lookup, read_manifest
 from labelling.models import Clip, ClipSource, ImportBatch, ImportItem, Project, Recording
+from labelling.services import queue
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,14 @@ def _encode(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def rms_dbfs(mono: np.ndarray) -> float | None:
+    """Loudness of the canonical audio (RMS in dB full scale) for normalised playback."""
+    if mono.size == 0:
+        return None
+    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
+    return round(20 * np.log10(max(rms, 1e-9)), 2)
+
+
 def _clip_fields(item: ImportItem) -> dict:
     meta = ClipMetadata.from_json(item.metadata or {})
     fields = dict(meta.fields)
@@ -391,6 +400,7 @@ def _process_staged(item: ImportItem) -> None:
     try:
         with transaction.atomic():
             clip.save()
+            queue.enqueue_clips(project, [clip])
     except IntegrityError:
         # Another worker stored the same audio between our check and our insert.
         _finish(
@@ -457,6 +467,7 @@ def _process_recording(
                 sample_rate=info.sample_rate,
                 channels=info.channels,
                 peaks=audio.peaks(canonical_piece, audio.CANONICAL_RATE),
+                rms_dbfs=rms_dbfs(canonical_piece),
                 source=ClipSource.PRODUCTION,
                 **fields,
             )
@@ -477,6 +488,7 @@ def _process_recording(
             for clip in clips:
                 clip.recording = recording
             Clip.objects.bulk_create(clips)
+            queue.enqueue_clips(project, clips)
     except IntegrityError:
         _finish(
             item,

@@ -1,0 +1,444 @@
+"""The labelling queue: leasing the next clip, submitting, undo, gold clips, routing.
+
+Invariants, held by the database rather than by this process:
+- A clip's `QueueEntry.open_slots` never drops below zero (check constraint), and a slot is
+  only ever taken by a compare-and-set update (`open_slots > 0` in the WHERE clause). So
+  however many annotators ask at the same moment, a clip is never leased beyond its overlap.
+- The candidate is chosen with `SELECT … FOR UPDATE SKIP LOCKED` (PostgreSQL), so concurrent
+  requests pick different rows instead of queueing behind one.
+- A submit is idempotent by its client-generated id (unique column).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, OuterRef
+from django.utils import timezone
+
+from labelling.models import (
+    Annotation,
+    Clip,
+    GoldClip,
+    GoldResult,
+    Lease,
+    Project,
+    QueueEntry,
+    TaxonomyNode,
+)
+from labelling.services import annotations
+
+# An annotator holds at most this many active leases: the clip on screen and the prefetched
+# one. Asking for more hands back the oldest active lease instead of a new clip.
+MAX_ACTIVE_LEASES = 2
+
+
+class LeaseError(Exception):
+    """A submit against a lease that cannot take it; `code` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Leased:
+    lease: Lease
+    clip: Clip
+    revising: Annotation | None = None
+
+
+# --- Policies ---------------------------------------------------------------------------
+
+
+def _stratum(clip: Clip) -> str:
+    return f"{clip.speaker_id}|{clip.gender}"
+
+
+def random_priorities(clips: list[Clip], existing: Counter, rng: random.Random) -> list[float]:
+    return [rng.random() for _ in clips]
+
+
+def stratified_priorities(clips: list[Clip], existing: Counter, rng: random.Random) -> list[float]:
+    """Round-robin over speaker and gender strata: the n-th clip of every stratum comes before
+    the (n+1)-th of any, so the first labels cover every speaker (random within a round)."""
+    seen = Counter(existing)
+    priorities = []
+    for clip in clips:
+        stratum = _stratum(clip)
+        priorities.append(seen[stratum] + rng.random())
+        seen[stratum] += 1
+    return priorities
+
+
+# The active-learning ranking writes priorities itself (learner), so it needs no function.
+POLICIES = {"random": random_priorities, "stratified": stratified_priorities}
+
+
+def enqueue_clips(project: Project, clips: list[Clip], *, seed: int | None = None) -> int:
+    """Give new clips their queue entries (idempotent: clips already queued are skipped)."""
+    queued = set(QueueEntry.objects.filter(clip__in=clips).values_list("clip_id", flat=True))
+    fresh = [clip for clip in clips if clip.pk not in queued]
+    if not fresh:
+        return 0
+    existing = Counter(
+        dict(
+            QueueEntry.objects.filter(project=project)
+            .values("stratum")
+            .annotate(n=Count("pk"))
+            .values_list("stratum", "n")
+        )
+    )
+    policy = POLICIES.get(project.queue_policy, random_priorities)
+    rng = random.Random(seed)
+    priorities = policy(fresh, existing, rng)
+    k = project.annotators_per_clip
+    QueueEntry.objects.bulk_create(
+        [
+            QueueEntry(
+                project=project,
+                clip=clip,
+                priority=priority,
+                stratum=_stratum(clip),
+                target=k,
+                open_slots=k,
+            )
+            for clip, priority in zip(fresh, priorities, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    return len(fresh)
+
+
+def reprioritise(project: Project, *, seed: int | None = None) -> int:
+    """Recompute every open entry's priority under the project's current policy."""
+    entries = list(
+        QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
+        .select_related("clip")
+        .order_by("clip_id")
+    )
+    policy = POLICIES.get(project.queue_policy, random_priorities)
+    priorities = policy([e.clip for e in entries], Counter(), random.Random(seed))
+    for entry, priority in zip(entries, priorities, strict=True):
+        entry.priority = priority
+    QueueEntry.objects.bulk_update(entries, ["priority"], batch_size=2000)
+    return len(entries)
+
+
+# --- Leasing ----------------------------------------------------------------------------
+
+
+def reclaim_expired(project: Project) -> int:
+    """Expire overdue leases and give their slots back (revising leases hold no slot)."""
+    now = timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Lease.objects.select_for_update(skip_locked=True)
+            .filter(project=project, status=Lease.Status.ACTIVE, expires_at__lt=now)
+            .values_list("id", "clip_id", "revises_id", "is_gold")
+        )
+        if not expired:
+            return 0
+        Lease.objects.filter(id__in=[row[0] for row in expired]).update(status=Lease.Status.EXPIRED)
+        slots = Counter(clip for _, clip, revises, gold in expired if revises is None and not gold)
+        for clip_id, n in slots.items():
+            QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + n)
+    return len(expired)
+
+
+def _new_lease(project: Project, user: AbstractBaseUser, clip_id: int, **extra: object) -> Lease:
+    return Lease.objects.create(
+        id=uuid.uuid4(),
+        project=project,
+        clip_id=clip_id,
+        annotator=user,
+        expires_at=timezone.now() + timedelta(seconds=project.lease_seconds),
+        **extra,
+    )
+
+
+def _already_seen(user: AbstractBaseUser):
+    """Clips this annotator holds or has done (an expired lease does not count)."""
+    return Lease.objects.filter(
+        clip=OuterRef("clip_id"),
+        annotator=user,
+        status__in=[Lease.Status.ACTIVE, Lease.Status.DONE],
+    )
+
+
+def _take_regular(project: Project, user: AbstractBaseUser) -> int | None:
+    """Take one slot of the best open clip; returns the clip id or None."""
+    candidates = (
+        QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
+        .exclude(Exists(_already_seen(user)))
+        .exclude(
+            Exists(
+                Annotation.objects.filter(clip=OuterRef("clip_id"), annotator=user, is_current=True)
+            )
+        )
+        .order_by("priority")
+    )
+    for _attempt in range(5):
+        with transaction.atomic():
+            picked = candidates.select_for_update(skip_locked=True).values_list("id", "clip_id")[:1]
+            row = picked.first()
+            if row is None:
+                return None
+            entry_id, clip_id = row
+            # Compare-and-set: only succeeds while a slot is open.
+            if QueueEntry.objects.filter(pk=entry_id, open_slots__gt=0).update(
+                open_slots=F("open_slots") - 1
+            ):
+                return clip_id
+    return None
+
+
+def _take_gold(project: Project, user: AbstractBaseUser) -> int | None:
+    gold = (
+        GoldClip.objects.filter(clip__project=project)
+        .exclude(Exists(Lease.objects.filter(clip=OuterRef("clip_id"), annotator=user)))
+        .values_list("clip_id", flat=True)
+    )
+    ids = list(gold[:50])
+    return random.choice(ids) if ids else None
+
+
+def next_clip(
+    project: Project, user: AbstractBaseUser, *, rng: random.Random | None = None
+) -> Leased | None:
+    """Lease the next clip to an annotator, or None when nothing is left for them."""
+    if not project.is_active:
+        return None
+    reclaim_expired(project)
+    active = list(
+        Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).order_by(
+            "created_at"
+        )[:MAX_ACTIVE_LEASES]
+    )
+    if len(active) >= MAX_ACTIVE_LEASES:
+        lease = active[0]
+        lease.expires_at = timezone.now() + timedelta(seconds=project.lease_seconds)
+        lease.save(update_fields=["expires_at"])
+        return _leased(lease)
+    rng = rng or random
+    if project.gold_rate > 0 and rng.random() < project.gold_rate:
+        clip_id = _take_gold(project, user)
+        if clip_id is not None:
+            return _leased(_new_lease(project, user, clip_id, is_gold=True))
+    clip_id = _take_regular(project, user)
+    if clip_id is None:
+        return None
+    try:
+        lease = _new_lease(project, user, clip_id)
+    except Exception:
+        # Give the slot back rather than leak it.
+        QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + 1)
+        raise
+    return _leased(lease)
+
+
+def _leased(lease: Lease, revising: Annotation | None = None) -> Leased:
+    clip = Clip.objects.select_related("recording").defer("peaks").get(pk=lease.clip_id)
+    return Leased(lease=lease, clip=clip, revising=revising)
+
+
+def context_neighbours(clip: Clip) -> tuple[int | None, int | None]:
+    """The utterances just before and after a clip cut from a longer recording."""
+    if clip.recording_id is None or clip.start_s is None:
+        return None, None
+    siblings = Clip.objects.filter(recording_id=clip.recording_id)
+    before = (
+        siblings.filter(start_s__lt=clip.start_s)
+        .order_by("-start_s")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    after = (
+        siblings.filter(start_s__gt=clip.start_s)
+        .order_by("start_s")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return before, after
+
+
+# --- Submitting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submitted:
+    annotation: Annotation
+    replayed: bool
+
+
+def submit(
+    project: Project,
+    user: AbstractBaseUser,
+    *,
+    lease_id: uuid.UUID,
+    client_id: uuid.UUID,
+    node_key: str = "",
+    skip_reason: str = "",
+    **details: object,
+) -> Submitted:
+    """Record the annotator's judgement of a leased clip (idempotent by client_id)."""
+    replay = Annotation.objects.filter(client_id=client_id).first()
+    if replay is not None:
+        if replay.annotator_id != user.pk:
+            raise LeaseError("client_id_taken", "This submission id belongs to someone else.")
+        return Submitted(replay, replayed=True)
+    try:
+        with transaction.atomic():
+            return Submitted(
+                _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, details),
+                replayed=False,
+            )
+    except IntegrityError:
+        # The same client_id committed concurrently (a double click racing itself).
+        replay = Annotation.objects.filter(client_id=client_id, annotator=user).first()
+        if replay is None:
+            raise
+        return Submitted(replay, replayed=True)
+
+
+def _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, details):
+    lease = Lease.objects.select_for_update().filter(pk=lease_id, project=project).first()
+    if lease is None or lease.annotator_id != user.pk:
+        raise LeaseError("lease_foreign", "This lease is not yours: fetch the next clip.")
+    if lease.status == Lease.Status.DONE:
+        raise LeaseError("lease_used", "This clip was already submitted under this lease.")
+    if lease.status == Lease.Status.EXPIRED or lease.expires_at < timezone.now():
+        raise LeaseError("lease_expired", "This lease expired and the clip went back to the queue.")
+    clip = Clip.objects.select_related("project").get(pk=lease.clip_id)
+    entry = QueueEntry.objects.select_for_update().filter(clip=clip).first()
+    annotation = annotations.record_annotation(
+        clip=clip, annotator=user, node_key=node_key, skip_reason=skip_reason, **details
+    )
+    annotation.client_id = client_id
+    annotation.lease = lease
+    annotation.save(update_fields=["client_id", "lease"])
+    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.DONE)
+    if lease.is_gold:
+        _score_gold(annotation)
+    elif entry is not None:
+        _recount(entry, project)
+    return annotation
+
+
+def recount_clip(clip: Clip) -> None:
+    """Bring a clip's queue entry in line after a label recorded outside the queue (the
+    plain annotations API); never fails, a clip labelled beyond its target is just full."""
+    with transaction.atomic():
+        entry = QueueEntry.objects.select_for_update().filter(clip=clip).first()
+        if entry is not None and not entry.is_gold:
+            _recount(entry, clip.project, clamp=True)
+
+
+def _recount(entry: QueueEntry, project: Project, *, clamp: bool = False) -> None:
+    """Recompute a locked entry's open slots from the facts; route on disagreement."""
+    labels = list(
+        Annotation.objects.filter(clip_id=entry.clip_id, is_current=True, node__isnull=False)
+        .exclude(lease__is_gold=True)
+        .values_list("node_id", flat=True)
+    )
+    active = Lease.objects.filter(
+        clip_id=entry.clip_id, status=Lease.Status.ACTIVE, revises__isnull=True, is_gold=False
+    ).count()
+    target = entry.target
+    if (
+        project.agreement_routing
+        and len(labels) >= target
+        and target < project.max_annotators_per_clip
+        and core_agreement(labels) < project.agreement_target
+    ):
+        target += 1
+    open_slots = target - len(labels) - active
+    if open_slots < 0 and clamp:
+        open_slots = 0
+    if open_slots < 0:
+        raise LeaseError("clip_full", "This clip already has all the labels it needs.")
+    QueueEntry.objects.filter(pk=entry.pk).update(target=target, open_slots=open_slots)
+
+
+def core_agreement(node_ids: list[int]) -> float:
+    """Share of labels agreeing with the most common core feeling (1.0 for one label)."""
+    if not node_ids:
+        return 1.0
+    cores = Counter(core_of(node_id) for node_id in node_ids)
+    return cores.most_common(1)[0][1] / len(node_ids)
+
+
+def core_of(node_id: int) -> int:
+    node = TaxonomyNode.objects.only("id", "parent_id").get(pk=node_id)
+    while node.parent_id is not None:
+        node = TaxonomyNode.objects.only("id", "parent_id").get(pk=node.parent_id)
+    return node.pk
+
+
+def _score_gold(annotation: Annotation) -> None:
+    gold = GoldClip.objects.select_related("node").get(clip_id=annotation.clip_id)
+    given = annotation.node_id
+    GoldResult.objects.create(
+        annotation=annotation,
+        gold=gold,
+        correct_exact=given == gold.node_id,
+        correct_core=given is not None and core_of(given) == core_of(gold.node_id),
+    )
+
+
+# --- Undo -------------------------------------------------------------------------------
+
+
+def undo_last(project: Project, user: AbstractBaseUser) -> Leased | None:
+    """Lease the annotator's most recently submitted clip back to them for revision."""
+    with transaction.atomic():
+        done = (
+            Lease.objects.select_for_update()
+            .filter(project=project, annotator=user, status=Lease.Status.DONE)
+            .exclude(
+                Exists(
+                    Lease.objects.filter(
+                        annotator=user, status=Lease.Status.ACTIVE, revises__lease=OuterRef("pk")
+                    )
+                )
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if done is None:
+            return None
+        annotation = (
+            Annotation.objects.filter(clip_id=done.clip_id, annotator=user, is_current=True)
+            .order_by("-pk")
+            .first()
+        )
+        if annotation is None:
+            return None
+        lease = _new_lease(project, user, done.clip_id, revises=annotation, is_gold=done.is_gold)
+        # The revised lease stands in for the old one in the "done" history.
+        Lease.objects.filter(pk=done.pk).update(status=Lease.Status.EXPIRED)
+    return _leased(lease, revising=annotation)
+
+
+# --- Gold -------------------------------------------------------------------------------
+
+
+def mark_gold(clip: Clip, node_key: str, user: AbstractBaseUser | None = None) -> GoldClip:
+    """Make a clip a gold clip with a known answer; it leaves the regular queue."""
+    node = TaxonomyNode.objects.filter(
+        version_id=clip.project.taxonomy_version_id, key=node_key
+    ).first()
+    if node is None:
+        raise annotations.AnnotationRejected(f'"{node_key}" is not a feeling of this project.')
+    with transaction.atomic():
+        gold, _ = GoldClip.objects.update_or_create(
+            clip=clip, defaults={"node": node, "created_by": user}
+        )
+        QueueEntry.objects.filter(clip=clip).update(is_gold=True, open_slots=0)
+    return gold
