@@ -15,7 +15,7 @@ TEST_ENV := EMOLOOP_DEV=true \
 	CELERY_RESULT_BACKEND=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	EMOLOOP_DATA_DIR=$(CURDIR)/var/test
 
-.PHONY: run test test-fast install services lint fmt bench-ingest clean
+.PHONY: run test test-fast install services lint fmt bench-ingest bench-queue clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -57,6 +57,10 @@ fmt: $(STAMP)
 bench-ingest: $(STAMP) services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
 	$(TEST_ENV) $(PY) bench/ingest.py
+
+bench-queue: $(STAMP) services
+	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
+	$(TEST_ENV) $(PY) bench/queue.py $(ARGS)
 
 clean:
 	rm -rf var/test .pytest_cache

@@ -217,6 +217,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"learner.tasks.train_*": {"queue": "training"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "reclaim-expired-leases": {
+        "task": "labelling.tasks.reclaim_expired_leases",
+        "schedule": 30.0,
+    },
     "redispatch-stalled-imports": {
         "task": "labelling.tasks.redispatch_stalled_imports",
         "schedule": 300.0,

@@ -153,14 +153,15 @@ class SubmitView(APIView):
                 {"detail": "This project asks that the whole clip is heard first."},
                 status=status.HTTP_400_BAD_REQUEST,
             )
+        node_key, skip_reason = data.pop("node", ""), data.pop("skip_reason", "")
         try:
             result = queue.submit(
                 project,
                 request.user,
                 lease_id=data.pop("lease"),
                 client_id=data.pop("client_id"),
-                node_key=data.pop("node", ""),
-                skip_reason=data.pop("skip_reason", ""),
+                node_key=node_key,
+                skip_reason=skip_reason,
                 **data,
             )
         except queue.LeaseError as exc:
@@ -172,7 +173,10 @@ class SubmitView(APIView):
             {
                 "annotation": {
                     "id": annotation.pk,
-                    "node": annotation.node.key if annotation.node_id else "",
+                    # A replay answers what was recorded then, not what this request says.
+                    "node": (annotation.node.key if annotation.node_id else "")
+                    if result.replayed
+                    else node_key,
                     "skip_reason": annotation.skip_reason,
                 },
             },

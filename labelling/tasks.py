@@ -32,6 +32,15 @@ def redispatch_stalled_imports() -> int:
     return len(ids)
 
 
+@shared_task(acks_late=True)
+def reclaim_expired_leases() -> int:
+    """Give back the slots of abandoned leases in every active project."""
+    from labelling.models import Project
+    from labelling.services import queue
+
+    return sum(queue.reclaim_expired(project) for project in Project.objects.filter(is_active=True))
+
+
 def dispatch_batch(batch: ImportBatch) -> int:
     """Queue every pending item of a batch once the batch's rows are committed."""
     ids = ingest.pending_item_ids(batch)

@@ -18,13 +18,13 @@ from tests.factories import ClipFactory
 pytestmark = pytest.mark.django_db
 
 
-def _clips(project, n, **extra):  # noqa: ANN001, ANN202
+def _clips(project, n, **extra):
     clips = [ClipFactory(project=project, **extra) for _ in range(n)]
     queue.enqueue_clips(project, clips, seed=1)
     return clips
 
 
-def _submit(api, project, leased, **body):  # noqa: ANN001, ANN202, ANN003
+def _submit(api, project, leased, **body):
     payload = {"lease": leased["lease"]["id"], "client_id": str(uuid.uuid4()), **body}
     return api.post(f"/api/projects/{project.slug}/annotations/", payload, format="json")
 
@@ -105,7 +105,8 @@ def test_stale_used_and_foreign_leases_are_refused_clearly(
     assert Annotation.objects.count() == 1
 
 
-def test_an_abandoned_lease_expires_and_the_clip_goes_back(client_for, project):
+def test_an_abandoned_lease_expires_and_the_clip_goes_back(client_for, project, monkeypatch):
+    monkeypatch.setattr(queue, "RECLAIM_EVERY_S", 0.0)  # no throttling of the reclaim
     project.annotators_per_clip = 1
     project.save()
     (clip,) = _clips(project, 1)
@@ -122,6 +123,17 @@ def test_an_abandoned_lease_expires_and_the_clip_goes_back(client_for, project):
     assert response.status_code == 200
     assert response.json()["clip"]["id"] == clip.pk
     assert Lease.objects.get(annotator=first).status == "expired"
+
+
+def test_the_periodic_task_reclaims_leases_of_idle_projects(project, annotator):
+    from labelling.tasks import reclaim_expired_leases
+
+    (clip,) = _clips(project, 1)
+    queue.next_clip(project, annotator)
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert reclaim_expired_leases() == 1
+    assert QueueEntry.objects.get(clip=clip).open_slots == 2
 
 
 def test_an_invalid_label_is_refused_and_keeps_the_lease(client_for, project, annotator):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+import threading
+import uuid
 
-from labelling.models import Annotation, Clip, Role, SkipReason, TaxonomyNode
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from labelling.models import Annotation, Clip, Lease, Project, Role, SkipReason, TaxonomyNode
 from labelling.services.access import has_role
 
 
@@ -13,7 +16,37 @@ class AnnotationRejected(ValueError):
     """The judgement cannot be recorded; the message says why."""
 
 
-@transaction.atomic
+# Taxonomy version id -> {node key: (node id, core node id)}. Nodes of a version only change
+# while it has no annotations (then they are edited in place): a stale entry makes the
+# annotation insert fail its foreign key, which drops the entry and retries once.
+_NODE_INDEX: dict[int, dict[str, tuple[int, int]]] = {}
+_NODE_INDEX_LOCK = threading.Lock()
+
+
+def node_index(version_id: int) -> dict[str, tuple[int, int]]:
+    index = _NODE_INDEX.get(version_id)
+    if index is None:
+        rows = list(
+            TaxonomyNode.objects.filter(version_id=version_id).values_list("id", "key", "parent_id")
+        )
+        parents = {node_id: parent for node_id, _key, parent in rows}
+
+        def core(node_id: int) -> int:
+            while parents.get(node_id) is not None:
+                node_id = parents[node_id]
+            return node_id
+
+        index = {key: (node_id, core(node_id)) for node_id, key, _parent in rows}
+        with _NODE_INDEX_LOCK:
+            _NODE_INDEX[version_id] = index
+    return index
+
+
+def forget_node_index(version_id: int) -> None:
+    with _NODE_INDEX_LOCK:
+        _NODE_INDEX.pop(version_id, None)
+
+
 def record_annotation(
     *,
     clip: Clip,
@@ -28,48 +61,62 @@ def record_annotation(
     heard_to_end: bool = False,
     valence: float | None = None,
     arousal: float | None = None,
+    client_id: uuid.UUID | None = None,
+    lease: Lease | None = None,
+    project: Project | None = None,
+    membership_checked: bool = False,
 ) -> Annotation:
     """Store a label (any ring of the wheel) or a skip, superseding this annotator's
-    previous judgement of the clip (kept as history)."""
-    project = clip.project
-    if not has_role(annotator, project, Role.ANNOTATOR):
+    previous judgement of the clip (kept as history).
+
+    `project` and `membership_checked` let the queue, which has already loaded the project
+    and checked membership for this request, skip those queries on its hot path.
+    """
+    project = project or clip.project
+    if not membership_checked and not has_role(annotator, project, Role.ANNOTATOR):
         raise AnnotationRejected("You are not a member of this clip's project.")
     if bool(node_key) == bool(skip_reason):
         raise AnnotationRejected("Give exactly one of a feeling (node) or a skip reason.")
-    node = None
-    if node_key:
-        if project.taxonomy_version_id is None:
-            raise AnnotationRejected("The project has no taxonomy yet.")
-        node = TaxonomyNode.objects.filter(
-            version_id=project.taxonomy_version_id, key=node_key
-        ).first()
-        if node is None:
-            raise AnnotationRejected(
-                f'"{node_key}" is not a feeling of this project\'s taxonomy version.'
-            )
-    elif skip_reason not in SkipReason.values:
+    if skip_reason and skip_reason not in SkipReason.values:
         raise AnnotationRejected(f'"{skip_reason}" is not a skip reason.')
-    # Lock this annotator's current annotation so that two submits for the same clip
-    # cannot both become current (the partial unique constraint would refuse the second).
-    previous = (
-        Annotation.objects.select_for_update()
-        .filter(clip=clip, annotator=annotator, is_current=True)
-        .first()
-    )
-    if previous is not None:
-        previous.is_current = False
-        previous.save(update_fields=["is_current"])
-    return Annotation.objects.create(
-        clip=clip,
-        annotator=annotator,
-        node=node,
-        skip_reason=skip_reason or "",
-        intensity=intensity or "",
-        unsure=unsure,
-        time_spent_ms=time_spent_ms,
-        suggestion_shown=suggestion_shown,
-        play_count=play_count,
-        heard_to_end=heard_to_end,
-        valence=valence,
-        arousal=arousal,
-    )
+    for attempt in range(2):
+        node_id = None
+        if node_key:
+            if project.taxonomy_version_id is None:
+                raise AnnotationRejected("The project has no taxonomy yet.")
+            entry = node_index(project.taxonomy_version_id).get(node_key)
+            if entry is None and attempt == 0:  # perhaps added since the index was built
+                forget_node_index(project.taxonomy_version_id)
+                continue
+            if entry is None:
+                raise AnnotationRejected(
+                    f'"{node_key}" is not a feeling of this project\'s taxonomy version.'
+                )
+            node_id = entry[0]
+        # Inside a caller's transaction (the queue's submit) no savepoint is taken: a failure
+        # there rolls the whole submit back, and the caller forgets a stale node index.
+        savepoint = not transaction.get_connection().in_atomic_block
+        try:
+            with transaction.atomic(savepoint=savepoint):
+                # The partial unique index (one current annotation per annotator and clip)
+                # refuses a racing second "current" row, so no lock is needed here.
+                Annotation.objects.filter(clip=clip, annotator=annotator, is_current=True).update(
+                    is_current=False
+                )
+                return Annotation.objects.create(
+                    clip=clip, annotator=annotator, node_id=node_id,
+                    skip_reason=skip_reason or "", intensity=intensity or "", unsure=unsure,
+                    time_spent_ms=time_spent_ms, suggestion_shown=suggestion_shown,
+                    play_count=play_count, heard_to_end=heard_to_end, valence=valence,
+                    arousal=arousal, client_id=client_id, lease=lease,
+                )  # fmt: skip
+        except IntegrityError:
+            if (
+                not savepoint
+                or attempt
+                or node_id is None
+                or TaxonomyNode.objects.filter(pk=node_id).exists()
+            ):
+                raise
+            forget_node_index(project.taxonomy_version_id)  # the version was edited
+    raise AssertionError("unreachable")

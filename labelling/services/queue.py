@@ -12,13 +12,14 @@ Invariants, held by the database rather than by this process:
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
@@ -215,22 +216,41 @@ def next_clip(
     """Lease the next clip to an annotator, or None when nothing is left for them."""
     if not project.is_active:
         return None
-    reclaim_expired(project)
-    active = list(
-        Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).order_by(
-            "created_at"
-        )[:MAX_ACTIVE_LEASES]
-    )
-    if len(active) >= MAX_ACTIVE_LEASES:
-        lease = active[0]
-        lease.expires_at = timezone.now() + timedelta(seconds=project.lease_seconds)
-        lease.save(update_fields=["expires_at"])
-        return _leased(lease)
+    _reclaim_now_and_then(project)
     rng = rng or random
     if project.gold_rate > 0 and rng.random() < project.gold_rate:
         clip_id = _take_gold(project, user)
         if clip_id is not None:
             return _leased(_new_lease(project, user, clip_id, is_gold=True))
+    if connection.vendor == "postgresql":
+        leased = _lease_regular_pg(project, user)
+    else:
+        leased = _lease_regular_portable(project, user)
+    return leased or _oldest_if_at_limit(project, user)
+
+
+def _oldest_if_at_limit(project: Project, user: AbstractBaseUser) -> Leased | None:
+    """An annotator at the lease limit (page reloaded) gets their oldest lease again."""
+    active = list(
+        Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).order_by(
+            "created_at"
+        )[:MAX_ACTIVE_LEASES]
+    )
+    if len(active) < MAX_ACTIVE_LEASES:
+        return None
+    lease = active[0]
+    lease.expires_at = timezone.now() + timedelta(seconds=project.lease_seconds)
+    lease.save(update_fields=["expires_at"])
+    return _leased(lease)
+
+
+def _lease_regular_portable(project: Project, user: AbstractBaseUser) -> Leased | None:
+    """The ORM path (SQLite for `make run`); PostgreSQL uses `_lease_regular_pg`."""
+    if (
+        Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).count()
+        >= MAX_ACTIVE_LEASES
+    ):
+        return None
     clip_id = _take_regular(project, user)
     if clip_id is None:
         return None
@@ -241,6 +261,79 @@ def next_clip(
         QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + 1)
         raise
     return _leased(lease)
+
+
+# One statement: pick the best open entry this annotator has not seen (skipping rows other
+# requests hold), take a slot with a guarded decrement, create the lease and return the
+# clip. The check constraint on open_slots backs the guard.
+_LEASE_NEXT_PG = """
+WITH mine AS (
+    SELECT count(*) AS n FROM labelling_lease
+    WHERE annotator_id = %(user)s AND project_id = %(project)s AND status = 'active'
+), picked AS (
+    SELECT q.id FROM labelling_queueentry q
+    WHERE q.project_id = %(project)s AND q.open_slots > 0 AND NOT q.is_gold
+      AND (SELECT n FROM mine) < %(max_active)s
+      AND NOT EXISTS (SELECT 1 FROM labelling_lease l
+                      WHERE l.clip_id = q.clip_id AND l.annotator_id = %(user)s
+                        AND l.status IN ('active', 'done'))
+      AND NOT EXISTS (SELECT 1 FROM labelling_annotation a
+                      WHERE a.clip_id = q.clip_id AND a.annotator_id = %(user)s
+                        AND a.is_current)
+    ORDER BY q.priority
+    LIMIT 1
+    FOR UPDATE OF q SKIP LOCKED
+), taken AS (
+    UPDATE labelling_queueentry q SET open_slots = q.open_slots - 1
+    FROM picked WHERE q.id = picked.id AND q.open_slots > 0
+    RETURNING q.clip_id
+), leased AS (
+    INSERT INTO labelling_lease
+        (id, project_id, clip_id, annotator_id, status, is_gold, revises_id, created_at,
+         expires_at)
+    SELECT %(lease)s, %(project)s, taken.clip_id, %(user)s, 'active', false, NULL, now(),
+           now() + %(seconds)s * interval '1 second'
+    FROM taken
+    RETURNING clip_id, created_at, expires_at
+)
+SELECT leased.created_at, leased.expires_at, c.id, c.duration_s, c.transcript, c.language,
+       c.channel, c.dialect, c.rms_dbfs, c.recording_id, c.start_s, c.speaker_id, c.gender
+FROM leased JOIN labelling_clip c ON c.id = leased.clip_id
+"""
+
+
+def _lease_regular_pg(project: Project, user: AbstractBaseUser) -> Leased | None:
+    lease_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(_LEASE_NEXT_PG, {
+            "user": user.pk, "project": project.pk, "lease": str(lease_id),
+            "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,
+        })  # fmt: skip
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    created_at, expires_at, *clip_fields = row
+    names = ("id", "duration_s", "transcript", "language", "channel", "dialect", "rms_dbfs",
+             "recording_id", "start_s", "speaker_id", "gender")  # fmt: skip
+    clip = Clip(project=project, **dict(zip(names, clip_fields, strict=True)))
+    lease = Lease(
+        id=lease_id, project=project, clip_id=clip.pk, annotator=user,
+        status=Lease.Status.ACTIVE, created_at=created_at, expires_at=expires_at,
+    )  # fmt: skip
+    return Leased(lease=lease, clip=clip)
+
+
+# Expired leases are reclaimed at most this often per process and project on the hot path;
+# the beat task `reclaim_expired_leases` covers idle projects.
+RECLAIM_EVERY_S = 2.0
+_last_reclaim: dict[int, float] = {}
+
+
+def _reclaim_now_and_then(project: Project) -> None:
+    now = time.monotonic()
+    if now - _last_reclaim.get(project.pk, -RECLAIM_EVERY_S) >= RECLAIM_EVERY_S:
+        _last_reclaim[project.pk] = now
+        reclaim_expired(project)
 
 
 def _leased(lease: Lease, revising: Annotation | None = None) -> Leased:
@@ -287,12 +380,10 @@ def submit(
     skip_reason: str = "",
     **details: object,
 ) -> Submitted:
-    """Record the annotator's judgement of a leased clip (idempotent by client_id)."""
-    replay = Annotation.objects.filter(client_id=client_id).first()
-    if replay is not None:
-        if replay.annotator_id != user.pk:
-            raise LeaseError("client_id_taken", "This submission id belongs to someone else.")
-        return Submitted(replay, replayed=True)
+    """Record the annotator's judgement of a leased clip (idempotent by client_id).
+
+    The caller has checked that the user is a member of the project.
+    """
     try:
         with transaction.atomic():
             return Submitted(
@@ -300,35 +391,87 @@ def submit(
                 replayed=False,
             )
     except IntegrityError:
-        # The same client_id committed concurrently (a double click racing itself).
-        replay = Annotation.objects.filter(client_id=client_id, annotator=user).first()
+        # The client_id is unique: a retried request, or a double click racing itself.
+        replay = Annotation.objects.filter(client_id=client_id).first()
         if replay is None:
+            # Not a replay: perhaps a node id cached before an in-place edit of the taxonomy.
+            if project.taxonomy_version_id:
+                annotations.forget_node_index(project.taxonomy_version_id)
             raise
+        if replay.annotator_id != user.pk:
+            raise LeaseError(
+                "client_id_taken", "This submission id belongs to someone else."
+            ) from None
         return Submitted(replay, replayed=True)
+    except LeaseError as exc:
+        # A retry of a submit that already went through finds its lease used: answer with
+        # the recorded annotation, not an error.
+        if exc.code == "lease_used":
+            replay = Annotation.objects.filter(client_id=client_id, annotator=user).first()
+            if replay is not None:
+                return Submitted(replay, replayed=True)
+        raise
+
+
+_LEASE_FOR_UPDATE = (
+    "SELECT annotator_id, status, expires_at, clip_id, is_gold, revises_id "
+    "FROM labelling_lease WHERE id = %s AND project_id = %s {for_update}"
+)
 
 
 def _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, details):
-    lease = Lease.objects.select_for_update().filter(pk=lease_id, project=project).first()
-    if lease is None or lease.annotator_id != user.pk:
+    for_update = "FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(_LEASE_FOR_UPDATE.format(for_update=for_update), [str(lease_id), project.pk])
+        row = cursor.fetchone()
+    if row is None or row[0] != user.pk:
         raise LeaseError("lease_foreign", "This lease is not yours: fetch the next clip.")
-    if lease.status == Lease.Status.DONE:
+    _annotator, status, expires_at, clip_id, is_gold, revises_id = row
+    if status == Lease.Status.DONE:
         raise LeaseError("lease_used", "This clip was already submitted under this lease.")
-    if lease.status == Lease.Status.EXPIRED or lease.expires_at < timezone.now():
+    if status == Lease.Status.EXPIRED or expires_at < timezone.now():
         raise LeaseError("lease_expired", "This lease expired and the clip went back to the queue.")
-    clip = Clip.objects.select_related("project").get(pk=lease.clip_id)
-    entry = QueueEntry.objects.select_for_update().filter(clip=clip).first()
+    clip = Clip(pk=clip_id, project=project)
     annotation = annotations.record_annotation(
-        clip=clip, annotator=user, node_key=node_key, skip_reason=skip_reason, **details
-    )
-    annotation.client_id = client_id
-    annotation.lease = lease
-    annotation.save(update_fields=["client_id", "lease"])
-    Lease.objects.filter(pk=lease.pk).update(status=Lease.Status.DONE)
-    if lease.is_gold:
+        clip=clip, annotator=user, node_key=node_key, skip_reason=skip_reason,
+        client_id=client_id, lease=Lease(pk=lease_id), project=project, membership_checked=True,
+        **details,
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE labelling_lease SET status = 'done' WHERE id = %s", [str(lease_id)])
+    if is_gold:
         _score_gold(annotation)
-    elif entry is not None:
-        _recount(entry, project)
+    elif project.agreement_routing:
+        entry = QueueEntry.objects.select_for_update().filter(clip_id=clip_id).first()
+        if entry is not None and not entry.is_gold:
+            _recount(entry, project)
+    else:
+        _release_slot_change(clip_id, revises_id, is_label=bool(node_key))
     return annotation
+
+
+def _release_slot_change(clip_id: int, revises_id: int | None, *, is_label: bool) -> None:
+    """Adjust the clip's open slots for what this submit changed, relative to the row as it
+    is now (never recomputed from a snapshot, which could undo a concurrent lease).
+
+    A label under a fresh lease turns its slot from leased into labelled: no change. A skip
+    gives the slot back. A revision (undo) changes the count only when it turns a label
+    into a skip (+1) or a skip into a label (-1, refused if the clip filled up meanwhile).
+    """
+    if revises_id is None:
+        delta = 0 if is_label else 1
+    else:
+        was_label = Annotation.objects.filter(pk=revises_id, node__isnull=False).exists()
+        delta = int(was_label) - int(is_label)
+    if delta == 0:
+        return
+    try:
+        QueueEntry.objects.filter(clip_id=clip_id, is_gold=False).update(
+            open_slots=F("open_slots") + delta
+        )
+    except IntegrityError:  # the check constraint: the clip would go past its overlap
+        # The transaction is aborted; raising rolls all of this submit back.
+        raise LeaseError("clip_full", "This clip already has all the labels it needs.") from None
 
 
 def recount_clip(clip: Clip) -> None:

@@ -22,6 +22,7 @@ from labelling.models import (
     TaxonomyNode,
     TaxonomyVersion,
 )
+from labelling.services.annotations import forget_node_index
 from labelling.taxonomy_schema import (
     FlatNode,
     TaxonomyDocument,
@@ -150,6 +151,7 @@ def replace_version_content(version: TaxonomyVersion, document: TaxonomyDocument
         )
     version.nodes.all().delete()  # children go with their parents (CASCADE)
     _create_nodes(version, document.nodes)
+    transaction.on_commit(lambda: forget_node_index(version.pk))
 
 
 @transaction.atomic
