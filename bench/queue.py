@@ -96,8 +96,7 @@ def prepare(clips: int, users: int) -> tuple[Project, list[str]]:
             bar.update(n)
     QueueEntry.objects.filter(project=project).update(target=OVERLAP, open_slots=OVERLAP)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE labelling_queueentry; ANALYZE labelling_lease; "
-                       "ANALYZE labelling_annotation")
+        cursor.execute("ANALYZE labelling_queueentry; ANALYZE labelling_clip")
     tokens = []
     User = get_user_model()  # noqa: N806
     for i in range(users):

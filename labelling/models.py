@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Role(models.TextChoices):
@@ -464,11 +464,17 @@ class QueueEntry(models.Model):
             models.CheckConstraint(condition=Q(open_slots__gte=0), name="queue_open_slots_gte_0"),
         ]
         indexes = [
-            # The next-clip query: open entries of a project in priority order.
+            # The next-clip query's two candidate windows (services/queue.py): open clips
+            # that some annotators have started, and untouched ones, each in priority order.
             models.Index(
                 fields=["project", "priority"],
-                condition=Q(open_slots__gt=0, is_gold=False),
-                name="queue_open_by_priority",
+                condition=Q(open_slots__gt=0, open_slots__lt=F("target"), is_gold=False),
+                name="queue_started_by_priority",
+            ),
+            models.Index(
+                fields=["project", "priority"],
+                condition=Q(open_slots__gt=0, open_slots=F("target"), is_gold=False),
+                name="queue_fresh_by_priority",
             ),
         ]
         verbose_name_plural = "queue entries"

@@ -266,20 +266,36 @@ def _lease_regular_portable(project: Project, user: AbstractBaseUser) -> Leased 
 # One statement: pick the best open entry this annotator has not seen (skipping rows other
 # requests hold), take a slot with a guarded decrement, create the lease and return the
 # clip. The check constraint on open_slots backs the guard.
+#
+# Candidates come from two bounded windows in priority order: clips some annotators have
+# started (open_slots < target) and untouched clips (open_slots = target). Without the
+# windows, an annotator's own half-labelled clips (waiting for a second annotator) pile up
+# at the head of the queue and every request would step over all of them. A request that
+# finds nothing in the windows falls back to the unbounded scan ({window} = '').
 _LEASE_NEXT_PG = """
 WITH mine AS (
     SELECT count(*) AS n FROM labelling_lease
     WHERE annotator_id = %(user)s AND project_id = %(project)s AND status = 'active'
+), candidates AS (
+    (SELECT id FROM labelling_queueentry
+     WHERE project_id = %(project)s AND open_slots > 0 AND open_slots < target AND NOT is_gold
+     ORDER BY priority {window})
+    UNION ALL
+    (SELECT id FROM labelling_queueentry
+     WHERE project_id = %(project)s AND open_slots > 0 AND open_slots = target AND NOT is_gold
+     ORDER BY priority {window})
 ), picked AS (
-    SELECT q.id FROM labelling_queueentry q
-    WHERE q.project_id = %(project)s AND q.open_slots > 0 AND NOT q.is_gold
+    SELECT q.id FROM labelling_queueentry q JOIN candidates c ON c.id = q.id
+    WHERE q.open_slots > 0
       AND (SELECT n FROM mine) < %(max_active)s
-      AND NOT EXISTS (SELECT 1 FROM labelling_lease l
-                      WHERE l.clip_id = q.clip_id AND l.annotator_id = %(user)s
-                        AND l.status IN ('active', 'done'))
-      AND NOT EXISTS (SELECT 1 FROM labelling_annotation a
-                      WHERE a.clip_id = q.clip_id AND a.annotator_id = %(user)s
-                        AND a.is_current)
+      -- Scalar subqueries with LIMIT stay per-row index probes whatever the table
+      -- statistics say (NOT EXISTS may be planned as a scan of all of the user's rows).
+      AND (SELECT 1 FROM labelling_lease l
+           WHERE l.clip_id = q.clip_id AND l.annotator_id = %(user)s
+             AND l.status IN ('active', 'done') LIMIT 1) IS NULL
+      AND (SELECT 1 FROM labelling_annotation a
+           WHERE a.clip_id = q.clip_id AND a.annotator_id = %(user)s
+             AND a.is_current LIMIT 1) IS NULL
     ORDER BY q.priority
     LIMIT 1
     FOR UPDATE OF q SKIP LOCKED
@@ -300,16 +316,24 @@ SELECT leased.created_at, leased.expires_at, c.id, c.duration_s, c.transcript, c
        c.channel, c.dialect, c.rms_dbfs, c.recording_id, c.start_s, c.speaker_id, c.gender
 FROM leased JOIN labelling_clip c ON c.id = leased.clip_id
 """
+# Wide enough that concurrent annotators (each locking one row) rarely exhaust it.
+CANDIDATE_WINDOW = 64
+_LEASE_NEXT_WINDOWED = _LEASE_NEXT_PG.format(window=f"LIMIT {CANDIDATE_WINDOW}")
+_LEASE_NEXT_UNBOUNDED = _LEASE_NEXT_PG.format(window="")
 
 
 def _lease_regular_pg(project: Project, user: AbstractBaseUser) -> Leased | None:
     lease_id = uuid.uuid4()
+    params = {
+        "user": user.pk, "project": project.pk, "lease": str(lease_id),
+        "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,
+    }  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(_LEASE_NEXT_PG, {
-            "user": user.pk, "project": project.pk, "lease": str(lease_id),
-            "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,
-        })  # fmt: skip
+        cursor.execute(_LEASE_NEXT_WINDOWED, params)
         row = cursor.fetchone()
+        if row is None:
+            cursor.execute(_LEASE_NEXT_UNBOUNDED, params)
+            row = cursor.fetchone()
     if row is None:
         return None
     created_at, expires_at, *clip_fields = row
