@@ -45,7 +45,9 @@ def run_once(corpus: Path, manifest: Path | None) -> dict:
         started = time.perf_counter()
         batch = ingest.stage_folder(project, corpus, manifest_path=manifest)
         staged = time.perf_counter()
-        for item_id in tqdm(ingest.pending_item_ids(batch), desc="ingest", unit="file", leave=False):
+        for item_id in tqdm(
+            ingest.pending_item_ids(batch), desc="ingest", unit="file", leave=False
+        ):
             ingest.process_item(item_id)
         finished = time.perf_counter()
         clips = Clip.objects.filter(project=project)
@@ -64,7 +66,9 @@ def run_once(corpus: Path, manifest: Path | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared/data/emodb/wav")
-    parser.add_argument("--manifest", type=Path, default=REPO.parent / "shared/data/emodb/labels.csv")
+    parser.add_argument(
+        "--manifest", type=Path, default=REPO.parent / "shared/data/emodb/labels.csv"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if not args.corpus.is_dir():

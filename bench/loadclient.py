@@ -8,6 +8,7 @@ caller's time and request budget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,16 +38,17 @@ class Connection:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            try:
+            with contextlib.suppress(ConnectionError):
                 await self._writer.wait_closed()
-            except ConnectionError:
-                pass
             self._writer = None
 
     async def request(self, method: str, path: str, payload: dict | None = None) -> Reply:
         body = json.dumps(payload).encode() if payload is not None else b""
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
-                f"Content-Length: {len(body)}"]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Content-Length: {len(body)}",
+        ]
         if payload is not None:
             head.append("Content-Type: application/json")
         head += [f"{k}: {v}" for k, v in self.headers.items()]

@@ -69,8 +69,13 @@ def prepare(clips: int, users: int) -> tuple[Project, list[str]]:
     """The bench project with `clips` clips and fresh queue state; one token per annotator."""
     version = taxonomy.install_preset("willcox")
     project, _ = Project.objects.get_or_create(
-        slug=SLUG, defaults={"name": "Queue bench", "taxonomy_version": version,
-                             "annotators_per_clip": OVERLAP, "queue_policy": "random"},
+        slug=SLUG,
+        defaults={
+            "name": "Queue bench",
+            "taxonomy_version": version,
+            "annotators_per_clip": OVERLAP,
+            "queue_policy": "random",
+        },
     )
     Annotation.objects.filter(clip__project=project).delete()
     Lease.objects.filter(project=project).delete()
@@ -80,16 +85,31 @@ def prepare(clips: int, users: int) -> tuple[Project, list[str]]:
         while have < clips:
             n = min(10_000, clips - have)
             rows = Clip.objects.bulk_create(
-                Clip(project=project, original=f"bench/{have + i}.wav",
-                     canonical=f"bench/{have + i}.wav", original_name=f"{have + i}.wav",
-                     original_format="WAV", sha256=f"{have + i:064x}", duration_s=3.0,
-                     sample_rate=16000, channels=1, source=ClipSource.UPLOAD,
-                     speaker_id=f"s{(have + i) % 500}", rms_dbfs=-24.0)
+                Clip(
+                    project=project,
+                    original=f"bench/{have + i}.wav",
+                    canonical=f"bench/{have + i}.wav",
+                    original_name=f"{have + i}.wav",
+                    original_format="WAV",
+                    sha256=f"{have + i:064x}",
+                    duration_s=3.0,
+                    sample_rate=16000,
+                    channels=1,
+                    source=ClipSource.UPLOAD,
+                    speaker_id=f"s{(have + i) % 500}",
+                    rms_dbfs=-24.0,
+                )
                 for i in range(n)
             )
             QueueEntry.objects.bulk_create(
-                QueueEntry(project=project, clip=clip, priority=rng.random(),
-                           stratum=clip.speaker_id, target=OVERLAP, open_slots=OVERLAP)
+                QueueEntry(
+                    project=project,
+                    clip=clip,
+                    priority=rng.random(),
+                    stratum=clip.speaker_id,
+                    target=OVERLAP,
+                    open_slots=OVERLAP,
+                )
                 for clip in rows
             )
             have += n
@@ -98,7 +118,7 @@ def prepare(clips: int, users: int) -> tuple[Project, list[str]]:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE labelling_queueentry; ANALYZE labelling_clip")
     tokens = []
-    User = get_user_model()  # noqa: N806
+    User = get_user_model()
     for i in range(users):
         user, _ = User.objects.get_or_create(username=f"bench-annotator-{i:03d}")
         Membership.objects.get_or_create(user=user, project=project, defaults={"role": "annotator"})
@@ -133,10 +153,24 @@ def free_port() -> int:
 def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
     env = {**os.environ, "DEBUG": "false", "EMOLOOP_DEV": "true", "LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
-        [str(REPO / ".venv/bin/gunicorn"), "emoloop.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
-         "--keep-alive", "30", "--log-level", "warning"],
-        cwd=REPO, env=env,
+        [
+            str(REPO / ".venv/bin/gunicorn"),
+            "emoloop.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -167,8 +201,14 @@ async def annotator(port: int, token: str, think_s: float, stop_at: float, stats
             lease = reply.json()["lease"]["id"]
             if think_s:
                 await asyncio.sleep(think_s * rng.uniform(0.8, 1.2))
-            body = {"lease": lease, "client_id": str(uuid.uuid4()), "node": rng.choice(LABELS),
-                    "time_spent_ms": int(think_s * 1000), "play_count": 1, "heard_to_end": True}
+            body = {
+                "lease": lease,
+                "client_id": str(uuid.uuid4()),
+                "node": rng.choice(LABELS),
+                "time_spent_ms": int(think_s * 1000),
+                "play_count": 1,
+                "heard_to_end": True,
+            }
             reply = await conn.request("POST", f"/api/projects/{SLUG}/annotations/", body)
             stats["submit"].append(reply.elapsed_ms)
             if reply.status != 201:
@@ -213,8 +253,13 @@ def main() -> None:
     port = free_port()
     server = start_server(port, args.workers, args.threads)
     phases = []
-    plan = [("realistic", 1, 2.0), ("realistic", 10, 2.0), ("realistic", 50, 2.0),
-            ("saturation", 10, 0.0), ("saturation", 50, 0.0)]
+    plan = [
+        ("realistic", 1, 2.0),
+        ("realistic", 10, 2.0),
+        ("realistic", 50, 2.0),
+        ("saturation", 10, 0.0),
+        ("saturation", 50, 0.0),
+    ]
     try:
         asyncio.run(phase(port, tokens[:5], 0.0, 3.0))  # warm-up: imports, connections
         for name, users, think in tqdm(plan, desc="phases"):
@@ -245,8 +290,8 @@ def main() -> None:
     out = REPO / "bench" / "results" / "queue.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"p95_next_ms={realistic50['next_ms']['p95']} p95_submit_ms={realistic50['submit_ms']['p95']}"
-        f" annotators=50 think_s=2 saturation_labels_per_s={saturation} clips={result['clips']}"
+        f"p95_next_ms={realistic50['next_ms']['p95']}"
+        f" p95_submit_ms={realistic50['submit_ms']['p95']} annotators=50 think_s=2 saturation_labels_per_s={saturation} clips={result['clips']}"
         f" overlap_violations={result['overlap_violations_total']}"
     )
 
