@@ -291,7 +291,8 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"p95_next_ms={realistic50['next_ms']['p95']}"
-        f" p95_submit_ms={realistic50['submit_ms']['p95']} annotators=50 think_s=2 saturation_labels_per_s={saturation} clips={result['clips']}"
+        f" p95_submit_ms={realistic50['submit_ms']['p95']} annotators=50 think_s=2"
+        f" saturation_labels_per_s={saturation} clips={result['clips']}"
         f" overlap_violations={result['overlap_violations_total']}"
     )
 

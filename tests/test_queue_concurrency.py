@@ -32,7 +32,7 @@ def test_every_clip_ends_with_exactly_k_annotations_from_distinct_annotators(pro
     errors: list[BaseException] = []
     submitted = Counter()
 
-    def annotate(user) -> None:  # noqa: ANN001
+    def annotate(user) -> None:
         try:
             start.wait()
             while True:
