@@ -4,11 +4,15 @@ from django.utils.html import format_html
 from labelling.models import (
     Annotation,
     Clip,
+    GoldClip,
+    GoldResult,
     ImportBatch,
     ImportItem,
+    Lease,
     Membership,
     NodeMapping,
     Project,
+    QueueEntry,
     Recording,
     Taxonomy,
     TaxonomyNode,
@@ -172,3 +176,33 @@ class AnnotationAdmin(admin.ModelAdmin):
     list_filter = ["is_current", "skip_reason", "unsure", "suggestion_shown", "clip__project"]
     search_fields = ["annotator__username", "node__key"]
     raw_id_fields = ["clip", "node"]
+
+
+@admin.register(QueueEntry)
+class QueueEntryAdmin(admin.ModelAdmin):
+    list_display = ["clip", "project", "priority", "target", "open_slots", "is_gold", "updated_at"]
+    list_filter = ["project", "is_gold"]
+    raw_id_fields = ["clip"]
+    ordering = ["project", "priority"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["id", "clip", "annotator", "project", "status", "is_gold", "created_at",
+                    "expires_at"]  # fmt: skip
+    list_filter = ["status", "is_gold", "project"]
+    search_fields = ["annotator__username"]
+    raw_id_fields = ["clip", "revises"]
+
+
+@admin.register(GoldClip)
+class GoldClipAdmin(admin.ModelAdmin):
+    list_display = ["clip", "node", "created_by", "created_at"]
+    raw_id_fields = ["clip"]
+
+
+@admin.register(GoldResult)
+class GoldResultAdmin(admin.ModelAdmin):
+    list_display = ["annotation", "gold", "correct_core", "correct_exact", "created_at"]
+    list_filter = ["correct_core", "correct_exact"]
+    raw_id_fields = ["annotation"]
