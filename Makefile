@@ -15,7 +15,7 @@ TEST_ENV := EMOLOOP_DEV=true \
 	CELERY_RESULT_BACKEND=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	EMOLOOP_DATA_DIR=$(CURDIR)/var/test
 
-.PHONY: run test test-fast install services lint fmt bench-ingest bench-queue clean
+.PHONY: run test test-fast install frontend browser services lint fmt bench-ingest bench-queue bench-annotator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -24,14 +24,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) frontend browser
+
+## frontend: wavesurfer.js from npm into static/vendor (no-op when up to date; no CDN).
+frontend:
+	bash scripts/vendor-frontend.sh
+
+## browser: Debian's Chromium for the browser tests (no-op when installed).
+browser:
+	bash scripts/install-chromium.sh
 
 # Start PostgreSQL and Redis if they are down (CI machines have them installed).
 services:
 	@bash scripts/ensure-services.sh
 
 ## run: the platform on embedded defaults (SQLite, filesystem broker), with demo data.
-run: $(STAMP)
+run: $(STAMP) frontend
 	EMOLOOP_DEV=true DEBUG=$${DEBUG:-true} $(PY) manage.py migrate --no-input -v0
 	EMOLOOP_DEV=true $(PY) manage.py collectstatic --no-input -v0
 	EMOLOOP_DEV=true $(PY) manage.py seed_demo
@@ -39,11 +47,11 @@ run: $(STAMP)
 	EMOLOOP_DEV=true HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
 
 ## test: the whole suite on PostgreSQL, Redis and a real Celery worker.
-test: $(STAMP) services
+test: $(STAMP) frontend browser services
 	$(TEST_ENV) $(PY) -m pytest $(ARGS)
 
 ## test-fast: skip slow and browser tests.
-test-fast: $(STAMP) services
+test-fast: $(STAMP) frontend services
 	$(TEST_ENV) $(PY) -m pytest -m "not slow and not browser" $(ARGS)
 
 lint: $(STAMP)
@@ -61,6 +69,10 @@ bench-ingest: $(STAMP) services
 bench-queue: $(STAMP) services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
 	$(TEST_ENV) $(PY) bench/queue.py $(ARGS)
+
+bench-annotator: $(STAMP) frontend browser services
+	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
+	$(TEST_ENV) $(PY) bench/annotator_flow.py $(ARGS)
 
 clean:
 	rm -rf var/test .pytest_cache

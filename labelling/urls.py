@@ -4,7 +4,7 @@ from rest_framework.routers import DefaultRouter
 from labelling import api, queue_api
 
 router = DefaultRouter()
-router.register("projects", api.ProjectViewSet, basename="project")
+router.register("projects", api.ProjectViewSet, basename="api-project")
 router.register("taxonomies", api.TaxonomyViewSet, basename="taxonomy")
 router.register("clips", api.ClipViewSet, basename="clip")
 router.register("imports", api.ImportBatchViewSet, basename="importbatch")

@@ -437,17 +437,13 @@ def submit(
         raise
 
 
-_LEASE_FOR_UPDATE = (
-    "SELECT annotator_id, status, expires_at, clip_id, is_gold, revises_id "
-    "FROM labelling_lease WHERE id = %s AND project_id = %s {for_update}"
-)
-
-
 def _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, details):
-    for_update = "FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
-        cursor.execute(_LEASE_FOR_UPDATE.format(for_update=for_update), [str(lease_id), project.pk])
-        row = cursor.fetchone()
+    row = (
+        Lease.objects.select_for_update()
+        .filter(pk=lease_id, project=project)
+        .values_list("annotator_id", "status", "expires_at", "clip_id", "is_gold", "revises_id")
+        .first()
+    )
     if row is None or row[0] != user.pk:
         raise LeaseError("lease_foreign", "This lease is not yours: fetch the next clip.")
     _annotator, status, expires_at, clip_id, is_gold, revises_id = row
@@ -461,8 +457,7 @@ def _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, de
         client_id=client_id, lease=Lease(pk=lease_id), project=project, membership_checked=True,
         **details,
     )  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE labelling_lease SET status = 'done' WHERE id = %s", [str(lease_id)])
+    Lease.objects.filter(pk=lease_id).update(status=Lease.Status.DONE)
     if is_gold:
         _score_gold(annotation)
     elif project.agreement_routing:
