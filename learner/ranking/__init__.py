@@ -1,0 +1,49 @@
+"""Active-learning query strategies: framework-free math over probabilities and embeddings.
+
+    from learner.ranking import Pool, select, score, DEFAULT_STRATEGY, Quotas
+
+    pool = Pool(probs_core=pc, probs_fine=pf, embeddings=emb, groups={"gender": g})
+    batch = select(DEFAULT_STRATEGY, pool, 20, seed=7, quotas=Quotas(min_share={...}))
+    queue_priority = score(DEFAULT_STRATEGY, pool)
+
+Modules: `uncertainty` (measures), `diversity` (k-center, k-means++, BADGE), `coverage`
+(quotas), `strategies` (Pool, registry, select, score), `rescore` (model callable ->
+probabilities), `store` (embeddings on disk without a memory map). No Django, no Celery:
+the learner's tasks call these with arrays.
+"""
+
+from learner.ranking.coverage import Quotas, apply_quotas
+from learner.ranking.rescore import Predict, predict_pool, predict_pool_mc, row_blocks
+from learner.ranking.store import NpyRows
+from learner.ranking.strategies import (
+    COLD_START_STRATEGY,
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    Pool,
+    Selection,
+    StrategySpec,
+    get_strategy,
+    resolve_params,
+    score,
+    select,
+)
+
+__all__ = [
+    "COLD_START_STRATEGY",
+    "DEFAULT_STRATEGY",
+    "STRATEGIES",
+    "NpyRows",
+    "Pool",
+    "Predict",
+    "Quotas",
+    "Selection",
+    "StrategySpec",
+    "apply_quotas",
+    "get_strategy",
+    "predict_pool",
+    "predict_pool_mc",
+    "resolve_params",
+    "row_blocks",
+    "score",
+    "select",
+]
