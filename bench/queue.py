@@ -3,8 +3,8 @@
 A project with 100,000 clips on PostgreSQL, served by gunicorn (gthread workers), driven by
 a bounded asyncio load client with one user and token per virtual annotator:
 
-(a) realistic: each annotator loops next -> 2 s of listening -> submit, at 1, 10 and 50
-    annotators;
+(a) realistic: each annotator loops next -> 2 s of listening (+-20 %) -> submit, at 1, 10
+    and 50 annotators, who arrive spread over the first 2 s;
 (b) saturation: no think time, closed loop, at 10 and 50 annotators: labelled clips per second.
 
 After every phase the bench checks in the database that no clip was handed out beyond its
@@ -188,6 +188,10 @@ def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
 async def annotator(port: int, token: str, think_s: float, stop_at: float, stats: dict) -> None:
     conn = Connection("127.0.0.1", port, {"Authorization": f"Token {token}"})
     rng = random.Random(token)
+    if think_s:
+        # Real annotators do not all press a key in the same millisecond: each arrives at a
+        # random moment within the first think time (a ramp-up, as load tools do).
+        await asyncio.sleep(rng.uniform(0, think_s))
     try:
         while time.monotonic() < stop_at:
             reply = await conn.request("POST", f"/api/projects/{SLUG}/next/")
