@@ -311,3 +311,25 @@ def test_ingested_clips_join_the_queue(project, tmp_path):
 
     assert QueueEntry.objects.filter(project=project).count() == 3
     assert all(e.open_slots == 2 for e in QueueEntry.objects.all())
+
+
+def test_a_new_ranking_reorders_the_queue_in_one_swap(project, annotator):
+    clips = _clips(project, 6)
+    ranked = [clips[4].pk, clips[1].pk]
+
+    updated = queue.apply_priorities(
+        project, ranked, [-2.0, -1.0],
+        [{"strategy": "margin", "score": 0.9}, {"strategy": "margin", "score": 0.5}],
+        rest_priority=100.0,
+    )  # fmt: skip
+
+    assert updated == 2
+    served = []
+    for _ in range(3):
+        leased = queue.next_clip(project, annotator)
+        served.append(leased.clip.pk)
+        queue.submit(project, annotator, lease_id=leased.lease.id, client_id=uuid.uuid4(),
+                     node_key="mad")  # fmt: skip
+    assert served[:2] == ranked
+    assert QueueEntry.objects.get(clip=clips[4]).reason == {"strategy": "margin", "score": 0.9}
+    assert QueueEntry.objects.get(clip=clips[0]).priority == 100.0

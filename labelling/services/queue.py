@@ -11,6 +11,7 @@ Invariants, held by the database rather than by this process:
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -130,6 +131,61 @@ def reprioritise(project: Project, *, seed: int | None = None) -> int:
         entry.priority = priority
     QueueEntry.objects.bulk_update(entries, ["priority"], batch_size=2000)
     return len(entries)
+
+
+def apply_priorities(
+    project: Project,
+    clip_ids: list[int],
+    priorities: list[float],
+    reasons: list[dict] | None = None,
+    *,
+    rest_priority: float | None = None,
+) -> int:
+    """Swap in a new order for a project's queue in one transaction (the queue serves the
+    previous order until it commits). Lower priority is served first.
+
+    `rest_priority`, when given, is set on the project's other open entries (those the
+    ranking did not place), so they come after every ranked clip.
+    """
+    if len(clip_ids) != len(priorities) or (reasons is not None and len(reasons) != len(clip_ids)):
+        raise ValueError("clip_ids, priorities and reasons must have the same length")
+    updated = 0
+    with transaction.atomic():
+        if rest_priority is not None:
+            QueueEntry.objects.filter(project=project, open_slots__gt=0).exclude(
+                clip_id__in=clip_ids
+            ).update(priority=rest_priority, reason={})
+        chunk = 5000
+        for start in range(0, len(clip_ids), chunk):
+            ids = clip_ids[start : start + chunk]
+            prios = priorities[start : start + chunk]
+            if connection.vendor == "postgresql":
+                rows = [
+                    (int(cid), float(pr), json.dumps(reasons[start + i] if reasons else {}))
+                    for i, (cid, pr) in enumerate(zip(ids, prios, strict=True))
+                ]
+                with connection.cursor() as cursor:
+                    # Only placeholders are joined into the SQL; every value is a parameter.
+                    values = ",".join(["(%s, %s, %s::jsonb)"] * len(rows))
+                    cursor.execute(
+                        "UPDATE labelling_queueentry q "
+                        "SET priority = v.priority, reason = v.reason "
+                        f"FROM (VALUES {values}) AS v(clip_id, priority, reason) "  # noqa: S608
+                        "WHERE q.clip_id = v.clip_id AND q.project_id = %s",
+                        [x for row in rows for x in row] + [project.pk],
+                    )
+                    updated += cursor.rowcount
+            else:
+                entries = list(QueueEntry.objects.filter(project=project, clip_id__in=ids))
+                by_clip = {
+                    int(cid): (float(pr), reasons[start + i] if reasons else {})
+                    for i, (cid, pr) in enumerate(zip(ids, prios, strict=True))
+                }
+                for entry in entries:
+                    entry.priority, entry.reason = by_clip[entry.clip_id]
+                QueueEntry.objects.bulk_update(entries, ["priority", "reason"], batch_size=1000)
+                updated += len(entries)
+    return updated
 
 
 # --- Leasing ----------------------------------------------------------------------------
