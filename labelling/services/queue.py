@@ -167,11 +167,13 @@ def apply_priorities(
                 with connection.cursor() as cursor:
                     # Only placeholders are joined into the SQL; every value is a parameter.
                     values = ",".join(["(%s, %s, %s::jsonb)"] * len(rows))
+                    sql = (
+                        "UPDATE labelling_queueentry q SET priority = v.priority, "  # noqa: S608
+                        f"reason = v.reason FROM (VALUES {values}) AS v(clip_id, priority, reason) "
+                        "WHERE q.clip_id = v.clip_id AND q.project_id = %s"
+                    )
                     cursor.execute(
-                        "UPDATE labelling_queueentry q "
-                        "SET priority = v.priority, reason = v.reason "
-                        f"FROM (VALUES {values}) AS v(clip_id, priority, reason) "  # noqa: S608
-                        "WHERE q.clip_id = v.clip_id AND q.project_id = %s",
+                        sql,
                         [x for row in rows for x in row] + [project.pk],
                     )
                     updated += cursor.rowcount
