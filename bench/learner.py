@@ -1,0 +1,369 @@
+"""Leave-one-speaker-out (LOSO) emotion recognition on EmoDB, with the learner's own code.
+
+For each feature set that can run here (`acoustic` always; `egemaps` and `compare` when the
+optional opensmile package is installed; `ssl` when EMOLOOP_SSL_CHECKPOINT names a
+checkpoint), and for each of
+
+- normalisation `speaker` (each speaker's features standardised on that speaker's own clips,
+  the project default when speaker ids are known) and `global` (strict: no statistics of the
+  test speaker at all),
+- augmentation off and on (two speed-perturbed / noisy / reverberant copies per training
+  clip, learner.augment),
+
+it trains on nine speakers and tests on the tenth, for all ten speakers, exactly as a
+project's training does (learner.pipeline.fit_predictor: normaliser, ensemble MLP with label
+smoothing and class weights), and reports the unweighted average recall (UAR) per fold, mean
+and standard deviation, and the training time per fold. The seven EmoDB emotions are the
+classes (a flat wheel).
+
+Also measured: feature extraction speed as a multiple of real time on one core (one
+process, one torch thread), and a retrain on 10,000 labelled clips of cached features
+(EmoDB vectors resampled with jitter over 100 synthetic speakers), through the whole
+pipeline (split, normalisation, training, temperature scaling, metrics), with the project
+defaults (augmented copies included) and without augmentation.
+
+Writes bench/results/learner.json and bench/results/learner_loso.png (per-fold UAR of the
+default configuration). The last line printed is
+
+    loso_uar_default=... loso_uar_strict=... loso_uar_best=... best=NAME extraction_x_realtime=...
+
+where default = acoustic features with the project defaults (per-speaker normalisation,
+augmentation on), strict = the same without statistics of test speakers, best = the best
+configuration measured, and UAR is a fraction.
+
+    python bench/learner.py [--sets acoustic,egemaps,compare,ssl] [--workers 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# bench/ holds a queue.py, named like the standard library's `queue` that multiprocessing,
+# torch and tqdm import: take the bench folder off the import path first.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+import zlib  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from learner import augment, metrics  # noqa: E402
+from learner.features import ExtractorOptions, ExtractorUnavailable, get_extractor  # noqa: E402
+from learner.model import TrainConfig  # noqa: E402
+from learner.normalise import GLOBAL, SPEAKER  # noqa: E402
+from learner.pipeline import (  # noqa: E402
+    Dataset,
+    PipelineConfig,
+    fit_predictor,
+    train_and_evaluate,
+)
+from learner.targets import Judgement, Node, label_space, soft_targets  # noqa: E402
+
+EMODB = REPO.parent / "shared" / "data" / "emodb"
+RESULTS = REPO / "bench" / "results"
+EMOTIONS = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
+COPIES = augment.AugmentConfig().copies
+
+# Filled before the worker processes fork; read-only in them.
+DATA: dict[str, dict] = {}
+
+
+def load_corpus() -> tuple[list[dict], list[np.ndarray]]:
+    rows = list(csv.DictReader((EMODB / "labels.csv").open()))
+    waves = [soundfile.read(str(EMODB / "wav" / r["file"]), dtype="float32")[0] for r in rows]
+    return rows, waves
+
+
+def extract_all(name: str, waves: list[np.ndarray], rows: list[dict], options) -> dict:
+    """Features of every clip (and of its augmented copies), timed on one thread."""
+    ex = get_extractor(name, options)
+    torch.set_num_threads(1)
+    audio_s = sum(len(w) for w in waves) / 16000
+    started = time.perf_counter()
+    plain = np.stack([ex.extract(w) for w in tqdm(waves, desc=f"{name} features", leave=False)])
+    elapsed = time.perf_counter() - started
+    copies = []
+    config = augment.AugmentConfig()
+    for k in range(1, COPIES + 1):
+        copies.append(
+            np.stack(
+                [
+                    ex.extract(augment.augment(w, k, config, zlib.crc32(r["file"].encode())))
+                    for w, r in tqdm(
+                        list(zip(waves, rows, strict=True)),
+                        desc=f"{name} copy {k}",
+                        leave=False,
+                    )
+                ]
+            )
+        )
+    return {
+        "features": plain,
+        "augmented": copies,
+        "version": ex.version,
+        "dim": ex.dim,
+        "x_realtime": audio_s / elapsed,
+        "extract_s": elapsed,
+    }
+
+
+def dataset(name: str, rows: list[dict], with_augmentation: bool) -> Dataset:
+    nodes = [Node(e, e.title(), 0, None) for e in EMOTIONS]
+    judgements = [Judgement(i, r["emotion"]) for i, r in enumerate(rows)]
+    space = label_space(nodes, judgements)
+    data = DATA[name]
+    return Dataset(
+        features=data["features"],
+        speakers=[r["speaker"] for r in rows],
+        targets=soft_targets(space, judgements),
+        space=space,
+        extractor={"name": name, "version": data["version"], "dim": data["dim"]},
+        augmented=list(enumerate(data["augmented"], start=1)) if with_augmentation else [],
+    )
+
+
+def run_fold(job: tuple[str, str, bool, str]) -> dict:
+    """Train on every speaker but `speaker`, test on `speaker`."""
+    name, mode, with_aug, speaker = job
+    torch.set_num_threads(1)
+    rows = DATA["rows"]
+    data = dataset(name, rows, with_aug)
+    speakers = np.array(data.speakers)
+    train = np.flatnonzero(speakers != speaker)
+    test = np.flatnonzero(speakers == speaker)
+    config = PipelineConfig(normalisation=mode, train=TrainConfig())
+    started = time.perf_counter()
+    predictor = fit_predictor(data, train, config)
+    train_s = time.perf_counter() - started
+    probs, _ = predictor.probabilities(data.features[test], [speaker] * len(test))
+    y = data.targets.core[test].argmax(axis=1)
+    return {
+        "set": name,
+        "normalisation": mode,
+        "augmentation": with_aug,
+        "speaker": speaker,
+        "uar": metrics.uar(y, probs.argmax(axis=1), len(EMOTIONS)),
+        "train_s": train_s,
+    }
+
+
+def retrain_10k(name: str, with_aug: bool) -> dict:
+    """The whole pipeline on 10,000 clips resampled from EmoDB's cached vectors."""
+    rng = np.random.default_rng(0)
+    rows = DATA["rows"]
+    base = DATA[name]["features"]
+    n = 10_000
+    pick = rng.integers(0, len(rows), n)
+    scale = base.std(axis=0) * 0.05
+    jitter = rng.normal(size=(n, base.shape[1])) * scale
+    nodes = [Node(e, e.title(), 0, None) for e in EMOTIONS]
+    judgements = [Judgement(i, rows[j]["emotion"]) for i, j in enumerate(pick)]
+    space = label_space(nodes, judgements)
+    copies = (
+        [(k, DATA[name]["augmented"][k - 1][pick] + jitter) for k in range(1, COPIES + 1)]
+        if with_aug
+        else []
+    )
+    data = Dataset(
+        features=base[pick] + jitter,
+        speakers=[f"spk{i % 100}" for i in range(n)],
+        targets=soft_targets(space, judgements),
+        space=space,
+        extractor={"name": name, "version": DATA[name]["version"], "dim": DATA[name]["dim"]},
+        augmented=copies,
+    )
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    result = train_and_evaluate(data, PipelineConfig(train=TrainConfig()))
+    return {
+        "clips": n,
+        "augmented_copies": len(copies),
+        "rows_trained": result.metrics["split"]["sizes"]["train"] * (1 + len(copies)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def plot(folds: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    speakers = [f["speaker"] for f in folds]
+    values = [f["uar"] for f in folds]
+    ax.bar(speakers, values, color="tab:blue")
+    ax.axhline(float(np.mean(values)), color="black", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("held-out speaker")
+    ax.set_ylabel("UAR")
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default="acoustic,egemaps,compare,ssl")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--quick", action="store_true", help="Only the default configuration of each set."
+    )
+    args = parser.parse_args()
+    if not (EMODB / "labels.csv").exists():
+        sys.exit(f"EmoDB is not at {EMODB}")
+
+    options = ExtractorOptions(
+        ssl_checkpoint=os.environ.get("EMOLOOP_SSL_CHECKPOINT", ""),
+        ssl_arch=os.environ.get("EMOLOOP_SSL_ARCH", "wav2vec2_base"),
+    )
+    rows, waves = load_corpus()
+    DATA["rows"] = rows
+    unavailable: dict[str, str] = {}
+    sets = []
+    for name in args.sets.split(","):
+        try:
+            DATA[name] = extract_all(name, waves, rows, options)
+            sets.append(name)
+        except ExtractorUnavailable as exc:
+            unavailable[name] = str(exc)
+            print(f"skipping {name}: {exc}")
+
+    configs = [
+        (name, mode, aug)
+        for name in sets
+        for mode in (SPEAKER, GLOBAL)
+        for aug in ((True,) if args.quick else (False, True))
+    ]
+    speakers = sorted({r["speaker"] for r in rows})
+    jobs = [(name, mode, aug, s) for name, mode, aug in configs for s in speakers]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(args.workers) as pool:
+        folds = list(
+            tqdm(pool.imap(run_fold, jobs), total=len(jobs), desc="LOSO folds", leave=False)
+        )
+    retrain = {
+        "with_augmentation": retrain_10k("acoustic", True),
+        "without_augmentation": retrain_10k("acoustic", False),
+    }
+
+    summary = []
+    for name, mode, aug in configs:
+        mine = [
+            f
+            for f in folds
+            if (f["set"], f["normalisation"], f["augmentation"]) == (name, mode, aug)
+        ]
+        uars = np.array([f["uar"] for f in mine])
+        summary.append(
+            {
+                "set": name,
+                "normalisation": mode,
+                "augmentation": aug,
+                "uar_mean": float(uars.mean()),
+                "uar_std": float(uars.std()),
+                "uar_per_speaker": {f["speaker"]: round(f["uar"], 4) for f in mine},
+                "train_s_per_fold": float(np.mean([f["train_s"] for f in mine])),
+            }
+        )
+
+    def find(name: str, mode: str, aug: bool) -> dict:
+        return next(
+            s
+            for s in summary
+            if (s["set"], s["normalisation"], s["augmentation"]) == (name, mode, aug)
+        )
+
+    default = find("acoustic", SPEAKER, True)
+    strict = find("acoustic", GLOBAL, True)
+    best = max(summary, key=lambda s: s["uar_mean"])
+    best_name = (
+        f"{best['set']}/{best['normalisation']}/{'aug' if best['augmentation'] else 'noaug'}"
+    )
+
+    print()
+    print("| features | normalisation | augmentation | LOSO UAR (mean ± std) | train s/fold |")
+    print("|---|---|---|---|---|")
+    for s in summary:
+        print(
+            f"| {s['set']} | {s['normalisation']} | {'on' if s['augmentation'] else 'off'} "
+            f"| {100 * s['uar_mean']:.1f} ± {100 * s['uar_std']:.1f} % "
+            f"| {s['train_s_per_fold']:.1f} |"
+        )
+    print()
+    for name in sets:
+        print(
+            f"{name}: {DATA[name]['dim']} values, extraction {DATA[name]['x_realtime']:.0f}x "
+            "real time on one core"
+        )
+    for key, r in retrain.items():
+        print(f"retrain on {r['clips']} clips {key.replace('_', ' ')}: {r['seconds']:.1f} s")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(
+        [
+            f
+            for f in folds
+            if (f["set"], f["normalisation"], f["augmentation"]) == ("acoustic", SPEAKER, True)
+        ],
+        RESULTS / "learner_loso.png",
+        f"EmoDB LOSO, acoustic, per-speaker normalisation, augmentation "
+        f"(UAR {100 * default['uar_mean']:.1f} %)",
+    )
+    report = {
+        "benchmark": "learner LOSO on EmoDB",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "corpus": {"clips": len(rows), "speakers": len(speakers), "classes": EMOTIONS},
+        "train_config": TrainConfig().as_dict(),
+        "augment_config": augment.AugmentConfig().as_dict(),
+        "feature_sets": {
+            name: {
+                "version": DATA[name]["version"],
+                "dim": DATA[name]["dim"],
+                "extraction_x_realtime_one_core": DATA[name]["x_realtime"],
+            }
+            for name in sets
+        },
+        "unavailable": unavailable,
+        "results": summary,
+        "retrain_10k": retrain,
+        "headline": {
+            "loso_uar_default": default["uar_mean"],
+            "loso_uar_strict": strict["uar_mean"],
+            "loso_uar_best": best["uar_mean"],
+            "best": best_name,
+            "extraction_x_realtime": DATA["acoustic"]["x_realtime"],
+        },
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "workers": args.workers,
+            "torch_threads_per_worker": 1,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    }
+    (RESULTS / "learner.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"loso_uar_default={default['uar_mean']:.4f} loso_uar_strict={strict['uar_mean']:.4f} "
+        f"loso_uar_best={best['uar_mean']:.4f} best={best_name} "
+        f"extraction_x_realtime={DATA['acoustic']['x_realtime']:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,457 @@
+"""Training and honest evaluation, end to end, on arrays. No Django: the training service
+gathers rows into a `Dataset` and stores what comes back; bench/learner.py calls the same
+functions for its leave-one-speaker-out folds.
+
+One run:
+1. Split the labelled clips by speaker into train / validation / test groups: no speaker is
+   in two of them, so the test figures say how the model does on voices it never heard.
+   With fewer than three known speakers the split falls back to clips (and says so).
+2. Fit the normaliser (per speaker or global) and the ensemble on the training rows, plus
+   their augmented copies when there are any.
+3. Fit a temperature per head on the validation rows.
+4. Report UAR, macro-F1, accuracy, per-class recall, the confusion matrix and the expected
+   calibration error before and after temperature scaling, on the test rows.
+The returned `Predictor` is exactly the model that was evaluated; it serialises to a
+self-contained artifact (weights, label map, extractor name/version, normalisation
+statistics, temperatures).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from learner import calibration, metrics
+from learner.model import EpochCallback, TrainConfig, fit, load_members, members_state
+from learner.model import predict_logits as _predict_logits
+from learner.normalise import SPEAKER, Normaliser, SpeakerStats, fit_normaliser
+from learner.targets import LabelSpace, Targets, node_probabilities
+
+ARTIFACT_FORMAT = "emoloop-model/1"
+MIN_SPEAKERS_FOR_SPLIT = 3
+
+
+class InsufficientData(Exception):
+    """The labels cannot train a model yet; `code` names why, the message says what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    normalisation: str = SPEAKER
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    min_examples: int = 20
+    prior_clips: float = 3.0
+    min_speaker_clips: int = 2
+    seed: int = 0
+
+
+@dataclass
+class Dataset:
+    """Labelled rows (aligned with `targets.clip_ids`) and what normalisation may look at."""
+
+    features: np.ndarray  # (N, D)
+    speakers: list[str]  # N ids, "" when unknown
+    targets: Targets
+    space: LabelSpace
+    extractor: dict  # {"name", "version", "dim"}
+    # All of the project's clips (labelled or not) for per-speaker statistics.
+    stats_features: np.ndarray | None = None  # (M, D)
+    stats_speakers: list[str] | None = None
+    # Augmented copies of the labelled rows: (copy number, (N, D) features).
+    augmented: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    speaker_independent: bool
+    by: str  # "speaker" or "clip"
+    groups: dict[str, list[str]]  # part -> group names (speakers, or clip ids)
+
+    def summary(self) -> dict:
+        return {
+            "by": self.by,
+            "speaker_independent": self.speaker_independent,
+            "sizes": {
+                "train": len(self.train),
+                "val": len(self.val),
+                "test": len(self.test),
+            },
+            "speakers": self.groups if self.by == "speaker" else {},
+        }
+
+
+def check_trainable(targets: Targets, min_examples: int) -> None:
+    n = len(targets.clip_ids)
+    if n < min_examples:
+        raise InsufficientData(
+            "too_few_labels",
+            f"{n} labelled clip(s); training needs at least {min_examples}. Label more clips "
+            "(skipped clips do not count).",
+        )
+    classes = int((targets.core * targets.core_weight[:, None]).sum(axis=0).astype(bool).sum())
+    if classes < 2:
+        raise InsufficientData(
+            "single_class",
+            "Every labelled clip has the same core feeling; a classifier needs at least two "
+            "different feelings among the labels.",
+        )
+
+
+def speaker_split(
+    speakers: Sequence[str],
+    clip_ids: Sequence[int],
+    *,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+) -> Split:
+    """Assign whole groups to test, then validation, then training, in a seeded order.
+
+    Groups are speakers; clips without a speaker id are groups of their own. With fewer than
+    three known speakers every clip is its own group (not speaker-independent, and marked
+    so). Every part gets at least one group.
+    """
+    known = {s for s in speakers if s}
+    by_speaker = len(known) >= MIN_SPEAKERS_FOR_SPLIT
+    groups = [
+        s if (by_speaker and s) else f"clip:{c}" for s, c in zip(speakers, clip_ids, strict=True)
+    ]
+    names = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    order = [names[i] for i in rng.permutation(len(names))]
+    rows = np.asarray(groups, dtype=object)
+    sizes = {g: int((rows == g).sum()) for g in names}
+    n = len(groups)
+    parts: dict[str, list[str]] = {"test": [], "val": [], "train": []}
+    taken = {"test": 0, "val": 0}
+    for i, g in enumerate(order):
+        remaining_after = len(order) - i - 1
+        if taken["test"] < test_fraction * n and remaining_after >= 2:
+            part = "test"
+        elif taken["val"] < val_fraction * n and remaining_after >= 1:
+            part = "val"
+        else:
+            part = "train"
+        parts[part].append(g)
+        if part in taken:
+            taken[part] += sizes[g]
+
+    def index(part: str) -> np.ndarray:
+        return np.flatnonzero(np.isin(rows, parts[part]))
+
+    return Split(
+        train=index("train"),
+        val=index("val"),
+        test=index("test"),
+        speaker_independent=by_speaker and all(speakers),
+        by="speaker" if by_speaker else "clip",
+        groups={k: sorted(v) for k, v in parts.items()} if by_speaker else {},
+    )
+
+
+def _aug_speaker(speaker: str, copy: int) -> str:
+    """Augmented copies are normalised as a speaker of their own (their voice was changed)."""
+    return f"{speaker}#aug{copy}" if speaker else ""
+
+
+def _hard(targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(weights > 0)
+    return rows, targets[rows].argmax(axis=1)
+
+
+@dataclass
+class Predictor:
+    """The deployable model: everything needed to go from a feature vector to probabilities."""
+
+    extractor: dict
+    space: LabelSpace
+    normaliser: Normaliser
+    members: list
+    config: TrainConfig
+    temperature_core: float = 1.0
+    temperature_fine: float = 1.0
+
+    def logits(
+        self,
+        x: np.ndarray,
+        speakers: Sequence[str] | None = None,
+        extra_speakers: dict[str, SpeakerStats] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        return _predict_logits(self.members, self.normaliser.transform(x, speakers, extra_speakers))
+
+    def probabilities(
+        self,
+        x: np.ndarray,
+        speakers: Sequence[str] | None = None,
+        extra_speakers: dict[str, SpeakerStats] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, D) -> calibrated core (N, Kc) and fine (N, Kf) probabilities (or None)."""
+        core, fine = self.logits(x, speakers, extra_speakers)
+        return (
+            calibration.softmax(core, self.temperature_core),
+            None if fine is None else calibration.softmax(fine, self.temperature_fine),
+        )
+
+    def node_probabilities(
+        self,
+        x: np.ndarray,
+        speakers: Sequence[str] | None = None,
+        extra_speakers: dict[str, SpeakerStats] | None = None,
+    ) -> list[list[dict[str, float]]]:
+        """Per row: one {node key: probability} dict per wheel level."""
+        core, fine = self.probabilities(x, speakers, extra_speakers)
+        return [
+            node_probabilities(self.space, core[i], None if fine is None else fine[i])
+            for i in range(core.shape[0])
+        ]
+
+    # --- artifact -----------------------------------------------------------------------
+
+    def to_artifact(self) -> dict:
+        return {
+            "format": ARTIFACT_FORMAT,
+            "extractor": dict(self.extractor),
+            "space": self.space.to_state(),
+            "config": self.config.as_dict(),
+            "normaliser": _arrays_to_tensors(self.normaliser.to_state()),
+            "temperature": {"core": self.temperature_core, "fine": self.temperature_fine},
+            "members": members_state(self.members),
+        }
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.to_artifact(), buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_artifact(cls, artifact: dict) -> Predictor:
+        if artifact.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"not an {ARTIFACT_FORMAT} artifact: {artifact.get('format')!r}")
+        space = LabelSpace.from_state(artifact["space"])
+        normaliser = Normaliser.from_state(_tensors_to_arrays(artifact["normaliser"]))
+        config = TrainConfig.from_dict(artifact["config"])
+        members = load_members(
+            artifact["members"],
+            int(normaliser.mean.shape[0]),
+            len(space.core),
+            len(space.fine),
+            config,
+        )
+        return cls(
+            extractor=dict(artifact["extractor"]),
+            space=space,
+            normaliser=normaliser,
+            members=members,
+            config=config,
+            temperature_core=float(artifact["temperature"]["core"]),
+            temperature_fine=float(artifact["temperature"]["fine"]),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Predictor:
+        # weights_only: an artifact is data, never code (a tampered file cannot run anything).
+        return cls.from_artifact(torch.load(io.BytesIO(data), weights_only=True))
+
+
+def _arrays_to_tensors(obj: object) -> object:
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _arrays_to_tensors(v) for k, v in obj.items()}
+    return obj
+
+
+def _tensors_to_arrays(obj: object) -> object:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _tensors_to_arrays(v) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class TrainResult:
+    predictor: Predictor
+    metrics: dict
+    split: Split
+    train_seconds: float
+
+
+def _head_report(
+    name: str,
+    labels: list[str],
+    logits_val: np.ndarray | None,
+    targets_val: np.ndarray | None,
+    weights_val: np.ndarray | None,
+    logits_test: np.ndarray,
+    targets_test: np.ndarray,
+    weights_test: np.ndarray,
+) -> tuple[float, dict]:
+    """Fit this head's temperature on validation rows, then report on the test rows."""
+    temperature = 1.0
+    if logits_val is not None and targets_val is not None and weights_val is not None:
+        rows = weights_val > 0
+        if rows.any():
+            temperature = calibration.fit_temperature(
+                logits_val[rows], targets_val[rows], weights_val[rows]
+            )
+    rows, y = _hard(targets_test, weights_test)
+    before = calibration.softmax(logits_test[rows], 1.0) if len(rows) else np.zeros((0, 1))
+    after = calibration.softmax(logits_test[rows], temperature) if len(rows) else before
+    report = metrics.classification_report(y, after, labels) if len(rows) else {"n": 0}
+    if len(rows):
+        report["ece_before"] = metrics.expected_calibration_error(before, y)
+        report["ece_after"] = metrics.expected_calibration_error(after, y)
+        report["reliability_before"] = metrics.reliability_bins(before, y)
+        report["reliability_after"] = metrics.reliability_bins(after, y)
+    report["temperature"] = temperature
+    report["head"] = name
+    return temperature, report
+
+
+def train_and_evaluate(
+    data: Dataset, config: PipelineConfig, on_epoch: EpochCallback | None = None
+) -> TrainResult:
+    """Split, normalise, train, calibrate and evaluate (see the module docstring)."""
+    targets = data.targets
+    check_trainable(targets, config.min_examples)
+    split = speaker_split(
+        data.speakers,
+        targets.clip_ids,
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    train = split.train
+    train_core = targets.core[train]
+    if int((train_core * targets.core_weight[train][:, None]).sum(axis=0).astype(bool).sum()) < 2:
+        raise InsufficientData(
+            "single_class",
+            "The training speakers' clips carry a single core feeling; label more varied "
+            "clips so that every group of speakers shows at least two feelings.",
+        )
+    started = time.perf_counter()
+    predictor = fit_predictor(data, train, config, on_epoch)
+
+    core_val = fine_val = None
+    if len(split.val):
+        core_val, fine_val = predictor.logits(
+            data.features[split.val], [data.speakers[i] for i in split.val], None
+        )
+    core_test, fine_test = predictor.logits(
+        data.features[split.test], [data.speakers[i] for i in split.test], None
+    )
+    reports: dict[str, dict] = {}
+    predictor.temperature_core, reports["core"] = _head_report(
+        "core",
+        data.space.core,
+        core_val,
+        targets.core[split.val] if len(split.val) else None,
+        targets.core_weight[split.val] if len(split.val) else None,
+        core_test,
+        targets.core[split.test],
+        targets.core_weight[split.test],
+    )
+    if fine_test is not None and targets.fine is not None and targets.fine_weight is not None:
+        predictor.temperature_fine, reports["fine"] = _head_report(
+            "fine",
+            data.space.fine,
+            fine_val,
+            targets.fine[split.val] if len(split.val) else None,
+            targets.fine_weight[split.val] if len(split.val) else None,
+            fine_test,
+            targets.fine[split.test],
+            targets.fine_weight[split.test],
+        )
+    elapsed = time.perf_counter() - started
+    result_metrics = {
+        "split": split.summary(),
+        "normalisation": predictor.normaliser.mode,
+        "fine_level": data.space.fine_level,
+        "augmented_copies": len(data.augmented),
+        "heads": reports,
+        # Headline figures: the core ring's, which every label teaches.
+        "uar": reports["core"].get("uar"),
+        "macro_f1": reports["core"].get("macro_f1"),
+        "accuracy": reports["core"].get("accuracy"),
+        "ece_before": reports["core"].get("ece_before"),
+        "ece_after": reports["core"].get("ece_after"),
+    }
+    return TrainResult(predictor, result_metrics, split, elapsed)
+
+
+def fit_predictor(
+    data: Dataset,
+    rows: np.ndarray,
+    config: PipelineConfig,
+    on_epoch: EpochCallback | None = None,
+) -> Predictor:
+    """Normalise and train on `rows` of the dataset (plus their augmented copies); the
+    returned predictor is not calibrated yet (temperatures 1)."""
+    targets = data.targets
+    speakers = [data.speakers[i] for i in rows]
+    x_parts = [data.features[rows]]
+    s_parts: list[list[str]] = [speakers]
+    core_t = [targets.core[rows]]
+    core_w = [targets.core_weight[rows]]
+    fine_t = [targets.fine[rows]] if targets.fine is not None else None
+    fine_w = [targets.fine_weight[rows]] if targets.fine_weight is not None else None
+    for copy, features in data.augmented:
+        x_parts.append(features[rows])
+        s_parts.append([_aug_speaker(s, copy) for s in speakers])
+        core_t.append(targets.core[rows])
+        core_w.append(targets.core_weight[rows])
+        if fine_t is not None and fine_w is not None:
+            fine_t.append(targets.fine[rows])  # type: ignore[index]
+            fine_w.append(targets.fine_weight[rows])  # type: ignore[index]
+    x_train = np.concatenate(x_parts)
+    s_train = [s for part in s_parts for s in part]
+    stats_x = data.stats_features if data.stats_features is not None else data.features
+    stats_s = data.stats_speakers if data.stats_speakers is not None else data.speakers
+    if data.augmented:
+        stats_x = np.concatenate([stats_x, *x_parts[1:]])
+        stats_s = list(stats_s) + [s for part in s_parts[1:] for s in part]
+    normaliser = fit_normaliser(
+        x_train,
+        s_train,
+        mode=config.normalisation,
+        stats_x=stats_x,
+        stats_speakers=stats_s,
+        prior_clips=config.prior_clips,
+        min_clips=config.min_speaker_clips,
+    )
+    x_norm = normaliser.transform(x_train, s_train)
+    # The pseudo-speakers of augmented copies are only needed for the training rows.
+    normaliser.speakers = {k: v for k, v in normaliser.speakers.items() if "#aug" not in k}
+    members = fit(
+        x_norm,
+        np.concatenate(core_t),
+        np.concatenate(core_w),
+        None if fine_t is None else np.concatenate(fine_t),
+        None if fine_w is None else np.concatenate(fine_w),
+        config.train,
+        on_epoch,
+    )
+    predictor = Predictor(
+        extractor=dict(data.extractor),
+        space=data.space,
+        normaliser=normaliser,
+        members=members,
+        config=config.train,
+    )
+    return predictor

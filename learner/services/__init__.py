@@ -1,0 +1,1 @@
+"""Django glue of the learner: feature cache, training runs and registry, prediction."""

@@ -1,0 +1,578 @@
+"""Training runs and the model registry.
+
+A run goes queued -> running -> succeeded | failed | insufficient:
+- `open_run` claims the project's single training slot: the partial unique constraint on
+  TrainingRun (one queued or running run per project) makes two simultaneous triggers
+  produce one run; the loser gets the open run back.
+- `run_training` claims the run itself with a compare-and-set (queued -> running), so a
+  redelivered or duplicated task message cannot train twice. It snapshots the labels,
+  completes the feature cache, trains and evaluates (learner.pipeline), stores the artifact
+  and plots, reads the artifact back through storage and checks that it predicts what the
+  in-memory model predicts, and only then activates the new version, in one transaction.
+- While training it beats a heartbeat on the run. A run whose worker died (SIGKILL, out of
+  memory, a lost machine) is marked failed either when its task message is redelivered
+  (acks_late) and the new attempt finds the old worker process gone, or by
+  `reap_stale_runs` once its heartbeat is older than EMOLOOP_TRAINING_STALE_SECONDS. The
+  previously active version stays active in every failure case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from labelling.models import Annotation, Clip, NodeMapping, Project, TaxonomyNode
+from learner import conf, plots
+from learner.features import NAMES as FEATURE_SETS
+from learner.features import ExtractorUnavailable
+from learner.model import TrainConfig
+from learner.models import LearnerSettings, ModelVersion, SpeakerNormalisation, TrainingRun
+from learner.normalise import GLOBAL, SPEAKER
+from learner.pipeline import Dataset, InsufficientData, PipelineConfig, Predictor, TrainResult
+from learner.pipeline import train_and_evaluate as _train_and_evaluate
+from learner.services import features as feature_cache
+from learner.targets import Judgement, Node, label_space, soft_targets
+
+log = logging.getLogger(__name__)
+Status = TrainingRun.Status
+
+HEARTBEAT_EVERY_S = 1.0
+# Per-speaker normalisation in "auto" mode needs at least this share of clips with a speaker.
+AUTO_SPEAKER_SHARE = 0.5
+
+
+class RunAbandoned(Exception):
+    """The run was marked failed elsewhere (reaped as stale) while this process trained."""
+
+
+class ArtifactError(RuntimeError):
+    """The stored artifact does not load or does not predict like the trained model."""
+
+
+def settings_for(project: Project) -> LearnerSettings:
+    """The project's learner settings row, created with the defaults on first use."""
+    row, _ = LearnerSettings.objects.get_or_create(project=project)
+    return row
+
+
+def update_settings(project: Project, changes: dict) -> LearnerSettings:
+    """Apply validated changes to the project's learner settings."""
+    row = settings_for(project)
+    for field, value in changes.items():
+        setattr(row, field, value)
+    row.save(update_fields=list(changes) or None)
+    return row
+
+
+def current_settings(project: Project) -> LearnerSettings:
+    """For reading: the saved row, or the defaults (unsaved) when there is none yet."""
+    return LearnerSettings.objects.filter(project=project).first() or LearnerSettings(
+        project=project
+    )
+
+
+def worker_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Opening and claiming runs -----------------------------------------------------------
+
+
+def open_run(
+    project: Project,
+    *,
+    trigger: str,
+    user: AbstractBaseUser | None = None,
+    feature_set: str | None = None,
+) -> tuple[TrainingRun, bool]:
+    """Queue a training of the project, or return the one already queued or running.
+
+    Returns (run, created). The caller dispatches the task when created is True (after
+    commit: learner.tasks.start_training).
+    """
+    name = feature_set or settings_for(project).feature_set
+    if name not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}")
+    try:
+        # A savepoint, so that the constraint's refusal leaves an outer transaction usable.
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                project=project,
+                trigger=trigger,
+                requested_by=user if user is not None and user.is_authenticated else None,
+                feature_set=name,
+            )
+        return run, True
+    except IntegrityError:
+        existing = TrainingRun.objects.filter(project=project, status__in=TrainingRun.OPEN).first()
+        if existing is None:  # the open run finished between our insert and this read
+            return open_run(project, trigger=trigger, user=user, feature_set=feature_set)
+        return existing, False
+
+
+def _finish(run_id: int, status: str, code: str = "", message: str = "", **extra: object) -> bool:
+    """Close an open run (compare-and-set on its status); False if it was closed already."""
+    return bool(
+        TrainingRun.objects.filter(pk=run_id, status__in=TrainingRun.OPEN).update(
+            status=status, finished_at=timezone.now(), reason_code=code, reason=message, **extra
+        )
+    )
+
+
+def fail_run(run_id: int, code: str, message: str) -> bool:
+    return _finish(run_id, Status.FAILED, code, message)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (a zombie waiting to be reaped by its
+    parent, as a SIGKILLed pool process briefly is, counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: trust kill(0)
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _handle_unclaimed(run_id: int) -> None:
+    """The task found its run not queued: a duplicate message, or a redelivery after the
+    worker that ran it died (acks_late + reject_on_worker_lost requeue the message)."""
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != Status.RUNNING:
+        return
+    host, _, pid = run.worker.rpartition(":")
+    dead = (
+        host == socket.gethostname()
+        and pid.isdigit()
+        and int(pid) != os.getpid()
+        and not _pid_alive(int(pid))
+    )
+    stale = run.heartbeat_at is None or run.heartbeat_at < timezone.now() - timedelta(
+        seconds=conf.training_stale_seconds()
+    )
+    if dead or stale:
+        why = f"process {run.worker} is gone" if dead else "its heartbeat stopped"
+        fail_run(
+            run.pk,
+            "worker_lost",
+            f"The worker running this training died before it finished ({why}); the task was "
+            "delivered again and found it dead. The previously active model stays active.",
+        )
+
+
+def reap_stale_runs(stale_seconds: int | None = None) -> int:
+    """Mark running runs whose heartbeat stopped as failed; returns how many."""
+    limit = timezone.now() - timedelta(seconds=stale_seconds or conf.training_stale_seconds())
+    return TrainingRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=limit).update(
+        status=Status.FAILED,
+        finished_at=timezone.now(),
+        reason_code="stale",
+        reason="No heartbeat from the worker for too long: it was killed or lost mid-training. "
+        "The previously active model stays active.",
+    )
+
+
+def stalled_queued_run_ids(seconds: int | None = None) -> list[int]:
+    """Runs still queued long after they were created (their message was lost)."""
+    limit = timezone.now() - timedelta(seconds=seconds or conf.training_redispatch_seconds())
+    return list(
+        TrainingRun.objects.filter(status=Status.QUEUED, created_at__lt=limit).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+# --- Triggers ----------------------------------------------------------------------------
+
+
+def _labels(project: Project):
+    return Annotation.objects.filter(clip__project=project, is_current=True, node__isnull=False)
+
+
+def due_trigger(project: Project) -> str | None:
+    """Why the project should train now (a TrainingRun.Trigger), or None.
+
+    New labels are counted since the labels snapshot of the latest run, whatever its outcome,
+    so that a run that found too few labels waits for N more rather than retrying each tick.
+    """
+    row = current_settings(project)
+    if project.taxonomy_version_id is None or not project.is_active:
+        return None
+    if TrainingRun.objects.filter(project=project, status__in=TrainingRun.OPEN).exists():
+        return None
+    last = (
+        TrainingRun.objects.filter(project=project, labels_until__isnull=False)
+        .order_by("-labels_until")
+        .first()
+    )
+    labels = _labels(project)
+    if last is not None:
+        labels = labels.filter(created_at__gt=last.labels_until)
+    wanted = row.retrain_after_labels
+    if wanted and labels[:wanted].count() >= wanted:
+        return TrainingRun.Trigger.LABELS
+    if row.retrain_interval_hours and last is not None:
+        due = last.labels_until + timedelta(hours=row.retrain_interval_hours)
+        if timezone.now() >= due and labels.exists():
+            return TrainingRun.Trigger.SCHEDULE
+    return None
+
+
+# --- Labels snapshot ---------------------------------------------------------------------
+
+
+def _node_map(project: Project) -> dict[int, str | None]:
+    """Node id (of the project's version or an older one) -> key in the project's version,
+    or None where a taxonomy update dropped the feeling."""
+    version_id = project.taxonomy_version_id
+    current = dict(TaxonomyNode.objects.filter(version_id=version_id).values_list("pk", "key"))
+    used = set(
+        Annotation.objects.filter(clip__project=project, node__isnull=False)
+        .exclude(node__version_id=version_id)
+        .values_list("node_id", flat=True)
+    )
+    if not used:
+        return current
+    taxonomy_id = project.taxonomy_version.taxonomy_id
+    steps = dict(
+        NodeMapping.objects.filter(target_version__taxonomy_id=taxonomy_id).values_list(
+            "source_id", "target_id"
+        )
+    )
+    out: dict[int, str | None] = dict(current)
+    for node_id in used:
+        seen, step = set(), node_id
+        while step is not None and step not in current and step not in seen:
+            seen.add(step)
+            step = steps.get(step)
+        out[node_id] = current.get(step) if step is not None else None
+    return out
+
+
+@dataclass
+class Snapshot:
+    judgements: list[Judgement]
+    rows: list[list]  # [annotation id, clip id, annotator id, node key | None, skip, unsure]
+    taken_at: object
+
+
+def snapshot_labels(project: Project) -> Snapshot:
+    taken_at = timezone.now()
+    node_key = _node_map(project)
+    rows: list[list] = []
+    judgements: list[Judgement] = []
+    annotations = (
+        Annotation.objects.filter(clip__project=project, is_current=True, created_at__lte=taken_at)
+        .order_by("pk")
+        .values_list("pk", "clip_id", "annotator_id", "node_id", "skip_reason", "unsure")
+    )
+    for pk, clip_id, annotator_id, node_id, skip, unsure in annotations:
+        key = node_key.get(node_id) if node_id is not None else None
+        if node_id is not None and key is None:
+            continue  # the feeling was dropped from the wheel: no target, and not a skip
+        rows.append([pk, clip_id, annotator_id, key, skip, unsure])
+        judgements.append(Judgement(clip_id, key, unsure))
+    return Snapshot(judgements, rows, taken_at)
+
+
+# --- Training ----------------------------------------------------------------------------
+
+
+def _normalisation(project: Project, row: LearnerSettings) -> str:
+    if row.speaker_normalisation == SpeakerNormalisation.ON:
+        return SPEAKER
+    if row.speaker_normalisation == SpeakerNormalisation.OFF:
+        return GLOBAL
+    clips = Clip.objects.filter(project=project)
+    total = clips.count()
+    with_speaker = clips.exclude(speaker_id="").count()
+    return SPEAKER if total and with_speaker / total >= AUTO_SPEAKER_SHARE else GLOBAL
+
+
+class _Heartbeat:
+    """Beats the run's heartbeat and progress at most once a second; raises RunAbandoned
+    when the run was closed under us (reaped as stale)."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int = 0, total: int = 0, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < HEARTBEAT_EVERY_S:
+            return
+        self.last = now
+        beat = TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(
+            heartbeat_at=timezone.now(), progress={"stage": stage, "done": done, "total": total}
+        )
+        if not beat:
+            raise RunAbandoned(f"training run {self.run_id} was closed while it trained")
+
+
+def _train_config(row: LearnerSettings, params: dict) -> TrainConfig:
+    epochs = params.get("epochs", row.epochs)
+    return TrainConfig(
+        epochs=int(epochs) if epochs else None, seed=row.seed, threads=conf.torch_threads()
+    )
+
+
+def build_dataset(project: Project, run: TrainingRun, snapshot: Snapshot, beat: _Heartbeat):
+    """Targets from the snapshot, features from the cache (computing what is missing)."""
+    row = settings_for(project)
+    nodes = [
+        Node(n["key"], n["name"], n["level"], n["parent__key"])
+        for n in TaxonomyNode.objects.filter(version_id=project.taxonomy_version_id)
+        .order_by("level", "order", "pk")
+        .values("key", "name", "level", "parent__key")
+    ]
+    space = label_space(nodes, snapshot.judgements)
+    targets = soft_targets(space, snapshot.judgements, unsure_weight=row.unsure_weight)
+    ex = feature_cache.extractor(run.feature_set)
+    all_clips = list(
+        Clip.objects.filter(project=project).order_by("pk").values_list("pk", "speaker_id")
+    )
+    all_ids = [pk for pk, _ in all_clips]
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        beat("features", done, len(all_ids))
+
+    feature_cache.compute(all_ids, ex.name, (0,), on_clip=tick)
+    copies = feature_cache.AUGMENT.copies if row.augmentation else 0
+    if copies:
+        done = 0
+        feature_cache.compute(targets.clip_ids, ex.name, range(1, copies + 1), on_clip=tick)
+    speaker_of = dict(all_clips)
+    stats_features = feature_cache.matrix(all_ids, ex)
+    index = {pk: i for i, pk in enumerate(all_ids)}
+    labelled = np.array([index[c] for c in targets.clip_ids], dtype=np.int64)
+    dataset = Dataset(
+        features=stats_features[labelled] if len(labelled) else np.zeros((0, ex.dim)),
+        speakers=[speaker_of[c] for c in targets.clip_ids],
+        targets=targets,
+        space=space,
+        extractor={"name": ex.name, "version": ex.version, "dim": ex.dim},
+        stats_features=stats_features,
+        stats_speakers=[speaker_of[c] for c in all_ids],
+        augmented=[
+            (k, feature_cache.matrix(targets.clip_ids, ex, k)) for k in range(1, copies + 1)
+        ],
+    )
+    return dataset, row
+
+
+def _check_artifact(name: str, predictor: Predictor, dataset: Dataset) -> None:
+    """Read the stored artifact back and compare its predictions with the trained model's."""
+    with default_storage.open(name, "rb") as fh:
+        data = fh.read()
+    try:
+        loaded = Predictor.from_bytes(data)
+    except Exception as exc:
+        raise ArtifactError(f"the stored artifact {name} does not load: {exc}") from exc
+    rows = dataset.features[:16]
+    speakers = dataset.speakers[:16]
+    expected, _ = predictor.probabilities(rows, speakers)
+    got, _ = loaded.probabilities(rows, speakers)
+    if not np.allclose(expected, got, atol=1e-5):
+        raise ArtifactError(f"the stored artifact {name} predicts differently from the model")
+
+
+def _store_version(
+    project: Project, run: TrainingRun, result: TrainResult, dataset: Dataset, label_count: int
+) -> ModelVersion:
+    """Store the artifact and plots, check the artifact loads, then register and activate."""
+    data = result.predictor.to_bytes()
+    stamp = f"{project.pk}-run{run.pk}"
+    images = plots.for_metrics(result.metrics)
+    stored: list[str] = []
+    try:
+        artifact = default_storage.save(f"learner/models/{stamp}.pt", ContentFile(data))
+        stored.append(artifact)
+        _check_artifact(artifact, result.predictor, dataset)
+        confusion = default_storage.save(
+            f"learner/plots/{stamp}-confusion.png", ContentFile(images["confusion"])
+        )
+        stored.append(confusion)
+        reliability = default_storage.save(
+            f"learner/plots/{stamp}-calibration.png", ContentFile(images["calibration"])
+        )
+        stored.append(reliability)
+        return _register(project, run, result, dataset, label_count, data, stored)
+    except BaseException:
+        # No version row points at these files: do not leave them behind.
+        for name in stored:
+            default_storage.delete(name)
+        raise
+
+
+def _register(
+    project: Project,
+    run: TrainingRun,
+    result: TrainResult,
+    dataset: Dataset,
+    label_count: int,
+    data: bytes,
+    stored: list[str],
+) -> ModelVersion:
+    """Create the version row and activate it, in one transaction."""
+    artifact, confusion, reliability = stored
+    with transaction.atomic():
+        # Lock the project's settings row: version numbers and activation are serialised per
+        # project (two finishing runs cannot take the same number or both be active).
+        LearnerSettings.objects.select_for_update().get(project=project)
+        # Still ours? The reaper may have declared this run dead while it trained.
+        if not TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+            raise RunAbandoned(f"training run {run.pk} was closed before it could activate")
+        number = (
+            ModelVersion.objects.filter(project=project).aggregate(top=Max("number"))["top"] or 0
+        ) + 1
+        version = ModelVersion.objects.create(
+            project=project,
+            number=number,
+            run=run,
+            taxonomy_version_id=project.taxonomy_version_id,
+            extractor=dataset.extractor["name"],
+            extractor_version=dataset.extractor["version"],
+            artifact=artifact,
+            artifact_sha256=hashlib.sha256(data).hexdigest(),
+            metrics=result.metrics,
+            label_count=label_count,
+            train_seconds=result.train_seconds,
+            confusion_image=confusion,
+            calibration_image=reliability,
+        )
+        _activate(version)
+        _finish(run.pk, Status.SUCCEEDED, progress={"stage": "done"})
+    return version
+
+
+def _activate(version: ModelVersion) -> None:
+    """Make `version` the project's active model (inside the caller's transaction)."""
+    ModelVersion.objects.filter(project_id=version.project_id, is_active=True).exclude(
+        pk=version.pk
+    ).update(is_active=False)
+    version.is_active = True
+    version.activated_at = timezone.now()
+    version.save(update_fields=["is_active", "activated_at"])
+
+
+def activate(version: ModelVersion) -> ModelVersion:
+    """Make an existing version active again (a rollback), once its artifact loads."""
+    with default_storage.open(version.artifact.name, "rb") as fh:
+        try:
+            Predictor.from_bytes(fh.read())
+        except Exception as exc:
+            raise ArtifactError(
+                f"version {version.number}'s artifact does not load: {exc}"
+            ) from exc
+    with transaction.atomic():
+        settings_for(version.project)
+        LearnerSettings.objects.select_for_update().get(project_id=version.project_id)
+        _activate(version)
+    return version
+
+
+def run_training(
+    run_id: int, *, timeouts: tuple[type[BaseException], ...] = ()
+) -> TrainingRun | None:
+    """Claim the run and train (see the module docstring). Returns the run as it ended, or
+    None when this call did not own it (a duplicate or redelivered message).
+
+    `timeouts` are the exceptions that mean "out of time" (Celery's soft time limit): the
+    run is marked failed with reason code "timeout" and the exception goes on up.
+    """
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker_label()
+    )
+    if not claimed:
+        _handle_unclaimed(run_id)
+        return None
+    run = TrainingRun.objects.select_related("project").get(pk=run_id)
+    project = run.project
+    beat = _Heartbeat(run.pk)
+    try:
+        if project.taxonomy_version_id is None:
+            raise InsufficientData("no_taxonomy", "The project has no taxonomy yet.")
+        snapshot = snapshot_labels(project)
+        name = default_storage.save(
+            f"learner/snapshots/{project.pk}-run{run.pk}.json",
+            ContentFile(
+                json.dumps(
+                    {
+                        "run": run.pk,
+                        "project": project.slug,
+                        "taxonomy_version": project.taxonomy_version_id,
+                        "taken_at": snapshot.taken_at.isoformat(),
+                        "columns": ["annotation", "clip", "annotator", "node", "skip", "unsure"],
+                        "rows": snapshot.rows,
+                    }
+                ).encode()
+            ),
+        )
+        labelled = sum(1 for j in snapshot.judgements if j.node is not None)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            labels_snapshot=name, labels_until=snapshot.taken_at, label_count=labelled
+        )
+        dataset, row = build_dataset(project, run, snapshot, beat)
+        config = PipelineConfig(
+            normalisation=_normalisation(project, row),
+            train=_train_config(row, run.params),
+            min_examples=row.min_labelled_clips,
+            seed=row.seed,
+        )
+        TrainingRun.objects.filter(pk=run.pk).update(
+            params={
+                **run.params,
+                "normalisation": config.normalisation,
+                "augmentation": bool(dataset.augmented),
+                "train": config.train.as_dict(),
+            }
+        )
+        result = _train_and_evaluate(
+            dataset,
+            config,
+            on_epoch=lambda epoch, total, loss: beat("training", epoch, total),
+        )
+        beat("saving", force=True)
+        _store_version(project, run, result, dataset, labelled)
+    except InsufficientData as exc:
+        _finish(run.pk, Status.INSUFFICIENT, exc.code, exc.message)
+    except RunAbandoned:
+        log.warning("training run %s was closed while it trained; its result is dropped", run.pk)
+    except timeouts:
+        fail_run(
+            run.pk,
+            "timeout",
+            "Training took longer than its time limit; the previous model stays active. "
+            "Raise EMOLOOP_TRAINING_TIME_LIMIT or set fewer epochs.",
+        )
+        raise
+    except Exception as exc:
+        code = "features_unavailable" if isinstance(exc, ExtractorUnavailable) else "error"
+        fail_run(run.pk, code, f"{type(exc).__name__}: {exc}")
+        raise
+    run.refresh_from_db()
+    return run
