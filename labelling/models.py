@@ -147,9 +147,15 @@ class Project(models.Model):
     # --- Queue ---
     queue_policy = models.CharField(
         max_length=16,
-        default="stratified",
-        help_text="How the next clip is chosen: random, stratified (by speaker and gender, so "
-        "early labels cover the population) or active (model ranking).",
+        default="active",
+        choices=[
+            ("active", "Active learning (model ranking; stratified before the first model)"),
+            ("stratified", "Stratified by speaker and gender"),
+            ("random", "Random"),
+        ],
+        help_text="How the next clip is chosen: the active model's ranking (the learning "
+        "loop), stratified by speaker and gender so early labels cover the population, or "
+        "random.",
     )
     lease_seconds = models.PositiveIntegerField(
         default=600, validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)]

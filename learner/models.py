@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 from labelling.models import Clip, Project
+from learner.ranking import DEFAULT_STRATEGY
 
 
 class SpeakerNormalisation(models.TextChoices):
@@ -47,6 +48,24 @@ class LearnerSettings(models.Model):
         null=True, blank=True, help_text="Fixed epochs per ensemble member (empty: automatic)."
     )
     seed = models.IntegerField(default=0)
+    # --- Active learning (learner.services.rescoring) ---
+    query_strategy = models.CharField(
+        max_length=40,
+        default=DEFAULT_STRATEGY,
+        help_text="How the next batch is chosen once a model exists (learner.ranking).",
+    )
+    query_params = models.JSONField(default=dict, blank=True)
+    query_batch_size = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1)],
+        help_text="Clips put at the head of the queue after each rescoring.",
+    )
+    coverage_min_share = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Minimum share per metadata group in a batch, e.g. {"gender": {"female": 0.4}}.',
+    )
+    coverage_max_share = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name = "learner settings"
@@ -176,3 +195,54 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug} model v{self.number}"
+
+
+class Ranking(models.Model):
+    """One scoring of a project's unlabelled pool (by a model version, or at cold start)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Scoring"
+        SELECTING = "selecting", "Selecting"
+        COMPLETE = "complete", "Complete (serving)"
+        SUPERSEDED = "superseded", "Superseded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rankings")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="rankings"
+    )
+    strategy = models.CharField(max_length=40)
+    params = models.JSONField(default=dict, blank=True)
+    batch_size = models.PositiveIntegerField(default=20)
+    pool_size = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    selected = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"ranking {self.pk} of {self.project.slug} ({self.strategy}, {self.status})"
+
+
+class ClipScore(models.Model):
+    """A clip's score in one ranking; `selected` marks the clips of the batch it chose."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="scores")
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="scores")
+    score = models.FloatField()
+    top_core = models.CharField(max_length=80, blank=True)
+    top_probability = models.FloatField(null=True, blank=True)
+    selected = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ranking", "clip"], name="uniq_score_per_ranking")
+        ]
+
+    def __str__(self) -> str:
+        return f"clip {self.clip_id}: {self.score:.3f} in ranking {self.ranking_id}"

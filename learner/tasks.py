@@ -85,3 +85,50 @@ def backfill_features() -> int:
     for name, ids in plan:
         compute_features.delay(ids, name)
     return sum(len(ids) for _, ids in plan)
+
+
+# --- Active learning: rescoring the pool (learner.services.rescoring) ---------------------
+
+
+@shared_task(acks_late=True)
+def rescore_project(project_id: int, version_id: int | None = None) -> int | None:
+    """Open a ranking and fan its chunks out to the workers (a chord ending in finish)."""
+    from celery import chord
+
+    from labelling.models import Project
+    from learner.models import ModelVersion
+    from learner.services import rescoring
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    version = ModelVersion.objects.filter(pk=version_id).first() if version_id else None
+    plan = rescoring.start(project, version)
+    if not plan.chunks:
+        rescoring.finish(plan.ranking.pk)
+        return plan.ranking.pk
+    chord(score_chunk.si(plan.ranking.pk, ids) for ids in plan.chunks)(
+        finish_ranking.si(plan.ranking.pk)
+    )
+    return plan.ranking.pk
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    time_limit=1800,
+    soft_time_limit=1700,
+)
+def score_chunk(ranking_id: int, clip_ids: list[int]) -> int:
+    from learner.services import rescoring
+
+    return rescoring.score_chunk(ranking_id, clip_ids)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
+def finish_ranking(ranking_id: int) -> int:
+    from learner.services import rescoring
+
+    return rescoring.finish(ranking_id)

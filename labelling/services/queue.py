@@ -79,8 +79,13 @@ def stratified_priorities(clips: list[Clip], existing: Counter, rng: random.Rand
     return priorities
 
 
-# The active-learning ranking writes priorities itself (learner), so it needs no function.
-POLICIES = {"random": random_priorities, "stratified": stratified_priorities}
+# Under "active" the learner's rankings write priorities (learner.services.rescoring); clips
+# that arrive before the first ranking (or between two) are placed stratified.
+POLICIES = {
+    "random": random_priorities,
+    "stratified": stratified_priorities,
+    "active": stratified_priorities,
+}
 
 
 def enqueue_clips(project: Project, clips: list[Clip], *, seed: int | None = None) -> int:

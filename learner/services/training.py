@@ -476,6 +476,11 @@ def _activate(version: ModelVersion) -> None:
     version.is_active = True
     version.activated_at = timezone.now()
     version.save(update_fields=["is_active", "activated_at"])
+    # The loop: a new active model rescores the unlabelled pool (after commit, so the
+    # workers see the activation).
+    from learner.tasks import rescore_project
+
+    transaction.on_commit(lambda: rescore_project.delay(version.project_id, version.pk))
 
 
 def activate(version: ModelVersion) -> ModelVersion:
