@@ -15,7 +15,7 @@ TEST_ENV := EMOLOOP_DEV=true \
 	CELERY_RESULT_BACKEND=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	EMOLOOP_DATA_DIR=$(CURDIR)/var/test
 
-.PHONY: run test test-fast install frontend browser services lint fmt bench-ingest bench-queue bench-annotator clean
+.PHONY: run test test-fast install frontend browser services lint fmt bench-ingest bench-queue bench-annotator bench-learner bench-active-learning clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -69,6 +69,12 @@ bench-ingest: $(STAMP) services
 bench-queue: $(STAMP) services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
 	$(TEST_ENV) $(PY) bench/queue.py $(ARGS)
+
+bench-learner: $(STAMP)
+	EMOLOOP_DEV=true $(PY) bench/learner.py $(ARGS)
+
+bench-active-learning: $(STAMP)
+	EMOLOOP_DEV=true $(PY) bench/active_learning.py $(ARGS)
 
 bench-annotator: $(STAMP) frontend browser services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0

@@ -221,6 +221,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labelling.tasks.reclaim_expired_leases",
         "schedule": 30.0,
     },
+    "learner-schedule-training": {"task": "learner.tasks.schedule_training", "schedule": 60.0},
+    "learner-backfill-features": {"task": "learner.tasks.backfill_features", "schedule": 60.0},
+    "learner-reap-training-runs": {"task": "learner.tasks.reap_training_runs", "schedule": 120.0},
     "redispatch-stalled-imports": {
         "task": "labelling.tasks.redispatch_stalled_imports",
         "schedule": 300.0,

@@ -91,6 +91,11 @@ def _load(path: str, digest: str, default_arch: str) -> tuple[torch.nn.Module, s
     return model, arch
 
 
+# Output size per checkpoint digest: probing runs the encoder once, and extractors are built
+# per request (prediction, assisted mode), so the answer is kept for the process.
+_DIMS: dict[str, int] = {}
+
+
 class SslExtractor:
     name = NAME
     licence = "torchaudio code (BSD-2-Clause); the weights' own licence applies"
@@ -110,10 +115,10 @@ class SslExtractor:
         self.model, self.arch = _load(str(Path(checkpoint).resolve()), self._digest, default_arch)
         # The version names the weights: another checkpoint means other features.
         self.version = f"{CODE_VERSION}-{self.arch}-{self._digest[:12]}"
-        self.dim = self._probe_dim()
-
-    def _probe_dim(self) -> int:
-        return int(self.extract(np.zeros(SAMPLE_RATE, dtype=np.float32)).shape[0])
+        if self._digest not in _DIMS:
+            probe = self.extract(np.zeros(SAMPLE_RATE, dtype=np.float32))
+            _DIMS[self._digest] = int(probe.shape[0])
+        self.dim = _DIMS[self._digest]
 
     def extract(self, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """(samples,) 16 kHz mono -> (layers * width,) float32."""
