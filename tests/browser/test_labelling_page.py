@@ -97,6 +97,15 @@ def test_an_annotator_labels_skips_and_undoes_from_the_keyboard(
     # The clip that was on screen before the undo comes back.
     assert wait_playable(page, not_clip=third) == fourth
     expect(page.locator("#session-count")).to_have_text("3")
+    # Submits travel in the background while the next clip is shown: wait for the revision
+    # to be stored before reading it back.
+    wait_until(
+        lambda: Annotation.objects.filter(
+            clip_id=int(third), annotator=annotator, is_current=True, node__isnull=False
+        ).exists(),
+        timeout=15,
+        what="the revised label to reach the database",
+    )
 
     a = current_annotation(first, annotator)
     assert (a.node.key, a.intensity, a.unsure, a.skip_reason) == (
