@@ -40,11 +40,8 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +73,8 @@ os.environ.setdefault("EMOLOOP_DEV", "true")
 sys.path.insert(0, str(REPO))
 
 import django  # noqa: E402
+
+from bench.server import free_port, start_gunicorn  # noqa: E402
 
 django.setup()
 
@@ -122,45 +121,6 @@ def cleanup() -> None:
         Project.objects.filter(slug=tag).delete()
         get_user_model().objects.filter(username=tag).delete()
     shutil.rmtree(SCRATCH, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    env = {**os.environ, "DEBUG": "false", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            str(REPO / ".venv/bin/gunicorn"),
-            "emoloop.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            if server.poll() is not None:
-                break
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("gunicorn did not start")
 
 
 def plan(n: int, seed_value: int = 11) -> list[str]:
@@ -270,7 +230,7 @@ def main() -> None:
     try:
         project, user = seed(args.clips)
         port = free_port()
-        server = start_server(port)
+        server = start_gunicorn(port, 2, 4)
         session = run_session(f"http://127.0.0.1:{port}", user, project, args.labels, shot)
         stored = Annotation.objects.filter(clip__project=project, is_current=True).count()
         clips = Clip.objects.filter(project=project)

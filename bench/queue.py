@@ -28,8 +28,6 @@ import asyncio  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -49,6 +47,7 @@ from rest_framework.authtoken.models import Token  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.loadclient import Connection, percentile  # noqa: E402
+from bench.server import free_port, start_gunicorn  # noqa: E402
 from labelling.models import (  # noqa: E402
     Annotation,
     Clip,
@@ -144,47 +143,6 @@ def overlap_violations(project: Project) -> int:
         return cursor.fetchone()[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, workers: int, threads: int) -> subprocess.Popen:
-    env = {**os.environ, "DEBUG": "false", "EMOLOOP_DEV": "true", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            str(REPO / ".venv/bin/gunicorn"),
-            "emoloop.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            if server.poll() is not None:
-                break
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("gunicorn did not start")
-
-
 async def annotator(port: int, token: str, think_s: float, stop_at: float, stats: dict) -> None:
     conn = Connection("127.0.0.1", port, {"Authorization": f"Token {token}"})
     rng = random.Random(token)
@@ -255,7 +213,7 @@ def main() -> None:
 
     project, tokens = prepare(args.clips, 50)
     port = free_port()
-    server = start_server(port, args.workers, args.threads)
+    server = start_gunicorn(port, args.workers, args.threads, EMOLOOP_DEV="true")
     phases = []
     plan = [
         ("realistic", 1, 2.0),
