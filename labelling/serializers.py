@@ -131,6 +131,10 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
+EDITABLE_CLIP_FIELDS = ("speaker_id", "gender", "age_band", "language", "dialect", "channel",
+                        "transcript", "metadata")  # fmt: skip
+
+
 class ClipSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     audio_url = serializers.SerializerMethodField()
@@ -164,21 +168,8 @@ class ClipSerializer(serializers.ModelSerializer):
             "audio_url",
             "peaks_url",
         ]
-        read_only_fields = [
-            "project",
-            "batch",
-            "recording",
-            "start_s",
-            "end_s",
-            "original_name",
-            "original_format",
-            "sha256",
-            "duration_s",
-            "sample_rate",
-            "channels",
-            "source",
-            "created_at",
-        ]
+        # Only the descriptive metadata is editable; everything measured or stored is not.
+        read_only_fields = [f for f in fields if f not in EDITABLE_CLIP_FIELDS]
 
     def get_audio_url(self, obj: Clip) -> str:
         return f"/api/clips/{obj.pk}/audio/"

@@ -89,3 +89,19 @@ def test_openapi_schema_is_served_and_documents_the_endpoints(client_for, annota
         "/api/annotations/",
     ):
         assert path in paths, path
+
+
+def test_only_descriptive_clip_metadata_is_editable(client_for, project, engineer):
+    clip = ClipFactory(project=project, speaker_id="s1")
+
+    response = client_for(engineer).patch(
+        f"/api/clips/{clip.pk}/",
+        {"speaker_id": "s2", "duration_s": 99.0, "sha256": "0" * 64, "source": "url"},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    clip.refresh_from_db()
+    assert clip.speaker_id == "s2"
+    assert (clip.duration_s, clip.source) == (0.5, "upload")
+    assert clip.sha256 != "0" * 64
