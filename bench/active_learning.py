@@ -108,18 +108,8 @@ def main() -> None:
 
     summary["benchmark"] = "active learning on EmoDB (learner.simulation)"
     summary["date"] = datetime.now(UTC).isoformat(timespec="seconds")
-    summary["corpus"] = {
-        "dir": "../shared/data/emodb",
-        "clips": len(corpus),
-        "speakers": len(set(corpus.speakers)),
-        "classes": corpus.classes,
-        "emotion_names": corpus.spellings,
-    }
-    summary["features"] = {
-        **features.extractor,
-        "augmented_copies": len(problem.augmented),
-        "extraction_s": features.seconds,
-    }
+    summary.update(simulation.describe_inputs(corpus, features, problem))
+    summary["corpus"]["dir"] = "../shared/data/emodb"
     summary["arguments"]["features"] = args.features
     summary["machine"] = {
         "cpu_count": os.cpu_count(),

@@ -20,10 +20,10 @@ The loop, for a fully labelled corpus (a folder of audio and a labels CSV with `
    ensemble MLP, label smoothing, class weights; `SIMULATION_TRAIN` keeps it fast), measure
    UAR on the test speakers, let the strategy (`learner.ranking.select`) pick the next batch
    from the unlabelled pool, and reveal the corpus labels of that batch (the oracle).
-   Seed set: a seeded random sample for strategies that need no model (random, kcenter,
-   coverage run their own pick from the first label on); the cold-start strategy
-   (`learner.ranking.COLD_START_STRATEGY`) for strategies that need one, as a new project's
-   queue would before its first model (`seed_set="random"` forces a random seed set).
+   Seed set: strategies that need no model (random, kcenter, coverage) run their own pick
+   from the first label on; strategies that need one start from the cold-start strategy's
+   pick (`learner.ranking.COLD_START_STRATEGY`), as a new project's queue would before its
+   first model. `seed_set="random"` starts every strategy from the same random sample.
 5. The reference: a model trained on the whole pool, per rotation (mean over seeds).
    labels_to_target of a run is the first number of labels at which its UAR reaches
    `target_fraction` x that reference, or None when the budget ran out first.
@@ -36,8 +36,10 @@ is unsupervised and fair whenever the speaker is known at prediction time, and i
 the learner does by default (learner.normalise).
 
 The diversity strategies measure distances between per-speaker-standardised feature vectors
-(computed once per rotation from every clip, no labels), not the model's trunk activations:
-the space is fixed for the whole run, so a batch's spread does not depend on a retrain.
+(computed once per rotation from every clip, no labels): the space is fixed for the whole
+run, so a batch's spread does not depend on a retrain. `embedding="trunk"` uses the
+ensemble's penultimate activations instead (measured no better on EmoDB:
+docs/active-learning.md).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ from typing import Any
 import numpy as np
 import torch
 
+# Both are framework-free (labelling.audio imports torch lazily; taxonomy_schema is stdlib).
+from labelling.audio import decode, to_mono_16k
+from labelling.taxonomy_schema import load_preset
 from learner import augment, metrics
 from learner.features import DEFAULT as DEFAULT_FEATURES
 from learner.features import Extractor, ExtractorOptions, get_extractor
@@ -115,7 +120,7 @@ EMOTION_ALIASES: Mapping[str, tuple[str, ...]] = {
         "pleasant_surprised",
     ),
     "calm": ("calm", "calmness", "relaxed"),
-    "neutral": ("neutral", "neu", "neutrality", "none"),
+    "neutral": ("neutral", "neu", "neutrality"),
 }
 
 
@@ -125,8 +130,6 @@ def _spelling(name: str) -> str:
 
 def flat_taxonomy() -> list[Node]:
     """The `basic` preset's nodes as learner label-space nodes (one flat ring)."""
-    from labelling.taxonomy_schema import load_preset  # stdlib only, no Django
-
     doc = load_preset(TAXONOMY_PRESET)
     return [Node(n.key, n.name, n.level, n.parent_key) for n in doc.nodes]
 
@@ -298,8 +301,6 @@ def _sha256(path: Path) -> str:
 
 def read_wave(path: Path) -> np.ndarray:
     """Any audio file the platform ingests -> (samples,) float32 16 kHz mono."""
-    from labelling.audio import decode, to_mono_16k
-
     samples, info = decode(path, max_bytes=2**40, max_seconds=24 * 3600.0)
     return to_mono_16k(samples, info.sample_rate)
 
@@ -416,7 +417,7 @@ class SimulationConfig:
     batch_size: int = 10
     budget: int = 300
     seed_set: str = "auto"  # "auto" (see the module docstring) or "random"
-    embedding: str = "features"  # diversity space: "features" or "trunk" (see run_strategy)
+    embedding: str = "features"  # diversity space, one of EMBEDDINGS
     normalisation: str = SPEAKER
     augmentation: bool = False
     train: TrainConfig = SIMULATION_TRAIN
@@ -517,20 +518,27 @@ def split_rows(problem: Problem, test_speakers: Sequence[str]) -> tuple[np.ndarr
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def pool_embeddings(problem: Problem, pool: np.ndarray, mode: str) -> np.ndarray:
-    """(P, D) standardised features of the pool rows: the space diversity is measured in."""
+# The space diversity is measured in: "features" = the pool's feature vectors standardised
+# as the learner normalises them (per speaker by default, statistics of every clip, no
+# labels); "raw" = the cached vectors as they are (what learner.services.rescoring passes
+# today); "trunk" = the current model's penultimate activations (recomputed every round).
+EMBEDDINGS = ("features", "raw", "trunk")
+
+
+def pool_embeddings(problem: Problem, pool: np.ndarray, config: SimulationConfig) -> np.ndarray:
+    """(P, D) vectors of the pool rows for the cold start and the diversity strategies
+    (for "trunk", the cold start's: the standardised features)."""
+    if config.embedding == "raw":
+        return np.asarray(problem.x[pool], dtype=np.float32)
     speakers = [problem.speakers[i] for i in pool]
     normaliser = fit_normaliser(
         problem.x[pool],
         speakers,
-        mode=mode,
+        mode=config.normalisation,
         stats_x=problem.x,
         stats_speakers=problem.speakers,
     )
     return normaliser.transform(problem.x[pool], speakers)
-
-
-EMBEDDINGS = ("features", "trunk")
 
 
 def trunk_embeddings(predictor: Predictor, x: np.ndarray, speakers: list[str]) -> np.ndarray:
@@ -590,7 +598,7 @@ def run_strategy(
     pool, test = split_rows(problem, test_speakers)
     budget = min(config.budget, len(pool))
     if embeddings is None:
-        embeddings = pool_embeddings(problem, pool, config.normalisation)
+        embeddings = pool_embeddings(problem, pool, config)
     rng = np.random.default_rng([config.split_seed, seed])
     unlabelled = np.ones(len(pool), dtype=bool)  # positions in `pool`
     seed_size = min(config.seed_size, budget)
@@ -750,7 +758,7 @@ def simulate(
     for test in rotations:
         pool, _ = split_rows(problem, test)
         pool_sizes.append(len(pool))
-        embeddings.append(pool_embeddings(problem, pool, config.normalisation))
+        embeddings.append(pool_embeddings(problem, pool, config))
     jobs: list[tuple[int, int, str]] = [
         (r, s, name)
         for r in range(len(rotations))
@@ -782,13 +790,12 @@ def labels_to_target(curve: Sequence[Sequence[float]], target: float) -> int | N
     return None
 
 
-def censored(values: np.ndarray, fill: float) -> np.ndarray:
-    """Runs that never reached the target (NaN) count as `fill` (budget + one batch): a
-    lower bound of what they would have needed, so means are optimistic for strategies
-    that often miss; the summary says how many runs missed."""
-    out = np.asarray(values, dtype=np.float64).copy()
-    out[np.isnan(out)] = fill
-    return out
+def censored(values: np.ndarray, fill: float | np.ndarray) -> np.ndarray:
+    """Runs that never reached the target (NaN) count as `fill` (budget + one batch; a
+    scalar, or (R, 1) per rotation): a lower bound of what they would have needed, so means
+    are optimistic for strategies that often miss; the summary says how many runs missed."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isnan(values), fill, values)
 
 
 def ratio_of_means(a: np.ndarray, b: np.ndarray) -> float:
@@ -848,7 +855,8 @@ def summarise(
     full = np.array([[results[(r, s, "")]["uar"] for s in range(n_seed)] for r in range(n_rot)])
     full_rot = full.mean(axis=1)
     targets = config.target_fraction * full_rot
-    fill = {}
+    # A run that never reaches the target counts as its rotation's budget + one batch.
+    fill = np.array([[min(config.budget, p) + config.batch_size] for p in pool_sizes], float)
     ltt: dict[str, np.ndarray] = {}
     out: dict[str, dict] = {}
     for name in config.strategies:
@@ -858,8 +866,6 @@ def summarise(
             for s in range(n_seed):
                 hit = labels_to_target(runs[r][s]["curve"], float(targets[r]))
                 values[r, s] = np.nan if hit is None else hit
-        budget = min(config.budget, min(pool_sizes))
-        fill[name] = budget + config.batch_size
         ltt[name] = values
         grid: dict[int, list[float]] = {}
         for row in runs:
@@ -871,7 +877,7 @@ def summarise(
         ]
         final = [run["curve"][-1][1] for row in runs for run in row]
         reached = ~np.isnan(values)
-        cens = censored(values, fill[name])
+        cens = censored(values, fill)
         rounds = sum(run["rounds"] for row in runs for run in row)
         out[name] = {
             "resolved": resolve_strategy(name),
@@ -881,7 +887,7 @@ def summarise(
                 "mean_of_reached": float(values[reached].mean()) if reached.any() else None,
                 "reached": int(reached.sum()),
                 "runs": int(values.size),
-                "censored_as": fill[name],
+                "censored_as": [int(f) for f in fill[:, 0]],
                 "per_run": [[_finite(v) for v in row] for row in values.tolist()],
             },
             "auc": float(np.mean([p[1] for p in curve])),
@@ -893,10 +899,10 @@ def summarise(
             },
         }
     if RANDOM in config.strategies:
-        base = censored(ltt[RANDOM], fill[RANDOM])
+        base = censored(ltt[RANDOM], fill)
         for name in config.strategies:
             point, low, high = bootstrap_ratio(
-                censored(ltt[name], fill[name]),
+                censored(ltt[name], fill),
                 base,
                 n_boot=config.bootstrap,
                 seed=config.split_seed,
@@ -1067,6 +1073,25 @@ def problem_from(corpus: Corpus, features: Features, *, augmentation: bool = Fal
         classes=list(corpus.classes),
         extractor=features.extractor,
     )
+
+
+def describe_inputs(corpus: Corpus, features: Features, problem: Problem) -> dict:
+    """The `corpus` and `features` entries of summary.json."""
+    return {
+        "corpus": {
+            "dir": str(corpus.root),
+            "clips": len(corpus),
+            "speakers": len(set(corpus.speakers)),
+            "classes": corpus.classes,
+            "emotion_names": corpus.spellings,
+            "dropped": corpus.dropped,
+        },
+        "features": {
+            **features.extractor,
+            "augmented_copies": len(problem.augmented),
+            "extraction_s": features.seconds,
+        },
+    }
 
 
 def default_workers() -> int:

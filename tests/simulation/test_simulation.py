@@ -83,7 +83,8 @@ def simulated(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         "--labels",
         "labels.csv",
         "--strategies",
-        "random,default,least_confidence",
+        "random,default",
+        "least_confidence",
         "--seeds",
         "2",
         "--rotations",
@@ -223,8 +224,11 @@ def test_label_steps_end_at_the_budget() -> None:
 
 
 def test_runs_that_never_reach_the_target_count_as_budget_plus_a_batch() -> None:
-    values = np.array([[100.0, np.nan], [50.0, 60.0]])
-    assert simulation.censored(values, 310).tolist() == [[100, 310], [50, 60]]
+    values = np.array([[100.0, np.nan], [np.nan, 60.0]])
+    assert simulation.censored(values, 310).tolist() == [[100, 310], [310, 60]]
+    # Per rotation, where a rotation's pool is smaller than the budget.
+    per_rotation = np.array([[310.0], [250.0]])
+    assert simulation.censored(values, per_rotation).tolist() == [[100, 310], [250, 60]]
 
 
 def test_ratio_of_identical_strategies_is_one_with_a_degenerate_interval() -> None:
@@ -257,3 +261,47 @@ def test_bootstrap_resamples_rotations_then_seeds() -> None:
 def test_bootstrap_refuses_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="rotations, seeds"):
         simulation.bootstrap_ratio(np.ones((2, 3)), np.ones((3, 2)))
+
+
+# --- Runs on arrays ----------------------------------------------------------------------
+
+
+def _problem(n_per_cell: int = 4) -> simulation.Problem:
+    """Gaussian blobs: 3 classes x 5 speakers, a speaker offset on every dimension."""
+    rng = np.random.default_rng(0)
+    x, speakers, labels = [], [], []
+    for s in range(5):
+        offset = rng.normal(0, 1, 8)
+        for c in range(3):
+            for _ in range(n_per_cell):
+                x.append(offset + 2.0 * np.eye(8)[c] + rng.normal(0, 0.5, 8))
+                speakers.append(f"s{s}")
+                labels.append(c)
+    return simulation.Problem(
+        x=np.asarray(x, dtype=np.float32),
+        augmented=[],
+        speakers=speakers,
+        labels=np.asarray(labels),
+        classes=["anger", "sadness", "neutral"],
+        extractor={"name": "test", "version": "0", "dim": 8},
+    )
+
+
+def test_a_random_seed_set_is_the_same_clips_for_every_strategy() -> None:
+    problem = _problem()
+    config = simulation.SimulationConfig(
+        seed_size=6, batch_size=3, budget=9, seed_set="random", seeds=1, rotations=1
+    )
+    first = {
+        name: simulation.run_strategy(problem, ["s0"], name, 0, config)["curve"][0]
+        for name in ("random", "default", "margin")
+    }
+    # Same labelled clips and the same training seed: the same model and the same UAR.
+    assert first["random"] == first["default"] == first["margin"]
+
+
+def test_the_budget_is_capped_at_the_pool_size() -> None:
+    problem = _problem(n_per_cell=2)  # 30 clips, 24 in the pool with one test speaker
+    config = simulation.SimulationConfig(seed_size=10, batch_size=10, budget=100)
+    run = simulation.run_strategy(problem, ["s0"], "least_confidence", 0, config)
+    assert [labels for labels, _ in run["curve"]] == [10, 20, 24]

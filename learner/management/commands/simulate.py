@@ -41,9 +41,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--strategies",
-            default=f"{simulation.RANDOM},{simulation.DEFAULT_ALIAS}",
-            help=f"Comma-separated strategy names; 'default' is the project default "
-            f"({DEFAULT_STRATEGY}). Known: {', '.join(STRATEGIES)}.",
+            nargs="+",
+            default=[simulation.RANDOM, simulation.DEFAULT_ALIAS],
+            help=f"Strategy names, separated by spaces or commas; 'default' is the project "
+            f"default ({DEFAULT_STRATEGY}). Known: {', '.join(STRATEGIES)}.",
         )
         parser.add_argument("--seeds", type=_positive, default=5, help="Seeds per rotation.")
         parser.add_argument(
@@ -73,6 +74,14 @@ class Command(BaseCommand):
             help="auto: strategies that need a model start from the cold-start strategy's "
             "picks, the others from their own; random: a random seed set for every strategy.",
         )
+        parser.add_argument(
+            "--embedding",
+            choices=simulation.EMBEDDINGS,
+            default="features",
+            help="Space for the diversity strategies and the cold start: features "
+            "(standardised as the learner normalises them), raw (cached vectors as they "
+            "are) or trunk (the model's penultimate activations).",
+        )
         parser.add_argument("--features", choices=NAMES, default=DEFAULT)
         parser.add_argument(
             "--augmentation",
@@ -92,7 +101,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         out = Path(options["out"])
-        strategies = tuple(s.strip() for s in options["strategies"].split(",") if s.strip())
+        strategies = tuple(
+            name.strip() for arg in options["strategies"] for name in arg.split(",") if name.strip()
+        )
         config = simulation.SimulationConfig(
             strategies=strategies,
             seeds=options["seeds"],
@@ -102,6 +113,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             budget=options["budget"],
             seed_set=options["seed_set"],
+            embedding=options["embedding"],
             augmentation=options["augmentation"],
         )
         try:
@@ -148,21 +160,8 @@ class Command(BaseCommand):
         finally:
             for b in progress_bar:
                 b.close()
-        summary["corpus"] = {
-            "dir": str(corpus.root),
-            "labels": options["labels"],
-            "clips": len(corpus),
-            "speakers": len(set(corpus.speakers)),
-            "classes": corpus.classes,
-            "emotion_names": corpus.spellings,
-            "dropped": corpus.dropped,
-        }
-        summary["features"] = {
-            **features.extractor,
-            "augmented_copies": len(problem.augmented),
-            "extraction_s": features.seconds,
-            "cache": str(features.cache_file) if features.cache_file else None,
-        }
+        summary.update(simulation.describe_inputs(corpus, features, problem))
+        summary["corpus"]["labels"] = options["labels"]
         summary["arguments"] = {
             **summary["arguments"],
             "features": options["features"],
