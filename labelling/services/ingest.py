@@ -7,9 +7,9 @@ Two steps, so that the web process and the CLI only copy bytes:
    file, refuses bad input with a per-file reason, stores the original and a canonical 16 kHz
    mono copy, optionally cuts a long recording into utterances, and creates the clips.
 
-`process_item` is idempotent: it claims the item with a compare-and-set on its status, file
-names derive from content hashes, and the (project, sha256) unique constraint turns a
-concurrent duplicate into a "duplicate" outcome rather than a second clip.
+`process_item` is idempotent: an item no longer pending is left alone, file names derive
+from content hashes (a second attempt rewrites nothing), and the (project, sha256) unique
+constraint turns a concurrent duplicate into a "duplicate" outcome rather than a second clip.
 """
 
 from __future__ import annotations

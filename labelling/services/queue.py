@@ -600,10 +600,13 @@ def core_agreement(node_ids: list[int]) -> float:
 
 
 def core_of(node_id: int) -> int:
-    node = TaxonomyNode.objects.only("id", "parent_id").get(pk=node_id)
-    while node.parent_id is not None:
-        node = TaxonomyNode.objects.only("id", "parent_id").get(pk=node.parent_id)
-    return node.pk
+    """The core feeling above a node, from the cached per-version node index."""
+    version_id = TaxonomyNode.objects.values_list("version_id", flat=True).get(pk=node_id)
+    cores = dict(annotations.node_index(version_id).values())
+    if node_id not in cores:  # the version was edited in place since the index was built
+        annotations.forget_node_index(version_id)
+        cores = dict(annotations.node_index(version_id).values())
+    return cores[node_id]
 
 
 def _score_gold(annotation: Annotation) -> None:
