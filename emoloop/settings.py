@@ -157,6 +157,15 @@ EMOLOOP_MAX_CLIP_SECONDS = env_float("EMOLOOP_MAX_CLIP_SECONDS", 120.0, minimum=
 # Long production recordings are accepted only when they are segmented.
 EMOLOOP_MAX_RECORDING_SECONDS = env_float("EMOLOOP_MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=0.1)
 EMOLOOP_MAX_ARCHIVE_MEMBERS = env_int("EMOLOOP_MAX_ARCHIVE_MEMBERS", 100_000, minimum=1)
+# Everything expanded from one archive, in bytes (a small zip can claim gigabytes).
+EMOLOOP_MAX_ARCHIVE_BYTES = env_int("EMOLOOP_MAX_ARCHIVE_BYTES", 2 * 1024**3, minimum=1)
+# Decoding work is bounded before any decode: frames x channels may not exceed
+# duration x this rate (48 kHz x 8 channels; 384 kHz mono). A 400 kB FLAC declaring
+# 8 channels at 384 kHz is refused from its header.
+EMOLOOP_MAX_SAMPLES_PER_SECOND = env_int("EMOLOOP_MAX_SAMPLES_PER_SECOND", 384_000, minimum=8000)
+# The predict API decodes uploads in the web process: smaller limits than imports.
+EMOLOOP_PREDICT_MAX_BYTES = env_int("EMOLOOP_PREDICT_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
+EMOLOOP_PREDICT_MAX_SECONDS = env_float("EMOLOOP_PREDICT_MAX_SECONDS", 60.0, minimum=0.1)
 EMOLOOP_URL_IMPORT_ENABLED = env_bool("EMOLOOP_URL_IMPORT_ENABLED", True)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
