@@ -30,6 +30,16 @@ class Taxonomy(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     source = models.CharField(max_length=300, blank=True)
+    # Who may change it: the ML engineers of its owner project, or staff for an
+    # instance-wide preset (no owner). Only its owner (or any project, for a preset) uses it.
+    owner_project = models.ForeignKey(
+        "Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="own_taxonomies",
+        help_text="The project that owns this wheel; empty for an instance-wide preset.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -213,6 +223,37 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} as {self.role}"
+
+
+class Invitation(models.Model):
+    """An offer to join a project with a role, redeemed once by whoever holds the token.
+
+    Project admins add people by invitation (only staff add an existing account directly):
+    an admin cannot pull an arbitrary account of the instance into their project. Only the
+    token's SHA-256 is stored; the token itself is shown once, to the admin who created it.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    note = models.CharField(max_length=200, blank=True, help_text="Whom it is for.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="accepted_invitations",
+    )  # fmt: skip
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.project} as {self.role}"
 
 
 # --- Imports and clips ------------------------------------------------------------------
