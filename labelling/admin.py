@@ -1,4 +1,20 @@
+"""The Django admin is one more door: it goes through the same access layer and services.
+
+Staff see and change only objects of projects they administer (labelling.scoping.
+ProjectScopedAdmin; a superuser sees everything). Derived state — queue entries, leases,
+selection reasons, gold results — and labels are read-only here: labels are written only by
+the queue, gold clips by the gold API. A project's taxonomy switch is validated by the same
+service as the API; deleting clips or projects removes their audio (labelling.services.storage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from labelling.models import (
@@ -8,26 +24,78 @@ from labelling.models import (
     GoldResult,
     ImportBatch,
     ImportItem,
+    Invitation,
     Lease,
     Membership,
     NodeMapping,
     Project,
     QueueEntry,
     Recording,
+    Role,
     Taxonomy,
     TaxonomyNode,
     TaxonomyVersion,
 )
+from labelling.scoping import ProjectScopedAdmin
+from labelling.serializers import EDITABLE_CLIP_FIELDS
+from labelling.services import projects, taxonomy
 
 
 class MembershipInline(admin.TabularInline):
+    """Staff add existing accounts directly (project admins outside staff invite)."""
+
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
 
+    def _staff(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._staff(request)
+
+
+class ProjectForm(forms.ModelForm):
+    """Validates a taxonomy switch with the API's rule (labels must map onto the new
+    version) and the overlap pair, before anything is saved."""
+
+    class Meta:
+        model = Project
+        fields = [
+            "name", "slug", "description", "guidelines", "taxonomy_version",
+            "annotators_per_clip", "is_active", "queue_policy", "lease_seconds", "gold_rate",
+            "agreement_routing", "agreement_target", "max_annotators_per_clip", "assisted",
+            "autoplay", "require_full_listen", "dimensional_labels",
+        ]  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        version = data.get("taxonomy_version")
+        project = self.instance
+        if project.pk and version is not None and version.pk != project.taxonomy_version_id:
+            try:
+                taxonomy.check_assignment(project, version)
+            except taxonomy.MappingError as exc:
+                self.add_error("taxonomy_version", exc.problems)
+        overlap, maximum = data.get("annotators_per_clip"), data.get("max_annotators_per_clip")
+        if overlap and maximum and maximum < overlap:
+            self.add_error("max_annotators_per_clip", "Must be at least annotators per clip.")
+        return data
+
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectScopedAdmin):
+    project_field = ""
+    form = ProjectForm
     list_display = [
         "name",
         "slug",
@@ -41,37 +109,117 @@ class ProjectAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
+        if not change:
+            obj.save()
+            Membership.objects.get_or_create(
+                user=request.user, project=obj, defaults={"role": Role.ADMIN}
+            )
+            return
+        changes = {field: getattr(obj, field) for field in form.changed_data}
+        version = changes.pop("taxonomy_version", None)
+        projects.update_project(obj, changes)
+        if version is not None:
+            taxonomy.assign_to_project(obj, version)
+
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        from labelling.services import storage  # TODO: top-level once storage lands
+
+        storage.delete_project(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        from labelling.services import storage  # TODO: top-level once storage lands
+
+        for project in queryset:
+            storage.delete_project(project)
+
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ProjectScopedAdmin):
     list_display = ["user", "project", "role", "created_at"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__slug"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ProjectScopedAdmin):
+    """Invitations are created through the project's API (the token is shown once there);
+    here they can be reviewed and deleted."""
+
+    list_display = ["project", "role", "note", "created_by", "expires_at", "accepted_by"]
+    list_filter = ["role", "project"]
+    exclude = ["token_sha256"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class VersionInline(admin.TabularInline):
     model = TaxonomyVersion
     extra = 0
     fields = ["number", "note", "created_at"]
-    readonly_fields = ["created_at"]
+    readonly_fields = fields
     fk_name = "taxonomy"
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Taxonomy)
-class TaxonomyAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "created_at"]
+class TaxonomyAdmin(ProjectScopedAdmin):
+    """Names and descriptions only: nodes change through versions (the API), so that a
+    version in use is never rewritten under its annotators."""
+
+    project_field = "owner_project"
+    list_display = ["name", "slug", "owner_project", "created_at"]
     search_fields = ["name", "slug"]
+    readonly_fields = ["slug", "owner_project", "created_at"]
     inlines = [VersionInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Taxonomy]:
+        return taxonomy.visible_to(request.user)
+
+    def _administers(self, request: HttpRequest, obj: Any) -> bool:
+        if obj is not None and obj.owner_project_id is None:  # a preset: staff
+            return bool(request.user.is_active and request.user.is_staff)
+        return super()._administers(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class ReadOnlyTaxonomyPart(ProjectScopedAdmin):
+    read_only = True
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        visible = taxonomy.visible_to(request.user)
+        return self.model.objects.filter(**{f"{self.taxonomy_path}__in": visible})
 
 
 @admin.register(TaxonomyVersion)
-class TaxonomyVersionAdmin(admin.ModelAdmin):
+class TaxonomyVersionAdmin(ReadOnlyTaxonomyPart):
+    taxonomy_path = "taxonomy"
     list_display = ["taxonomy", "number", "previous", "note", "created_at"]
     list_filter = ["taxonomy"]
 
 
 @admin.register(TaxonomyNode)
-class TaxonomyNodeAdmin(admin.ModelAdmin):
+class TaxonomyNodeAdmin(ReadOnlyTaxonomyPart):
+    taxonomy_path = "version__taxonomy"
     list_display = ["key", "name", "level", "parent", "version", "swatch", "hotkey"]
     list_filter = ["version__taxonomy", "level"]
     search_fields = ["key", "name"]
@@ -86,7 +234,8 @@ class TaxonomyNodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(NodeMapping)
-class NodeMappingAdmin(admin.ModelAdmin):
+class NodeMappingAdmin(ReadOnlyTaxonomyPart):
+    taxonomy_path = "target_version__taxonomy"
     list_display = ["source", "target_version", "target"]
     list_filter = ["target_version"]
 
@@ -97,10 +246,15 @@ class ImportItemInline(admin.TabularInline):
     fields = ["name", "status", "reason_code", "reason", "clips_created"]
     readonly_fields = fields
     show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
+class ImportBatchAdmin(ProjectScopedAdmin):
+    read_only = True
     list_display = [
         "pk",
         "project",
@@ -118,14 +272,17 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImportItem)
-class ImportItemAdmin(admin.ModelAdmin):
+class ImportItemAdmin(ProjectScopedAdmin):
+    read_only = True
+    project_field = "batch__project"
     list_display = ["name", "batch", "status", "reason_code", "clips_created", "processed_at"]
     list_filter = ["status", "reason_code"]
     search_fields = ["name", "reason"]
 
 
 @admin.register(Recording)
-class RecordingAdmin(admin.ModelAdmin):
+class RecordingAdmin(ProjectScopedAdmin):
+    read_only = True
     list_display = [
         "original_name",
         "project",
@@ -139,7 +296,10 @@ class RecordingAdmin(admin.ModelAdmin):
 
 
 @admin.register(Clip)
-class ClipAdmin(admin.ModelAdmin):
+class ClipAdmin(ProjectScopedAdmin):
+    """Descriptive metadata is editable (as in the API); what was measured or stored is not.
+    Deleting a clip deletes its labels and removes its audio."""
+
     list_display = [
         "pk",
         "original_name",
@@ -155,12 +315,34 @@ class ClipAdmin(admin.ModelAdmin):
     ]
     list_filter = ["project", "source", "gender", "language", "channel"]
     search_fields = ["original_name", "speaker_id", "sha256", "transcript"]
-    readonly_fields = ["sha256", "peaks", "original", "canonical", "recording", "batch"]
     exclude = ["peaks"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [
+            f.name
+            for f in Clip._meta.fields
+            if f.name not in EDITABLE_CLIP_FIELDS and f.name not in ("peaks", "id")
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # clips come from imports, which decode and check every file
+
+    def delete_model(self, request: HttpRequest, obj: Clip) -> None:
+        from labelling.services import storage  # TODO: top-level once storage lands
+
+        storage.delete_clip(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Clip]) -> None:
+        from labelling.services import storage  # TODO: top-level once storage lands
+
+        for clip in queryset:
+            storage.delete_clip(clip)
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(admin.ModelAdmin):
+class AnnotationAdmin(ProjectScopedAdmin):
+    read_only = True
+    project_field = "clip__project"
     list_display = [
         "pk",
         "clip",
@@ -175,34 +357,40 @@ class AnnotationAdmin(admin.ModelAdmin):
     ]
     list_filter = ["is_current", "skip_reason", "unsure", "suggestion_shown", "clip__project"]
     search_fields = ["annotator__username", "node__key"]
-    raw_id_fields = ["clip", "node"]
 
 
 @admin.register(QueueEntry)
-class QueueEntryAdmin(admin.ModelAdmin):
+class QueueEntryAdmin(ProjectScopedAdmin):
+    """The queue as the loop left it, with each clip's selection reason: read-only."""
+
+    read_only = True
     list_display = ["clip", "project", "priority", "target", "open_slots", "is_gold", "updated_at"]
     list_filter = ["project", "is_gold"]
-    raw_id_fields = ["clip"]
     ordering = ["project", "priority"]
 
 
 @admin.register(Lease)
-class LeaseAdmin(admin.ModelAdmin):
+class LeaseAdmin(ProjectScopedAdmin):
+    read_only = True
     list_display = ["id", "clip", "annotator", "project", "status", "is_gold", "created_at",
                     "expires_at"]  # fmt: skip
     list_filter = ["status", "is_gold", "project"]
     search_fields = ["annotator__username"]
-    raw_id_fields = ["clip", "revises"]
 
 
 @admin.register(GoldClip)
-class GoldClipAdmin(admin.ModelAdmin):
+class GoldClipAdmin(ProjectScopedAdmin):
+    """Gold clips are marked through the API (reviewers), which takes them out of the
+    regular queue in the same transaction."""
+
+    read_only = True
+    project_field = "clip__project"
     list_display = ["clip", "node", "created_by", "created_at"]
-    raw_id_fields = ["clip"]
 
 
 @admin.register(GoldResult)
-class GoldResultAdmin(admin.ModelAdmin):
+class GoldResultAdmin(ProjectScopedAdmin):
+    read_only = True
+    project_field = "gold__clip__project"
     list_display = ["annotation", "gold", "correct_core", "correct_exact", "created_at"]
     list_filter = ["correct_core", "correct_exact"]
-    raw_id_fields = ["annotation"]

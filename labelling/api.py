@@ -1,7 +1,8 @@
 """REST API under /api/. Each endpoint validates with a serializer and calls one service.
 
-Object-level permission is by project membership: querysets are narrowed to the user's
-projects, so another project's objects are 404, and writes check the member's role.
+Access goes through the one project-scoped layer (labelling/scoping.py; the contract is
+docs/security.md): non-members get 404, members whose role is too low 403, and every list
+holds only objects of projects where the caller has the role its action needs.
 """
 
 from __future__ import annotations
@@ -10,48 +11,59 @@ import tempfile
 from pathlib import Path
 
 import django_filters
-from django.db.models import Exists, OuterRef, QuerySet
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from emoloop.api_base import Conflict
 from labelling import serializers as s
 from labelling.audio_response import audio_response
-from labelling.filters import StrictFilterBackend
+from labelling.filters import StrictBooleanFilter, StrictFilterBackend, StrictFilterSet
 from labelling.manifest import ManifestError
 from labelling.models import (
     Annotation,
     Clip,
     ImportBatch,
     ImportItem,
+    Invitation,
     Membership,
     Project,
     Role,
     Taxonomy,
     TaxonomyVersion,
 )
-from labelling.services import access, annotations, ingest, queue, taxonomy
+from labelling.scoping import (
+    ProjectObjectsMixin,
+    ProjectScopedMixin,
+    RoleRequired,
+    member_project,
+    require_role,
+)
+from labelling.services import access, ingest, invitations, projects, taxonomy
 from labelling.tasks import dispatch_batch
 from labelling.taxonomy_schema import TaxonomyFormatError, parse_document
 
 FILTER_BACKENDS = [StrictFilterBackend, OrderingFilter]
+# Object ids in URLs are integers: anything else is a 404 from the router, not a 500.
+INT_LOOKUP = r"\d+"
 
 
-def _require(user, project: Project, minimum: Role) -> None:
-    if not access.has_role(user, project, minimum):
-        raise PermissionDenied(f"This needs the {Role(minimum).label} role in {project.slug}.")
-
-
-def _project(request: Request, slug: str) -> Project:
-    return get_object_or_404(access.projects_for(request.user), slug=slug)
+def _roles_of(user) -> dict[int, str]:
+    if not user.is_authenticated:
+        return {}
+    if user.is_superuser:
+        return dict.fromkeys(Project.objects.values_list("pk", flat=True), Role.ADMIN.value)
+    return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
 
 
 # --- Projects ---------------------------------------------------------------------------
@@ -65,12 +77,24 @@ class IsStaffToCreate(permissions.BasePermission):
 
 
 class ProjectViewSet(viewsets.ModelViewSet):
+    """Projects the caller is a member of. Annotators see the labelling subset of a
+    project's fields; settings are changed by its admins (PATCH takes every setting shown,
+    and refuses unknown or read-only fields)."""
+
     serializer_class = s.ProjectSerializer
     lookup_field = "slug"
     permission_classes = [permissions.IsAuthenticated, IsStaffToCreate]
     filter_backends = FILTER_BACKENDS
     filterset_fields = ["is_active"]
     ordering_fields = ["name", "created_at"]
+    project_roles = {
+        "retrieve": Role.ANNOTATOR,
+        "update": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "destroy": Role.ADMIN,
+        "taxonomy": Role.ADMIN,
+        "imports": Role.ML_ENGINEER,
+    }
 
     def get_queryset(self) -> QuerySet[Project]:
         return (
@@ -79,37 +103,61 @@ class ProjectViewSet(viewsets.ModelViewSet):
             .distinct()
         )
 
+    def get_object(self) -> Project:
+        project = super().get_object()
+        minimum = self.project_roles.get(self.action)
+        if minimum is not None:
+            require_role(self.request.user, project, minimum, what="This operation")
+        return project
+
     def get_serializer_context(self) -> dict:
         context = super().get_serializer_context()
-        user = self.request.user
-        if user.is_authenticated:
-            roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
-            context["roles"] = roles
+        context["roles"] = _roles_of(self.request.user)
         return context
 
     def perform_create(self, serializer: s.ProjectSerializer) -> None:
-        project = serializer.save()
-        Membership.objects.create(user=self.request.user, project=project, role=Role.ADMIN)
-        serializer.context.setdefault("roles", {})[project.pk] = Role.ADMIN.value
+        serializer.instance = projects.create_project(
+            serializer.validated_data, creator=self.request.user
+        )
+        serializer.context.setdefault("roles", {})[serializer.instance.pk] = Role.ADMIN.value
 
     def perform_update(self, serializer: s.ProjectSerializer) -> None:
-        _require(self.request.user, serializer.instance, Role.ADMIN)
-        serializer.save()
+        try:
+            projects.update_project(serializer.instance, dict(serializer.validated_data))
+        except projects.SettingsRejected as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
 
     def perform_destroy(self, instance: Project) -> None:
-        _require(self.request.user, instance, Role.ADMIN)
-        instance.delete()
+        from labelling.services import storage  # TODO: top-level once storage lands
+
+        storage.delete_project(instance)
 
     @extend_schema(request=s.AssignTaxonomySerializer, responses=s.ProjectSerializer)
     @action(detail=True, methods=["post"])
     def taxonomy(self, request: Request, slug: str | None = None) -> Response:
-        """Switch the project to a taxonomy version (admin)."""
+        """Switch the project to a taxonomy version, named by slug and version number (admin).
+
+        Only a preset or the project's own wheel, and only a version descending from every
+        version the project's labels were made on."""
         project = self.get_object()
-        _require(request.user, project, Role.ADMIN)
         body = s.AssignTaxonomySerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        wanted = body.validated_data
+        version = (
+            TaxonomyVersion.objects.filter(
+                taxonomy__in=taxonomy.visible_to(request.user),
+                taxonomy__slug=wanted["taxonomy"],
+                number=wanted["version"],
+            )
+            .select_related("taxonomy")
+            .first()
+        )
+        if version is None:
+            raise ValidationError(
+                {"version": [f"No version {wanted['version']} of {wanted['taxonomy']}."]}
+            )
         try:
-            taxonomy.assign_to_project(project, body.validated_data["version"])
+            taxonomy.assign_to_project(project, version)
         except taxonomy.MappingError as exc:
             raise ValidationError({"version": exc.problems}) from exc
         return Response(self.get_serializer(project).data)
@@ -119,17 +167,15 @@ class ProjectViewSet(viewsets.ModelViewSet):
     def imports(self, request: Request, slug: str | None = None) -> Response:
         """Upload audio files (or archives), or name a URL to import from (ML engineer).
 
-        Files are staged and processed by workers; poll the returned batch for the outcome
-        of every file.
+        Files are staged and processed by workers (archives are expanded there); poll the
+        returned batch for the outcome of every file. 503 when the task queue is down: the
+        batch is saved and is sent as soon as the queue is back.
         """
         project = self.get_object()
-        _require(request.user, project, Role.ML_ENGINEER)
         body = s.UploadSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         if data.get("url"):
-            from django.conf import settings
-
             if not settings.EMOLOOP_URL_IMPORT_ENABLED:
                 raise ValidationError({"url": "URL import is disabled on this server."})
             from labelling.urlfetch import UnsafeURL, check_url
@@ -170,71 +216,187 @@ class ProjectViewSet(viewsets.ModelViewSet):
 
 
 class MembershipViewSet(
+    ProjectScopedMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.DestroyModelMixin,
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Members of one project; admins manage them, members can see who is in the team."""
+    """Members of one project. Reviewers and above see the team; admins change roles and
+    remove members; adding an existing account directly is for staff (others invite)."""
 
-    serializer_class = s.MembershipSerializer
     filter_backends = FILTER_BACKENDS
     filterset_fields = ["role"]
     ordering_fields = ["created_at"]
+    project_url_kwarg = "project_slug"
+    project_roles = {"list": Role.REVIEWER, "*": Role.ADMIN}
+    lookup_value_regex = INT_LOOKUP
 
-    def project(self) -> Project:
-        return _project(self.request, self.kwargs["project_slug"])
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.MembershipRoleSerializer
+        return s.MembershipSerializer
 
     def get_queryset(self) -> QuerySet[Membership]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no project
             return Membership.objects.none()
-        return Membership.objects.filter(project=self.project()).select_related("user")
+        return Membership.objects.filter(project=self.project).select_related("user")
 
     def perform_create(self, serializer: s.MembershipSerializer) -> None:
-        project = self.project()
-        _require(self.request.user, project, Role.ADMIN)
+        user = self.request.user
+        if not (user.is_staff or user.is_superuser):
+            raise RoleRequired(
+                "Project admins add people by invitation (POST …/invitations/); adding an "
+                "existing account directly is for staff.",
+                code="invite_instead",
+            )
         if Membership.objects.filter(
-            project=project, user=serializer.validated_data["user"]
+            project=self.project, user=serializer.validated_data["user"]
         ).exists():
             raise ValidationError({"username": "Already a member; change the role instead."})
-        serializer.save(project=project)
+        serializer.save(project=self.project)
 
-    def perform_update(self, serializer: s.MembershipSerializer) -> None:
-        _require(self.request.user, self.project(), Role.ADMIN)
+    def _keeps_an_admin(self, membership: Membership, new_role: str | None) -> None:
+        if membership.role != Role.ADMIN or new_role == Role.ADMIN:
+            return
+        admins = Membership.objects.filter(project=self.project, role=Role.ADMIN)
+        if not admins.exclude(pk=membership.pk).exists():
+            raise Conflict("A project keeps at least one admin.", code="last_admin")
+
+    def perform_update(self, serializer: s.MembershipRoleSerializer) -> None:
+        self._keeps_an_admin(serializer.instance, serializer.validated_data.get("role"))
         serializer.save()
 
     def perform_destroy(self, instance: Membership) -> None:
-        _require(self.request.user, instance.project, Role.ADMIN)
+        self._keeps_an_admin(instance, None)
         instance.delete()
+
+
+class InvitationViewSet(
+    ProjectScopedMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Invitations to join one project (admin). The token is in the creation response only;
+    DELETE revokes an unused invitation."""
+
+    serializer_class = s.InvitationSerializer
+    filter_backends = FILTER_BACKENDS
+    ordering_fields = ["created_at"]
+    project_url_kwarg = "project_slug"
+    project_roles = Role.ADMIN
+    lookup_value_regex = INT_LOOKUP
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return Invitation.objects.filter(project=self.project).select_related(
+            "created_by", "accepted_by"
+        )
+
+    @extend_schema(request=s.InvitationSerializer, responses={201: s.CreatedInvitationSerializer})
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        body = s.InvitationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            invitation, token = invitations.create(
+                self.project,
+                role=data["role"],
+                by=request.user,
+                by_role=self.role,
+                note=data.get("note", ""),
+                days=data["days"],
+            )
+        except invitations.InvitationRefused as exc:
+            raise ValidationError({"role": [str(exc)]}) from exc
+        invitation.token = token
+        invitation.accept_url = request.build_absolute_uri(f"/invitations/{token}/")
+        return Response(
+            s.CreatedInvitationSerializer(invitation).data, status=status.HTTP_201_CREATED
+        )
+
+    def perform_destroy(self, instance: Invitation) -> None:
+        invitations.revoke(instance)
+
+
+class AcceptInvitationView(viewsets.ViewSet):
+    """Redeem an invitation token: the caller joins the project with its role."""
+
+    @extend_schema(request=s.AcceptInvitationSerializer, responses={200: s.MembershipSerializer})
+    def create(self, request: Request) -> Response:
+        body = s.AcceptInvitationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            membership = invitations.accept(body.validated_data["token"], request.user)
+        except invitations.InvitationRefused as exc:
+            raise ValidationError({"token": [str(exc)]}) from exc
+        data = s.MembershipSerializer(membership).data
+        data["project"] = membership.project.slug
+        return Response(data)
 
 
 # --- Taxonomies -------------------------------------------------------------------------
 
 
 class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
-    """Feelings wheels. Reading is open to every signed-in user (they hold no project data);
-    importing and versioning needs the ML engineer role in some project, or staff."""
+    """Feelings wheels: the instance-wide presets and the wheels of the caller's projects.
+
+    A wheel belongs to a project (its ML engineers import and version it) or to the instance
+    (a preset: staff only). A version that a project uses, that has labels, gold clips or a
+    successor is immutable: changes make the next version, with a mapping (409 otherwise).
+    """
 
     serializer_class = s.TaxonomySerializer
     lookup_field = "slug"
-    queryset = Taxonomy.objects.prefetch_related("versions")
     filter_backends = FILTER_BACKENDS
     filterset_fields = ["slug"]
     ordering_fields = ["name", "created_at"]
+    extra_query_params = ("project",)
 
-    def _require_editor(self) -> None:
-        user = self.request.user
-        if not (user.is_staff or access.projects_where(user, Role.ML_ENGINEER).exists()):
-            raise PermissionDenied("Editing taxonomies needs the ML engineer role or staff.")
+    def get_queryset(self) -> QuerySet[Taxonomy]:
+        return taxonomy.visible_to(self.request.user).prefetch_related("versions")
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: s.TaxonomyVersionSerializer})
+    def _require_editor(self, tax: Taxonomy) -> None:
+        if not taxonomy.may_edit(self.request.user, tax):
+            what = (
+                "Changing an instance-wide preset needs staff."
+                if tax.owner_project_id is None
+                else "Changing this wheel needs the ML engineer role in its project."
+            )
+            raise RoleRequired(what)
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={201: s.TaxonomyVersionSerializer},
+        parameters=[
+            OpenApiParameter(
+                "project",
+                str,
+                description="Slug of the project that will own the wheel (ML engineer "
+                "there). Without it the wheel is an instance-wide preset (staff only).",
+            )
+        ],
+    )
     @action(detail=False, methods=["post"], url_path="import")
     def import_document(self, request: Request) -> Response:
         """Create a taxonomy from a document in the emoloop-taxonomy/1 JSON format."""
-        self._require_editor()
+        user = request.user
+        slug = request.query_params.get("project")
+        owner = None
+        if slug:
+            owner = member_project(user, slug)
+            require_role(user, owner, Role.ML_ENGINEER, what="Importing a wheel")
+        elif not (user.is_staff or user.is_superuser):
+            raise RoleRequired(
+                "Name the project that will own the wheel (?project=slug); instance-wide "
+                "presets are for staff."
+            )
         try:
-            version = taxonomy.parse_and_import(request.data, user=request.user)
+            version = taxonomy.parse_and_import(request.data, user=user, owner_project=owner)
         except TaxonomyFormatError as exc:
             raise ValidationError({"document": exc.problems}) from exc
         except ValueError as exc:
@@ -245,7 +407,8 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, slug: str | None = None) -> Response:
         tax = self.get_object()
-        return Response([_version_data(v) for v in tax.versions.order_by("number")])
+        page = self.paginate_queryset(tax.versions.order_by("number"))
+        return self.get_paginated_response([_version_data(v) for v in page])
 
     @extend_schema(
         request=s.NewVersionSerializer,
@@ -254,12 +417,14 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @versions.mapping.post
     def create_version(self, request: Request, slug: str | None = None) -> Response:
-        self._require_editor()
         tax = self.get_object()
+        self._require_editor(tax)
         body = s.NewVersionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        base = get_object_or_404(tax.versions, number=data["based_on"])
+        base = tax.versions.filter(number=data["based_on"]).first()
+        if base is None:
+            raise ValidationError({"based_on": [f"{tax.slug} has no version {data['based_on']}."]})
         try:
             document = parse_document(data["document"])
             version = taxonomy.create_next_version(
@@ -276,20 +441,21 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
         responses=OpenApiTypes.OBJECT,
         parameters=[OpenApiParameter("number", int, OpenApiParameter.PATH)],
         description="GET exports the version as a JSON document; PUT replaces the content of "
-        "a version that has no annotations yet (a used version answers 409).",
+        "a draft version (409 once a project uses it, or it has labels, gold clips or a "
+        "successor).",
     )
     @action(detail=True, methods=["get", "put"], url_path=r"versions/(?P<number>\d+)")
     def version(self, request: Request, slug: str | None = None, number: str = "") -> Response:
         tax = self.get_object()
         version = get_object_or_404(tax.versions, number=int(number))
         if request.method == "PUT":
-            self._require_editor()
+            self._require_editor(tax)
             try:
                 taxonomy.replace_version_content(version, parse_document(request.data))
             except TaxonomyFormatError as exc:
                 raise ValidationError({"document": exc.problems}) from exc
             except taxonomy.TaxonomyLocked as exc:
-                return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+                raise Conflict(str(exc), code="version_locked") from exc
         return Response(taxonomy.export_version(version))
 
 
@@ -302,11 +468,11 @@ def _version_data(version: TaxonomyVersion) -> dict:
 # --- Clips ------------------------------------------------------------------------------
 
 
-class ClipFilter(django_filters.FilterSet):
+class ClipFilter(StrictFilterSet):
     project = django_filters.CharFilter(field_name="project__slug")
     batch = django_filters.NumberFilter(field_name="batch_id")
     recording = django_filters.NumberFilter(field_name="recording_id")
-    unlabelled = django_filters.BooleanFilter(method="filter_unlabelled", label="No annotation yet")
+    unlabelled = StrictBooleanFilter(method="filter_unlabelled", label="No annotation yet")
 
     class Meta:
         model = Clip
@@ -328,26 +494,52 @@ class PassthroughRenderer(BaseRenderer):
 
 
 class ClipViewSet(
+    ProjectObjectsMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    """The pool: reviewers and above read it, ML engineers edit descriptive metadata,
+    admins delete clips (their labels and their audio go with them). Annotators never list
+    or read clips; they hear a clip once it is leased to them (audio and peaks only)."""
+
     serializer_class = s.ClipSerializer
     filter_backends = FILTER_BACKENDS
     filterset_class = ClipFilter
     ordering_fields = ["created_at", "duration_s", "speaker_id", "id"]
+    lookup_value_regex = INT_LOOKUP
+    project_roles = {
+        "update": Role.ML_ENGINEER,
+        "partial_update": Role.ML_ENGINEER,
+        "destroy": Role.ADMIN,
+        # Annotators pass here; the actions narrow it to clips leased to them.
+        "audio": Role.ANNOTATOR,
+        "peaks": Role.ANNOTATOR,
+        "*": Role.REVIEWER,
+    }
+    # Narrow the extra query params the strict filter accepts for the audio action.
+    extra_query_params = ("variant",)
 
     def get_queryset(self) -> QuerySet[Clip]:
-        return (
-            Clip.objects.filter(project__in=access.projects_for(self.request.user))
-            .select_related("project")
-            .defer("peaks")
-        )
+        return self.scoped(Clip.objects.select_related("project").defer("peaks"))
 
-    def perform_update(self, serializer: s.ClipSerializer) -> None:
-        _require(self.request.user, serializer.instance.project, Role.ML_ENGINEER)
-        serializer.save()
+    def perform_destroy(self, instance: Clip) -> None:
+        from labelling.services import storage  # TODO: top-level once storage lands
+
+        storage.delete_clip(instance)
+
+    def _audible(self, request: Request, clip: Clip, *, original: bool = False) -> None:
+        """Reviewers hear any clip of their projects; annotators only a clip leased to them
+        (or a segment of the same recording), and never the original upload (its tags may
+        name the emotion)."""
+        if access.has_role(request.user, clip.project, Role.REVIEWER):
+            return
+        if original:
+            raise RoleRequired("The original upload needs the Reviewer role.")
+        if not access.annotator_may_hear(request.user, clip):
+            raise RoleRequired("Annotators hear only the clips they are given to label.")
 
     @extend_schema(
         parameters=[OpenApiParameter("variant", str, enum=["canonical", "original"])],
@@ -358,6 +550,9 @@ class ClipViewSet(
         """The clip's audio (canonical 16 kHz WAV by default), with Range support."""
         clip = self.get_object()
         variant = request.query_params.get("variant", "canonical")
+        if variant not in ("canonical", "original"):
+            raise ValidationError({"variant": "canonical or original"})
+        self._audible(request, clip, original=variant == "original")
         if variant == "original":
             extension, content_type = ingest.FORMAT_FILES.get(
                 clip.original_format, ("bin", "application/octet-stream")
@@ -365,60 +560,62 @@ class ClipViewSet(
             return audio_response(
                 request, clip.original.name, content_type, f"clip-{clip.pk}.{extension}"
             )
-        if variant != "canonical":
-            raise ValidationError({"variant": "canonical or original"})
         return audio_response(request, clip.canonical.name, "audio/wav", f"clip-{clip.pk}.wav")
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: s.PeaksSerializer})
     @action(detail=True, methods=["get"])
     def peaks(self, request: Request, pk: str | None = None) -> Response:
         """Waveform outline (max |sample| per 10 ms of the canonical audio)."""
-        clip = get_object_or_404(
-            Clip.objects.filter(project__in=access.projects_for(request.user)), pk=pk
-        )
+        clip = self.get_object()
+        self._audible(request, clip)
+        peaks = Clip.objects.filter(pk=clip.pk).values_list("peaks", flat=True).first()
         return Response(
             {
                 "clip": clip.pk,
                 "points_per_second": 100,
                 "duration_s": clip.duration_s,
-                "peaks": clip.peaks,
+                "peaks": peaks or [],
             }
         )
-
-    # Narrow the extra query params the strict filter accepts for the audio action.
-    extra_query_params = ("variant",)
 
 
 # --- Imports ----------------------------------------------------------------------------
 
 
-class ImportBatchViewSet(viewsets.ReadOnlyModelViewSet):
+class ImportBatchFilter(StrictFilterSet):
+    project = django_filters.CharFilter(field_name="project__slug")
+
+    class Meta:
+        model = ImportBatch
+        fields = ["status", "source"]
+
+
+class ImportBatchViewSet(ProjectObjectsMixin, viewsets.ReadOnlyModelViewSet):
+    """Import batches and the outcome of every file (ML engineer)."""
+
     serializer_class = s.ImportBatchSerializer
     filter_backends = FILTER_BACKENDS
     ordering_fields = ["created_at"]
-
-    class Filter(django_filters.FilterSet):
-        project = django_filters.CharFilter(field_name="project__slug")
-
-        class Meta:
-            model = ImportBatch
-            fields = ["status", "source"]
-
-    filterset_class = Filter
+    filterset_class = ImportBatchFilter
+    lookup_value_regex = INT_LOOKUP
+    project_roles = Role.ML_ENGINEER
+    extra_query_params = ("status",)
 
     def get_queryset(self) -> QuerySet[ImportBatch]:
-        return ImportBatch.objects.filter(
-            project__in=access.projects_where(self.request.user, Role.ML_ENGINEER)
-        ).select_related("project", "created_by")
+        return self.scoped(ImportBatch.objects.select_related("project", "created_by"))
 
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=list(ImportItem.Status.values))],
         responses=s.ImportItemSerializer(many=True),
+        filters=False,
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])
     def items(self, request: Request, pk: str | None = None) -> Response:
         """Every file of the batch with its outcome and reason (paginated)."""
         batch = self.get_object()
+        unknown = sorted(set(request.query_params) - {"status", "page", "page_size"})
+        if unknown:
+            raise ValidationError({"detail": f"Unknown query parameter(s): {', '.join(unknown)}."})
         items = batch.items.all()
         wanted = request.query_params.get("status")
         if wanted:
@@ -432,73 +629,50 @@ class ImportBatchViewSet(viewsets.ReadOnlyModelViewSet):
 # --- Annotations ------------------------------------------------------------------------
 
 
-class AnnotationViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Annotators see their own annotations; reviewers and above see the project's."""
+class AnnotationFilter(StrictFilterSet):
+    project = django_filters.CharFilter(field_name="clip__project__slug")
+    node = django_filters.CharFilter(field_name="node__key")
+    annotator = django_filters.CharFilter(field_name="annotator__username")
+
+    class Meta:
+        model = Annotation
+        fields = ["clip", "is_current", "skip_reason", "unsure"]
+
+
+class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Read-only: annotators see their own annotations, reviewers and above the project's.
+
+    Labels are written only through the queue (POST /api/projects/<slug>/annotations/ with
+    a lease), which holds the overlap, lease and idempotence rules.
+    """
 
     serializer_class = s.AnnotationSerializer
     filter_backends = FILTER_BACKENDS
     ordering_fields = ["created_at", "id"]
-
-    class Filter(django_filters.FilterSet):
-        project = django_filters.CharFilter(field_name="clip__project__slug")
-        node = django_filters.CharFilter(field_name="node__key")
-        annotator = django_filters.CharFilter(field_name="annotator__username")
-
-        class Meta:
-            model = Annotation
-            fields = ["clip", "is_current", "skip_reason", "unsure"]
-
-    filterset_class = Filter
+    filterset_class = AnnotationFilter
+    lookup_value_regex = INT_LOOKUP
 
     def get_queryset(self) -> QuerySet[Annotation]:
         if getattr(self, "swagger_fake_view", False):
             return Annotation.objects.none()
         user = self.request.user
         reviewed = access.projects_where(user, Role.REVIEWER)
-        own = Annotation.objects.filter(annotator=user, clip__project__in=access.projects_for(user))
+        mine = access.projects_for(user)
         return (
-            (Annotation.objects.filter(clip__project__in=reviewed) | own)
+            Annotation.objects.filter(
+                Q(clip__project__in=reviewed) | Q(annotator=user, clip__project__in=mine)
+            )
             .select_related("annotator", "node")
             .distinct()
         )
 
-    @extend_schema(request=s.AnnotationCreateSerializer, responses={201: s.AnnotationSerializer})
-    def create(self, request: Request, *args, **kwargs) -> Response:
-        body = s.AnnotationCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        clip = get_object_or_404(
-            Clip.objects.filter(project__in=access.projects_for(request.user)).select_related(
-                "project"
-            ),
-            pk=data["clip"],
-        )
-        try:
-            annotation = annotations.record_annotation(
-                clip=clip,
-                annotator=request.user,
-                node_key=data.get("node", ""),
-                skip_reason=data.get("skip_reason", ""),
-                intensity=data.get("intensity", ""),
-                unsure=data["unsure"],
-                time_spent_ms=data["time_spent_ms"],
-                suggestion_shown=data["suggestion_shown"],
-            )
-        except annotations.AnnotationRejected as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
-        queue.recount_clip(clip)
-        return Response(s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
-
 
 __all__ = [
+    "AcceptInvitationView",
     "AnnotationViewSet",
     "ClipViewSet",
     "ImportBatchViewSet",
+    "InvitationViewSet",
     "MembershipViewSet",
     "ProjectViewSet",
     "TaxonomyViewSet",

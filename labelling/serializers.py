@@ -5,20 +5,21 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from emoloop.api_base import StrictModelSerializer, StrictSerializer
 from labelling.models import (
     Annotation,
     Clip,
     ImportBatch,
     ImportItem,
-    Intensity,
+    Invitation,
     Membership,
     Project,
     Role,
-    SkipReason,
     Taxonomy,
     TaxonomyNode,
     TaxonomyVersion,
 )
+from labelling.services.access import ROLE_RANK
 
 
 class TaxonomyNodeSerializer(serializers.ModelSerializer):
@@ -75,7 +76,7 @@ class TaxonomyDocumentField(serializers.JSONField):
     """A taxonomy in the import/export format (see labelling/taxonomy_schema.py)."""
 
 
-class NewVersionSerializer(serializers.Serializer):
+class NewVersionSerializer(StrictSerializer):
     based_on = serializers.IntegerField(help_text="Number of the version being replaced.")
     document = TaxonomyDocumentField()
     mapping = serializers.DictField(
@@ -85,7 +86,17 @@ class NewVersionSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=300)
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+# What an annotator may see of a project: what the labelling page needs.
+ANNOTATOR_PROJECT_FIELDS = frozenset({
+    "id", "name", "slug", "description", "guidelines", "taxonomy", "is_active", "created_at",
+    "my_role", "assisted", "autoplay", "require_full_listen", "dimensional_labels",
+})  # fmt: skip
+
+
+class ProjectSerializer(StrictModelSerializer):
+    """A project and every setting an admin can change. Annotators get the labelling
+    subset (ANNOTATOR_PROJECT_FIELDS): no queue, gold or agreement settings."""
+
     taxonomy = serializers.SerializerMethodField()
     my_role = serializers.SerializerMethodField()
 
@@ -101,6 +112,16 @@ class ProjectSerializer(serializers.ModelSerializer):
             "taxonomy",
             "annotators_per_clip",
             "is_active",
+            "queue_policy",
+            "lease_seconds",
+            "gold_rate",
+            "agreement_routing",
+            "agreement_target",
+            "max_annotators_per_clip",
+            "assisted",
+            "autoplay",
+            "require_full_listen",
+            "dimensional_labels",
             "created_at",
             "my_role",
         ]
@@ -114,12 +135,32 @@ class ProjectSerializer(serializers.ModelSerializer):
         roles = self.context.get("roles") or {}
         return roles.get(obj.pk)
 
+    def to_representation(self, instance: Project) -> dict:
+        data = super().to_representation(instance)
+        role = (self.context.get("roles") or {}).get(instance.pk)
+        if role is None or ROLE_RANK[Role(role)] < ROLE_RANK[Role.REVIEWER]:
+            data = {key: value for key, value in data.items() if key in ANNOTATOR_PROJECT_FIELDS}
+        return data
 
-class AssignTaxonomySerializer(serializers.Serializer):
-    version = serializers.PrimaryKeyRelatedField(queryset=TaxonomyVersion.objects.all())
+    def validate(self, attrs: dict) -> dict:
+        instance = self.instance
+        overlap = attrs.get("annotators_per_clip", getattr(instance, "annotators_per_clip", 1))
+        maximum = attrs.get(
+            "max_annotators_per_clip", getattr(instance, "max_annotators_per_clip", 5)
+        )
+        if maximum < overlap:
+            raise serializers.ValidationError(
+                {"max_annotators_per_clip": [f"Must be at least annotators_per_clip ({overlap})."]}
+            )
+        return attrs
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class AssignTaxonomySerializer(StrictSerializer):
+    taxonomy = serializers.SlugField(help_text="The taxonomy's slug, e.g. willcox.")
+    version = serializers.IntegerField(min_value=1, help_text="The version number, e.g. 2.")
+
+
+class MembershipSerializer(StrictModelSerializer):
     username = serializers.SlugRelatedField(
         source="user", slug_field="username", queryset=get_user_model().objects.all()
     )
@@ -131,11 +172,70 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at"]
 
 
+class MembershipRoleSerializer(StrictModelSerializer):
+    """Changing a member's role; who the member is cannot change."""
+
+    username = serializers.CharField(source="user.username", read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class InvitationSerializer(StrictModelSerializer):
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    accepted_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+    days = serializers.IntegerField(
+        min_value=1, max_value=30, default=7, write_only=True, help_text="Valid for this long."
+    )
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "role",
+            "note",
+            "days",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "accepted_by",
+            "accepted_at",
+            "revoked_at",
+        ]
+        read_only_fields = [
+            "created_at",
+            "expires_at",
+            "accepted_by",
+            "accepted_at",
+            "revoked_at",
+        ]
+
+
+class CreatedInvitationSerializer(InvitationSerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown once: send it to the invitee.")
+    accept_url = serializers.CharField(read_only=True)
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token", "accept_url"]
+
+
+class AcceptInvitationSerializer(StrictSerializer):
+    token = serializers.CharField(max_length=200)
+
+
 EDITABLE_CLIP_FIELDS = ("speaker_id", "gender", "age_band", "language", "dialect", "channel",
                         "transcript", "metadata")  # fmt: skip
 
 
-class ClipSerializer(serializers.ModelSerializer):
+class ClipSerializer(StrictModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     audio_url = serializers.SerializerMethodField()
     peaks_url = serializers.SerializerMethodField()
@@ -178,6 +278,13 @@ class ClipSerializer(serializers.ModelSerializer):
         return f"/api/clips/{obj.pk}/peaks/"
 
 
+class PeaksSerializer(serializers.Serializer):
+    clip = serializers.IntegerField()
+    points_per_second = serializers.IntegerField()
+    duration_s = serializers.FloatField()
+    peaks = serializers.ListField(child=serializers.FloatField())
+
+
 class ImportItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportItem
@@ -195,7 +302,9 @@ class ImportItemSerializer(serializers.ModelSerializer):
 
 class ImportBatchSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null for CLI imports."
+    )
     counts = serializers.SerializerMethodField()
 
     class Meta:
@@ -228,7 +337,7 @@ class ImportBatchSerializer(serializers.ModelSerializer):
         }
 
 
-class UploadSerializer(serializers.Serializer):
+class UploadSerializer(StrictSerializer):
     files = serializers.ListField(child=serializers.FileField(), required=False, allow_empty=False)
     manifest = serializers.FileField(required=False)
     url = serializers.URLField(required=False, max_length=2000)
@@ -242,7 +351,9 @@ class UploadSerializer(serializers.Serializer):
 
 class AnnotationSerializer(serializers.ModelSerializer):
     annotator = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    node = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    node = serializers.SlugRelatedField(
+        slug_field="key", read_only=True, allow_null=True, help_text="Null for a skip."
+    )
 
     class Meta:
         model = Annotation
@@ -259,20 +370,3 @@ class AnnotationSerializer(serializers.ModelSerializer):
             "is_current",
             "created_at",
         ]
-
-
-class AnnotationCreateSerializer(serializers.Serializer):
-    clip = serializers.IntegerField()
-    node = serializers.CharField(required=False, allow_blank=True, max_length=80)
-    skip_reason = serializers.ChoiceField(
-        choices=SkipReason.choices, required=False, allow_blank=True
-    )
-    intensity = serializers.ChoiceField(choices=Intensity.choices, required=False, allow_blank=True)
-    unsure = serializers.BooleanField(default=False)
-    time_spent_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, default=0)
-    suggestion_shown = serializers.BooleanField(default=False)
-
-    def validate(self, attrs: dict) -> dict:
-        if bool(attrs.get("node")) == bool(attrs.get("skip_reason")):
-            raise serializers.ValidationError("Give exactly one of node or skip_reason.")
-        return attrs

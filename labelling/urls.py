@@ -14,6 +14,9 @@ members = api.MembershipViewSet.as_view({"get": "list", "post": "create"})
 member = api.MembershipViewSet.as_view(
     {"patch": "partial_update", "put": "update", "delete": "destroy"}
 )
+invitations = api.InvitationViewSet.as_view({"get": "list", "post": "create"})
+invitation = api.InvitationViewSet.as_view({"delete": "destroy"})
+accept = api.AcceptInvitationView.as_view({"post": "create"})
 
 urlpatterns = [
     path("projects/<slug:slug>/next/", queue_api.NextClipView.as_view(), name="queue-next"),
@@ -22,5 +25,12 @@ urlpatterns = [
     path("clips/<int:pk>/gold/", queue_api.GoldView.as_view(), name="clip-gold"),
     path("projects/<slug:project_slug>/members/", members, name="project-members"),
     path("projects/<slug:project_slug>/members/<int:pk>/", member, name="project-member"),
+    path("projects/<slug:project_slug>/invitations/", invitations, name="project-invitations"),
+    path(
+        "projects/<slug:project_slug>/invitations/<int:pk>/",
+        invitation,
+        name="project-invitation",
+    ),
+    path("invitations/accept/", accept, name="invitation-accept"),
     path("", include(router.urls)),
 ]

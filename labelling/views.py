@@ -6,10 +6,12 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
 from labelling.models import Annotation, Clip, ImportBatch, Intensity, Role, SkipReason
-from labelling.services import access
+from labelling.scoping import project_page
+from labelling.services import access, invitations
 
 
 @login_required
@@ -25,29 +27,37 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    project = get_object_or_404(access.projects_for(request.user), slug=slug)
-    role = access.role_in(request.user, project)
-    clips = Clip.objects.filter(project=project)
-    stats = clips.aggregate(
-        count=Count("pk"), seconds=Sum("duration_s"), speakers=Count("speaker_id", distinct=True)
-    )
-    labelled = (
-        Annotation.objects.filter(clip__project=project, is_current=True)
-        .values("clip")
-        .distinct()
-        .count()
-    )
+    """A project's page. Annotators see the context, guidelines and the wheel; label
+    statistics, the team and imports are for reviewers and above (labelling stays blind)."""
+    project, role = project_page(request, slug)
+    sees_statistics = access.ROLE_RANK[role] >= access.ROLE_RANK[Role.REVIEWER]
+    context: dict = {"project": project, "role": role.label, "sees_statistics": sees_statistics}
     nodes = []
     if project.taxonomy_version_id:
-        nodes = list(
-            project.taxonomy_version.nodes.annotate(
+        nodes = project.taxonomy_version.nodes.order_by("level", "order")
+        if sees_statistics:
+            nodes = nodes.annotate(
                 uses=Count("annotations", filter=Q(annotations__is_current=True))
-            ).order_by("level", "order")
+            )
+    context["tree"] = _tree(list(nodes))
+    if sees_statistics:
+        clips = Clip.objects.filter(project=project)
+        context["stats"] = clips.aggregate(
+            count=Count("pk"),
+            seconds=Sum("duration_s"),
+            speakers=Count("speaker_id", distinct=True),
         )
-    tree = _tree(nodes)
-    batches = []
-    if access.has_role(request.user, project, Role.ML_ENGINEER):
-        batches = list(
+        context["labelled"] = (
+            Annotation.objects.filter(clip__project=project, is_current=True)
+            .values("clip")
+            .distinct()
+            .count()
+        )
+        context["members"] = project.memberships.select_related("user").order_by(
+            "role", "user__username"
+        )
+    if access.ROLE_RANK[role] >= access.ROLE_RANK[Role.ML_ENGINEER]:
+        context["batches"] = list(
             ImportBatch.objects.filter(project=project)
             .select_related("created_by")
             .annotate(
@@ -58,28 +68,13 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 pending=Count("items", filter=Q(items__status="pending")),
             )[:20]
         )
-    members = project.memberships.select_related("user").order_by("role", "user__username")
-    return render(
-        request,
-        "labelling/project_detail.html",
-        {
-            "project": project,
-            "role": role,
-            "stats": stats,
-            "labelled": labelled,
-            "tree": tree,
-            "batches": batches,
-            "members": members,
-        },
-    )
+    return render(request, "labelling/project_detail.html", context)
 
 
 @login_required
 def label(request: HttpRequest, slug: str) -> HttpResponse:
     """The annotator's workspace; everything it needs to start is in `config`."""
-    project = get_object_or_404(
-        access.projects_for(request.user).select_related("taxonomy_version__taxonomy"), slug=slug
-    )
+    project, _role = project_page(request, slug)
     version = project.taxonomy_version
     nodes = (
         list(version.nodes.select_related("parent").order_by("level", "order")) if version else []
@@ -125,6 +120,23 @@ def label(request: HttpRequest, slug: str) -> HttpResponse:
         "user": {"username": request.user.get_username()},
     }
     return render(request, "labelling/label.html", {"project": project, "config": config})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def invitation(request: HttpRequest, token: str) -> HttpResponse:
+    """The page an invitation link opens: what it offers, and a button to accept it."""
+    try:
+        offer = invitations.find_open(token)
+    except invitations.InvitationRefused as exc:
+        return render(request, "labelling/invitation.html", {"error": str(exc)}, status=404)
+    if request.method == "POST":
+        try:
+            membership = invitations.accept(token, request.user)
+        except invitations.InvitationRefused as exc:
+            return render(request, "labelling/invitation.html", {"error": str(exc)}, status=409)
+        return redirect("project-detail", slug=membership.project.slug)
+    return render(request, "labelling/invitation.html", {"offer": offer})
 
 
 def _tree(nodes: list) -> list[dict]:

@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from labelling.scoping import ProjectScopedAdmin
 from learner.models import ClipFeatures, LearnerSettings, ModelVersion, TrainingRun
 from learner.services import training
 from learner.tasks import start_training
@@ -31,7 +32,9 @@ def _inline_png(name: str, alt: str) -> str:
 
 
 @admin.register(LearnerSettings)
-class LearnerSettingsAdmin(admin.ModelAdmin):
+class LearnerSettingsAdmin(ProjectScopedAdmin):
+    """Every field is bounded by the model's validators, which this form runs too."""
+
     list_display = [
         "project",
         "feature_set",
@@ -53,7 +56,7 @@ class LearnerSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(ProjectScopedAdmin):
     list_display = [
         "pk",
         "project",
@@ -71,7 +74,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ProjectScopedAdmin):
     list_display = ["__str__", "is_active", "extractor", "uar", "ece", "label_count", "created_at"]
     list_filter = ["is_active", "extractor", "project"]
     readonly_fields = [
@@ -133,7 +136,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ClipFeatures)
-class ClipFeaturesAdmin(admin.ModelAdmin):
+class ClipFeaturesAdmin(ProjectScopedAdmin):
+    project_field = "clip__project"
+
     list_display = ["clip", "extractor", "version", "variant", "dim", "created_at"]
     list_filter = ["extractor", "version", "variant"]
     exclude = ["vector"]

@@ -1,8 +1,9 @@
 """Learner API under /api/: prediction, model versions, training runs, learner settings.
 
-Objects of projects the user is not a member of are 404 (querysets go through
-labelling.services.access); writes check the member's role. Each endpoint validates with a
-serializer and calls one service.
+Access goes through the project-scoped layer (labelling.scoping; contract in
+docs/security.md): model outputs are for reviewers and above — an annotator sees a model's
+suggestion only through the queue, in an assisted project, on a clip leased to them and
+never on a gold clip. Each endpoint validates with a serializer and calls one service.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from emoloop.api_base import Conflict, ServiceUnavailable
 from labelling import audio
-from labelling.models import Clip, Project, Role
+from labelling.models import Clip, Role
+from labelling.scoping import ProjectScopedMixin, RoleRequired, require_role
 from labelling.services import access
 from learner import conf
 from learner import serializers as s
@@ -31,52 +34,58 @@ from learner.services import predict, training
 from learner.tasks import start_training
 
 
-def _project(request: Request, slug: str, minimum: Role) -> Project:
-    project = get_object_or_404(access.projects_for(request.user), slug=slug)
-    if not access.has_role(request.user, project, minimum):
-        raise PermissionDenied(f"This needs the {Role(minimum).label} role in {project.slug}.")
-    return project
-
-
 def _prediction_response(call) -> Response:
     try:
         prediction = call()
     except predict.NoActiveModel as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        raise Conflict(str(exc), code="no_model") from exc
     except (predict.FeatureMismatch, ExtractorUnavailable) as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        raise ServiceUnavailable(str(exc), code="model_unavailable") from exc
     return Response(prediction.as_json())
 
 
-class PredictView(APIView):
+class PredictView(ProjectScopedMixin, APIView):
     parser_classes = [MultiPartParser, FormParser]
+    project_roles = Role.REVIEWER
+
+    def get_throttles(self):
+        from emoloop.auth import PredictThrottle
+
+        return [*super().get_throttles(), PredictThrottle()]
 
     @extend_schema(
         request=s.PredictRequestSerializer,
         responses={200: s.PredictionSerializer},
         description="The active model's probability for every node of the wheel at each level, "
-        "for an uploaded audio file. 409 when the project has no model yet.",
+        "for an uploaded audio file (reviewer). Uploads are limited to "
+        "EMOLOOP_PREDICT_MAX_BYTES and EMOLOOP_PREDICT_MAX_SECONDS and decoded as a stream; "
+        "calls are throttled per user. 409 when the project has no model yet.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, Role.ANNOTATOR)
         body = s.PredictRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         upload = body.validated_data["file"]
+        if upload.size is not None and upload.size > settings.EMOLOOP_PREDICT_MAX_BYTES:
+            raise ValidationError(
+                {"file": [f"The file is over the limit of {settings.EMOLOOP_PREDICT_MAX_BYTES} "
+                          "bytes for prediction."]}
+            )  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "upload"
             with path.open("wb") as fh:
                 for chunk in upload.chunks():
                     fh.write(chunk)
             try:
-                samples, info = audio.decode(
+                wave, _info = audio.decode_mono_16k(
                     path,
-                    max_bytes=settings.EMOLOOP_MAX_FILE_BYTES,
-                    max_seconds=settings.EMOLOOP_MAX_CLIP_SECONDS,
+                    max_bytes=settings.EMOLOOP_PREDICT_MAX_BYTES,
+                    max_seconds=settings.EMOLOOP_PREDICT_MAX_SECONDS,
+                    max_samples_per_second=settings.EMOLOOP_MAX_SAMPLES_PER_SECOND,
                 )
             except audio.AudioRejected as exc:
                 raise ValidationError({"file": [exc.message]}) from exc
-        wave = audio.to_mono_16k(samples, info.sample_rate)
         speaker = body.validated_data.get("speaker_id", "")
+        project = self.project
         return _prediction_response(
             lambda: predict.predict_waveform(project, wave, speaker_id=speaker)
         )
@@ -85,7 +94,8 @@ class PredictView(APIView):
 class ClipPredictionView(APIView):
     @extend_schema(
         responses={200: s.PredictionSerializer},
-        description="The active model's prediction for a clip of the project (assisted mode).",
+        description="The active model's prediction for a clip of the project (reviewer). An "
+        "annotator gets it only in an assisted project, for a non-gold clip leased to them.",
     )
     def get(self, request: Request, pk: int) -> Response:
         clip = get_object_or_404(
@@ -94,26 +104,38 @@ class ClipPredictionView(APIView):
             ),
             pk=pk,
         )
+        role = require_role(request.user, clip.project, Role.ANNOTATOR)
+        if access.ROLE_RANK[role] < access.ROLE_RANK[Role.REVIEWER]:
+            blind = not clip.project.assisted
+            if blind or hasattr(clip, "gold") or not access.holds_active_lease(request.user, clip):
+                raise RoleRequired(
+                    "Model predictions are for reviewers; annotators see a suggestion only "
+                    "in assisted projects, on the clip they are labelling."
+                )
         return _prediction_response(lambda: predict.predict_clips(clip.project, [clip])[0])
 
 
-class ModelVersionListView(APIView):
+class ModelVersionListView(ProjectScopedMixin, APIView):
+    project_roles = Role.REVIEWER
+
     @extend_schema(responses={200: s.ModelVersionSerializer(many=True)})
     def get(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, Role.REVIEWER)
-        versions = ModelVersion.objects.filter(project=project).order_by("-number")
+        versions = ModelVersion.objects.filter(project=self.project).order_by("-number")
         return Response(s.ModelVersionSerializer(versions, many=True).data)
 
 
-class ModelVersionDetailView(APIView):
+class ModelVersionDetailView(ProjectScopedMixin, APIView):
+    project_roles = Role.REVIEWER
+
     @extend_schema(responses={200: s.ModelVersionSerializer})
     def get(self, request: Request, slug: str, number: int) -> Response:
-        project = _project(request, slug, Role.REVIEWER)
-        version = get_object_or_404(ModelVersion, project=project, number=number)
+        version = get_object_or_404(ModelVersion, project=self.project, number=number)
         return Response(s.ModelVersionSerializer(version).data)
 
 
-class ActivateModelView(APIView):
+class ActivateModelView(ProjectScopedMixin, APIView):
+    project_roles = Role.ML_ENGINEER
+
     @extend_schema(
         request=None,
         responses={200: s.ModelVersionSerializer},
@@ -121,21 +143,21 @@ class ActivateModelView(APIView):
         "loads (ML engineer).",
     )
     def post(self, request: Request, slug: str, number: int) -> Response:
-        project = _project(request, slug, Role.ML_ENGINEER)
-        version = get_object_or_404(ModelVersion, project=project, number=number)
+        version = get_object_or_404(ModelVersion, project=self.project, number=number)
         try:
             training.activate(version)
         except training.ArtifactError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(str(exc), code="artifact_error") from exc
         return Response(s.ModelVersionSerializer(version).data)
 
 
-class TrainingRunListView(APIView):
+class TrainingRunListView(ProjectScopedMixin, APIView):
+    project_roles = {"get": Role.REVIEWER, "post": Role.ML_ENGINEER}
+
     @extend_schema(responses={200: s.TrainingRunSerializer(many=True)})
     def get(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, Role.REVIEWER)
         runs = (
-            TrainingRun.objects.filter(project=project)
+            TrainingRun.objects.filter(project=self.project)
             .select_related("requested_by", "model_version")
             .order_by("-created_at")[:50]
         )
@@ -148,11 +170,10 @@ class TrainingRunListView(APIView):
         "queued or running: a second request gets that run back with created=false.",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, Role.ML_ENGINEER)
         body = s.StartTrainingSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         run, created = start_training(
-            project,
+            self.project,
             trigger=TrainingRun.Trigger.MANUAL,
             user=request.user,
             feature_set=body.validated_data.get("feature_set"),
@@ -161,28 +182,30 @@ class TrainingRunListView(APIView):
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
 
-class TrainingRunDetailView(APIView):
+class TrainingRunDetailView(ProjectScopedMixin, APIView):
+    project_roles = Role.REVIEWER
+
     @extend_schema(responses={200: s.TrainingRunSerializer})
     def get(self, request: Request, slug: str, run_id: int) -> Response:
-        project = _project(request, slug, Role.REVIEWER)
-        run = get_object_or_404(TrainingRun, project=project, pk=run_id)
+        run = get_object_or_404(TrainingRun, project=self.project, pk=run_id)
         return Response(s.TrainingRunSerializer(run).data)
 
 
-class LearnerSettingsView(APIView):
+class LearnerSettingsView(ProjectScopedMixin, APIView):
+    project_roles = {"get": Role.REVIEWER, "patch": Role.ML_ENGINEER}
+
     @extend_schema(responses={200: s.LearnerSettingsSerializer})
     def get(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, Role.REVIEWER)
-        return Response(s.LearnerSettingsSerializer(training.current_settings(project)).data)
+        row = training.current_settings(self.project)
+        return Response(s.LearnerSettingsSerializer(row).data)
 
     @extend_schema(
         request=s.LearnerSettingsSerializer, responses={200: s.LearnerSettingsSerializer}
     )
     def patch(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug, Role.ML_ENGINEER)
         body = s.LearnerSettingsSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        row = training.update_settings(project, body.validated_data)
+        row = training.update_settings(self.project, body.validated_data)
         return Response(s.LearnerSettingsSerializer(row).data)
 
 

@@ -44,7 +44,7 @@ def test_export_then_import_round_trips(client_for, engineer, willcox):
     assert exported["version"] == 1
     exported["slug"], exported["name"] = "willcox-copy", "Willcox copy"
 
-    response = api.post("/api/taxonomies/import/", exported, format="json")
+    response = api.post("/api/taxonomies/import/?project=callcentre", exported, format="json")
 
     assert response.status_code == 201, response.content
     copy = api.get("/api/taxonomies/willcox-copy/versions/1/").json()
@@ -56,38 +56,40 @@ def test_an_invalid_document_lists_every_problem_and_writes_nothing(client_for, 
     bad["nodes"][1]["key"] = "angry"  # duplicate
     bad["nodes"][0]["colour"] = "red"  # not #rrggbb
 
-    response = client_for(engineer).post("/api/taxonomies/import/", bad, format="json")
+    response = client_for(engineer).post(
+        "/api/taxonomies/import/?project=callcentre", bad, format="json"
+    )
 
     assert response.status_code == 400
-    assert len(response.json()["document"]) >= 2
+    assert len(response.json()["errors"]["document"]) >= 2
     assert not TaxonomyVersion.objects.filter(taxonomy__slug="support").exists()
 
 
 def test_annotators_cannot_edit_taxonomies(client_for, annotator):
-    assert (
-        client_for(annotator).post("/api/taxonomies/import/", SMALL, format="json").status_code
-        == 403
-    )
+    api = client_for(annotator)
+    for url in ("/api/taxonomies/import/", "/api/taxonomies/import/?project=callcentre"):
+        assert api.post(url, SMALL, format="json").status_code == 403, url
 
 
 def test_an_unused_version_is_edited_in_place_but_a_used_one_is_immutable(
     client_for, engineer, annotator, project
 ):
     api = client_for(engineer)
-    assert api.post("/api/taxonomies/import/", SMALL, format="json").status_code == 201
+    imported = api.post("/api/taxonomies/import/?project=callcentre", SMALL, format="json")
+    assert imported.status_code == 201
     version = TaxonomyVersion.objects.get(taxonomy__slug="support")
     edited = {**SMALL, "nodes": [*SMALL["nodes"], {"key": "sad", "name": "Sad"}]}
 
     assert api.put("/api/taxonomies/support/versions/1/", edited, format="json").status_code == 200
     assert version.nodes.count() == 4
 
+    # Once a project uses it, its annotators see these names: it is frozen.
     taxonomy.assign_to_project(project, version)
-    annotation_service.record_annotation(
-        clip=ClipFactory(project=project), annotator=annotator, node_key="angry.impatient"
-    )
     response = api.put("/api/taxonomies/support/versions/1/", SMALL, format="json")
 
     assert response.status_code == 409
+    assert response.json()["code"] == "version_locked"
+    assert "a project uses it" in response.json()["detail"]
     assert version.nodes.count() == 4, "nothing changed"
 
 
@@ -95,7 +97,7 @@ def test_a_new_version_needs_an_explicit_mapping_of_every_old_node(
     client_for, engineer, annotator, project
 ):
     api = client_for(engineer)
-    api.post("/api/taxonomies/import/", SMALL, format="json")
+    api.post("/api/taxonomies/import/?project=callcentre", SMALL, format="json")
     v1 = TaxonomyVersion.objects.get(taxonomy__slug="support")
     taxonomy.assign_to_project(project, v1)
     annotation_service.record_annotation(
@@ -119,7 +121,8 @@ def test_a_new_version_needs_an_explicit_mapping_of_every_old_node(
         format="json",
     )
     assert incomplete.status_code == 400
-    assert any("angry.impatient" in problem for problem in incomplete.json()["mapping"])
+    problems = incomplete.json()["errors"]["mapping"]
+    assert any("angry.impatient" in problem for problem in problems)
     assert TaxonomyVersion.objects.filter(taxonomy__slug="support").count() == 1
 
     mapping = {"angry": "frustrated", "angry.impatient": "frustrated.impatient", "calm": None}
@@ -148,3 +151,110 @@ def test_the_preset_documents_match_the_database_export(willcox):
     exported = taxonomy.export_version(willcox)
     preset = load_preset("willcox")
     assert [n["key"] for n in exported["nodes"]] == [n.key for n in preset.nodes if n.level == 0]
+
+
+def test_a_wheel_is_written_only_by_its_owner_project_and_presets_only_by_staff(
+    client_for, engineer, outsider, other_project, project, willcox
+):
+    """A member of another project cannot rewrite a wheel this project uses; presets are
+    the instance's (staff)."""
+    from labelling.models import Membership
+    from tests.conftest import make_user
+
+    foreign = make_user("fiona")
+    Membership.objects.create(user=foreign, project=other_project, role="ml_engineer")
+    mine = client_for(engineer)
+    assert (
+        mine.post("/api/taxonomies/import/?project=callcentre", SMALL, format="json").status_code
+        == 201
+    )
+    draft = {**SMALL, "nodes": [*SMALL["nodes"], {"key": "sad", "name": "Sad"}]}
+
+    theirs = client_for(foreign)
+    assert theirs.get("/api/taxonomies/support/").status_code == 404
+    assert (
+        theirs.put("/api/taxonomies/support/versions/1/", draft, format="json").status_code == 404
+    )
+    assert (
+        theirs.post("/api/taxonomies/import/?project=callcentre", SMALL, format="json").status_code
+        == 404
+    )
+    # The shared presets: readable by everyone signed in, writable by staff only.
+    assert theirs.get("/api/taxonomies/willcox/versions/1/").status_code == 200
+    body = {"based_on": 1, "document": SMALL, "mapping": {}}
+    for api in (mine, theirs):
+        assert api.post("/api/taxonomies/willcox/versions/", body, format="json").status_code == 403
+        assert (
+            api.put("/api/taxonomies/willcox/versions/1/", SMALL, format="json").status_code == 403
+        )
+        assert api.post("/api/taxonomies/import/", SMALL, format="json").status_code == 403
+    # Another project cannot switch to this project's wheel either.
+    from labelling.models import Project
+
+    other_admin = client_for(outsider)
+    switched = other_admin.post(
+        f"/api/projects/{other_project.slug}/taxonomy/",
+        {"taxonomy": "support", "version": 1},
+        format="json",
+    )
+    assert switched.status_code == 400
+    assert Project.objects.get(pk=other_project.pk).taxonomy_version == willcox
+
+
+def test_versions_with_successors_or_gold_clips_are_immutable(
+    client_for, engineer, reviewer, project
+):
+    api = client_for(engineer)
+    api.post("/api/taxonomies/import/?project=callcentre", SMALL, format="json")
+    mapping = {"angry": "angry", "angry.impatient": "angry.impatient", "calm": "calm"}
+    created = api.post(
+        "/api/taxonomies/support/versions/",
+        {"based_on": 1, "document": SMALL, "mapping": mapping},
+        format="json",
+    )
+    assert created.status_code == 201
+    before = NodeMapping.objects.count()
+
+    rewrite = api.put("/api/taxonomies/support/versions/1/", SMALL, format="json")
+
+    assert rewrite.status_code == 409
+    assert "a later version maps from it" in rewrite.json()["detail"]
+    assert NodeMapping.objects.count() == before, "the mappings survive"
+
+    # A gold clip on a draft's node freezes it too (it was a 500 before).
+    v2 = TaxonomyVersion.objects.get(taxonomy__slug="support", number=2)
+    clip = ClipFactory(project=project)
+    from labelling.models import GoldClip
+
+    GoldClip.objects.create(clip=clip, node=v2.nodes.get(key="calm"))
+    gold_rewrite = api.put("/api/taxonomies/support/versions/2/", SMALL, format="json")
+    assert gold_rewrite.status_code == 409
+    assert "gold" in gold_rewrite.json()["detail"]
+
+
+def test_the_taxonomy_switch_takes_a_slug_and_a_version_number(client_for, project_admin, project):
+    taxonomy.install_preset("basic")
+    api = client_for(project_admin)
+
+    by_id = api.post(f"/api/projects/{project.slug}/taxonomy/", {"version": 1}, format="json")
+    by_number = api.post(
+        f"/api/projects/{project.slug}/taxonomy/",
+        {"taxonomy": "basic", "version": 1},
+        format="json",
+    )
+    missing = api.post(
+        f"/api/projects/{project.slug}/taxonomy/",
+        {"taxonomy": "basic", "version": 9},
+        format="json",
+    )
+
+    assert by_id.status_code == 400
+    assert by_number.status_code == 200, by_number.content
+    assert by_number.json()["taxonomy"] == "basic@1"
+    assert missing.status_code == 400
+
+
+def test_the_versions_listing_is_paginated_as_declared(client_for, engineer, willcox):
+    body = client_for(engineer).get("/api/taxonomies/willcox/versions/").json()
+    assert body["count"] == 1
+    assert body["results"][0]["number"] == 1

@@ -117,18 +117,28 @@ def test_a_newcomer_logs_in_with_the_printed_credentials_and_sees_the_demo(
 ):
     settings.DATA_DIR = tmp_path
     call_command("seed_demo")
-    line = next(row for row in capsys.readouterr().out.splitlines() if "annotator1" in row)
-    password = line.split("password:")[1].strip()
+    lines = capsys.readouterr().out.splitlines()
+
+    def password(username: str) -> str:
+        return next(row for row in lines if username in row).split("password:")[1].strip()
 
     response = client.post(
-        "/accounts/login/", {"username": "annotator1", "password": password}, follow=True
+        "/accounts/login/",
+        {"username": "annotator1", "password": password("annotator1")},
+        follow=True,
     )
 
     page = response.content.decode()
     assert "Demo: acted German speech" in page
     demo = client.get("/projects/demo/").content.decode()
     assert "Willcox feelings wheel" in demo
-    assert '<dd id="clip-count">41</dd>' in demo
+    assert "Start labelling" in demo
+    # Labelling is blind: an annotator sees no label statistics and no team list.
+    assert "clip-count" not in demo
+    assert "Team" not in demo
+    client.logout()
+    client.post("/accounts/login/", {"username": "reviewer", "password": password("reviewer")})
+    assert '<dd id="clip-count">41</dd>' in client.get("/projects/demo/").content.decode()
 
 
 @pytest.mark.django_db

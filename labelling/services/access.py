@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from labelling.models import ROLE_RANK, Membership, Project, Role
+from labelling.models import ROLE_RANK, Clip, Lease, Membership, Project, Role
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -47,3 +47,35 @@ def role_in(user: AnyUser, project: Project) -> Role | None:
 def has_role(user: AnyUser, project: Project, minimum: Role) -> bool:
     role = role_in(user, project)
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]
+
+
+def project_and_role(user: AnyUser, slug: str) -> tuple[Project, Role] | None:
+    """The project named `slug` and the user's role in it, in one query; None if the user
+    is not a member (a superuser is admin of every project)."""
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        project = Project.objects.filter(slug=slug).first()
+        return (project, Role.ADMIN) if project is not None else None
+    membership = (
+        Membership.objects.filter(user=user, project__slug=slug).select_related("project").first()
+    )
+    return (membership.project, Role(membership.role)) if membership else None
+
+
+def annotator_may_hear(user: AnyUser, clip: Clip) -> bool:
+    """An annotator hears a clip only once it was leased to them, or a segment of the same
+    recording (the context playback of neighbouring segments); never the rest of the pool."""
+    leases = Lease.objects.filter(annotator=user)
+    if leases.filter(clip_id=clip.pk).exists():
+        return True
+    return (
+        clip.recording_id is not None
+        and leases.filter(clip__recording_id=clip.recording_id).exists()
+    )
+
+
+def holds_active_lease(user: AnyUser, clip: Clip) -> bool:
+    return Lease.objects.filter(
+        annotator=user, clip_id=clip.pk, status=Lease.Status.ACTIVE
+    ).exists()

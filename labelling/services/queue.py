@@ -21,7 +21,8 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from labelling.models import (
@@ -136,6 +137,48 @@ def reprioritise(project: Project, *, seed: int | None = None) -> int:
         entry.priority = priority
     QueueEntry.objects.bulk_update(entries, ["priority"], batch_size=2000)
     return len(entries)
+
+
+def retarget(project: Project, *, old_overlap: int) -> int:
+    """Bring every regular entry in line with a changed overlap (annotators_per_clip).
+
+    An entry keeps any extra annotators agreement routing gave it (capped at the project's
+    maximum); open slots are recomputed from the current labels and active leases, so a
+    lowered overlap closes clips that already have enough labels, and a raised one reopens
+    them. Runs in one UPDATE over the project's entries.
+    """
+    labels = (
+        Annotation.objects.filter(clip_id=OuterRef("clip_id"), is_current=True, node__isnull=False)
+        .exclude(lease__is_gold=True)
+        .order_by()
+        .values("clip_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    active = (
+        Lease.objects.filter(
+            clip_id=OuterRef("clip_id"), status=Lease.Status.ACTIVE, revises__isnull=True,
+            is_gold=False,
+        )
+        .order_by()
+        .values("clip_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )  # fmt: skip
+    k = project.annotators_per_clip
+    routed_extra = Greatest(F("target") - old_overlap, Value(0))
+    target = Least(Value(k) + routed_extra, Value(max(k, project.max_annotators_per_clip)))
+    entries = QueueEntry.objects.filter(project=project, is_gold=False)
+    updated = entries.update(target=target)
+    entries.update(
+        open_slots=Greatest(
+            F("target")
+            - Coalesce(Subquery(labels), Value(0))
+            - Coalesce(Subquery(active), Value(0)),
+            Value(0),
+        )
+    )
+    return updated
 
 
 def apply_priorities(
@@ -557,8 +600,9 @@ def _release_slot_change(clip_id: int, revises_id: int | None, *, is_label: bool
 
 
 def recount_clip(clip: Clip) -> None:
-    """Bring a clip's queue entry in line after a label recorded outside the queue (the
-    plain annotations API); never fails, a clip labelled beyond its target is just full."""
+    """Bring a clip's queue entry in line with its labels (never fails: a clip labelled
+    beyond its target is just full). For maintenance and test set-up that recorded labels
+    without a lease; the API writes labels only through `submit`."""
     with transaction.atomic():
         entry = QueueEntry.objects.select_for_update().filter(clip=clip).first()
         if entry is not None and not entry.is_gold:

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q, QuerySet
 
 from labelling.models import (
     Annotation,
+    GoldClip,
     NodeMapping,
     Project,
+    Role,
     Taxonomy,
     TaxonomyNode,
     TaxonomyVersion,
 )
+from labelling.services import access
 from labelling.services.annotations import forget_node_index
 from labelling.taxonomy_schema import (
     FlatNode,
@@ -44,8 +47,47 @@ class MappingError(ValueError):
         self.problems = problems
 
 
+def lock_reason(version: TaxonomyVersion) -> str | None:
+    """Why a version can no longer be edited in place, or None while it is a free draft.
+
+    A version is immutable once a project uses it (annotators see its names), once it has
+    labels or gold clips, or once a later version maps from it (rewriting it would delete
+    those mappings): changes then make the next version, with a mapping.
+    """
+    if Project.objects.filter(taxonomy_version=version).exists():
+        return "a project uses it"
+    if Annotation.objects.filter(node__version=version).exists():
+        return "it has labels"
+    if GoldClip.objects.filter(node__version=version).exists():
+        return "gold clips refer to it"
+    if TaxonomyVersion.objects.filter(previous=version).exists():
+        return "a later version maps from it"
+    return None
+
+
 def version_is_locked(version: TaxonomyVersion) -> bool:
-    return Annotation.objects.filter(node__version=version).exists()
+    return lock_reason(version) is not None
+
+
+def visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Taxonomy]:
+    """Presets, and the wheels owned or used by the user's projects."""
+    if not user.is_authenticated:
+        return Taxonomy.objects.none()
+    if user.is_superuser:
+        return Taxonomy.objects.all()
+    mine = access.projects_for(user)
+    return Taxonomy.objects.filter(
+        Q(owner_project__isnull=True) | Q(owner_project__in=mine) | Q(versions__projects__in=mine)
+    ).distinct()
+
+
+def may_edit(user: AbstractBaseUser | AnonymousUser, taxonomy: Taxonomy) -> bool:
+    """ML engineers of the owner project; staff for an instance-wide preset."""
+    if not user.is_authenticated:
+        return False
+    if taxonomy.owner_project_id is None:
+        return bool(user.is_staff or user.is_superuser)
+    return access.has_role(user, taxonomy.owner_project, Role.ML_ENGINEER)
 
 
 def _create_nodes(version: TaxonomyVersion, nodes: tuple[FlatNode, ...]) -> dict[str, TaxonomyNode]:
@@ -76,9 +118,13 @@ def _create_nodes(version: TaxonomyVersion, nodes: tuple[FlatNode, ...]) -> dict
 
 @transaction.atomic
 def import_document(
-    document: TaxonomyDocument, *, user: AbstractBaseUser | None = None
+    document: TaxonomyDocument,
+    *,
+    user: AbstractBaseUser | None = None,
+    owner_project: Project | None = None,
 ) -> TaxonomyVersion:
-    """Create a new taxonomy from a validated document, as its version 1.
+    """Create a new taxonomy from a validated document, as its version 1, owned by
+    `owner_project` (None: an instance-wide preset).
 
     Raises ValueError when a taxonomy with the same slug exists: a new version of an
     existing taxonomy goes through `create_next_version`, with its mapping.
@@ -93,6 +139,7 @@ def import_document(
         slug=document.slug,
         description=document.description,
         source=document.source,
+        owner_project=owner_project,
     )
     version = TaxonomyVersion.objects.create(
         taxonomy=taxonomy, number=1, note="Imported", created_by=user
@@ -145,9 +192,10 @@ def replace_version_content(version: TaxonomyVersion, document: TaxonomyDocument
     # nodes through the PROTECT foreign key, so a racing annotation makes this fail
     # rather than lose a label.
     TaxonomyVersion.objects.select_for_update().get(pk=version.pk)
-    if version_is_locked(version):
+    reason = lock_reason(version)
+    if reason is not None:
         raise TaxonomyLocked(
-            f"{version} has annotations and is immutable; create a new version with a mapping."
+            f"{version} is immutable ({reason}); create a new version with a mapping."
         )
     version.nodes.all().delete()  # children go with their parents (CASCADE)
     _create_nodes(version, document.nodes)
@@ -204,8 +252,10 @@ def create_next_version(
     return new_version
 
 
-def parse_and_import(data: object, *, user: AbstractBaseUser | None = None) -> TaxonomyVersion:
-    return import_document(parse_document(data), user=user)
+def parse_and_import(
+    data: object, *, user: AbstractBaseUser | None = None, owner_project: Project | None = None
+) -> TaxonomyVersion:
+    return import_document(parse_document(data), user=user, owner_project=owner_project)
 
 
 def _ancestors(version: TaxonomyVersion) -> set[int]:
@@ -217,14 +267,23 @@ def _ancestors(version: TaxonomyVersion) -> set[int]:
     return seen
 
 
-def assign_to_project(project: Project, version: TaxonomyVersion) -> None:
-    """Switch a project's taxonomy.
+def check_assignment(project: Project, version: TaxonomyVersion) -> None:
+    """Raise MappingError unless the project may switch to `version`.
 
-    Every version the project's annotations were made on must be the new version or one of
-    its ancestors, so that each existing label has a chain of mappings to the new version.
+    The wheel must be a preset or the project's own, and every version the project's labels
+    were made on must be the new version or one of its ancestors, so that each existing
+    label has a chain of mappings to the new version.
     """
+    owner = version.taxonomy.owner_project_id
+    if owner is not None and owner != project.pk:
+        raise MappingError([f"{version.taxonomy.slug} belongs to another project."])
     used = set(
         Annotation.objects.filter(clip__project=project)
+        .values_list("node__version_id", flat=True)
+        .distinct()
+    )
+    used |= set(
+        GoldClip.objects.filter(clip__project=project)
         .values_list("node__version_id", flat=True)
         .distinct()
     )
@@ -234,9 +293,16 @@ def assign_to_project(project: Project, version: TaxonomyVersion) -> None:
         names = ", ".join(str(v) for v in TaxonomyVersion.objects.filter(pk__in=orphaned))
         raise MappingError(
             [
-                f"{project} has annotations on {names}; switch only to a later version of the "
+                f"{project} has labels on {names}; switch only to a later version of the "
                 "same taxonomy, whose mappings carry those labels over."
             ]
         )
+
+
+@transaction.atomic
+def assign_to_project(project: Project, version: TaxonomyVersion) -> None:
+    """Switch a project's taxonomy (checked by `check_assignment`)."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    check_assignment(project, version)
     project.taxonomy_version = version
-    project.save(update_fields=["taxonomy_version"])
+    Project.objects.filter(pk=project.pk).update(taxonomy_version=version)

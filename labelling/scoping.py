@@ -1,0 +1,230 @@
+"""The one project-scoped access layer, for every door: API views, pages and the admin.
+
+In the spirit of PostHog's `TeamAndOrgViewSetMixin`: a view names the role each of its
+actions needs; the layer loads the project (from the URL, or from the object), answers 404
+to non-members (another project's objects are never confirmed to exist) and 403 with one
+error shape to members whose role is too low, and narrows every queryset to the projects
+where the caller holds that role. The rules themselves (membership, role order) live in
+`labelling.services.access`; the contract is docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.request import Request
+
+from labelling.models import Project, Role
+from labelling.services import access
+
+RolePolicy = Role | Mapping[str, Role]
+
+
+class RoleRequired(PermissionDenied):
+    default_code = "role_required"
+
+
+def require_role(user: Any, project: Project, minimum: Role, *, what: str = "This") -> Role:
+    """The caller's role in a project they are known to be a member of; 403 if too low."""
+    role = access.role_in(user, project)
+    if role is None:
+        raise Http404
+    if access.ROLE_RANK[role] < access.ROLE_RANK[minimum]:
+        raise RoleRequired(f"{what} needs the {Role(minimum).label} role in {project.slug}.")
+    return role
+
+
+def member_project(user: Any, slug: str, queryset: QuerySet[Project] | None = None) -> Project:
+    """The project if the user is a member (a superuser is a member of every project)."""
+    if not user.is_authenticated:
+        raise Http404
+    projects = queryset if queryset is not None else Project.objects.all()
+    if not user.is_superuser:
+        projects = projects.filter(memberships__user=user)
+    project = projects.filter(slug=slug).first()
+    if project is None:
+        raise Http404
+    return project
+
+
+def project_page(
+    request: HttpRequest, slug: str, minimum: Role = Role.ANNOTATOR
+) -> tuple[Project, Role]:
+    """For server-rendered pages: the project and the caller's role, or 404 / 403."""
+    project = member_project(request.user, slug, Project.objects.select_related(
+        "taxonomy_version__taxonomy"))  # fmt: skip
+    role = require_role(request.user, project, minimum, what="This page")
+    return project, role
+
+
+def _minimum_for(policy: RolePolicy, key: str) -> Role:
+    if isinstance(policy, Role):
+        return policy
+    if key in policy:
+        return policy[key]
+    return policy["*"]
+
+
+class ProjectScopedMixin:
+    """For API views whose URL names the project (`<slug>`).
+
+    `project_roles` maps an action (viewset action or lower-case HTTP method) to the minimum
+    role, with "*" as the default; a single Role applies to everything. The project and the
+    caller's role are checked before the handler runs and are available as `self.project`
+    and `self.role`.
+    """
+
+    project_url_kwarg = "slug"
+    project_roles: RolePolicy = Role.ANNOTATOR
+    project: Project
+    role: Role
+    request: Request
+    kwargs: dict
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if getattr(self, "swagger_fake_view", False):
+            return
+        if not request.user.is_authenticated:
+            raise NotAuthenticated
+        # One query for the project and the caller's role: this runs on the annotator's
+        # hot path (next clip, submit).
+        found = access.project_and_role(request.user, self.kwargs[self.project_url_kwarg])
+        if found is None:
+            raise Http404
+        self.project, self.role = found
+        minimum = self.required_role()
+        if access.ROLE_RANK[self.role] < access.ROLE_RANK[minimum]:
+            raise RoleRequired(
+                f"This operation needs the {Role(minimum).label} role in {self.project.slug}."
+            )
+
+    def required_role(self) -> Role:
+        key = getattr(self, "action", None) or self.request.method.lower()
+        return _minimum_for(self.project_roles, key)
+
+
+class ProjectObjectsMixin:
+    """For viewsets of objects that belong to a project (`project_field` is the path to it).
+
+    Lists hold only objects of projects where the caller has the action's role (403 when
+    they hold it nowhere, or when the `project` filter names a project where they do not);
+    a single object of a project the caller is not a member of is 404, of one where their
+    role is too low 403.
+    """
+
+    project_field = "project"
+    project_roles: RolePolicy = Role.REVIEWER
+    request: Request
+
+    def required_role(self) -> Role:
+        key = getattr(self, "action", None) or self.request.method.lower()
+        return _minimum_for(self.project_roles, key)
+
+    def scoped(self, queryset: QuerySet) -> QuerySet:
+        """The queryset narrowed for this request (lists: by role; detail: by membership)."""
+        user = self.request.user
+        if getattr(self, "swagger_fake_view", False) or not user.is_authenticated:
+            return queryset.none()
+        minimum = self.required_role()
+        if getattr(self, "action", None) == "list":
+            allowed = access.projects_where(user, minimum)
+            if not allowed.exists():
+                raise RoleRequired(
+                    f"Listing these needs the {Role(minimum).label} role in a project."
+                )
+            wanted = self.request.query_params.get("project")
+            if wanted:
+                member = member_project(user, wanted)
+                require_role(user, member, minimum, what="Listing these")
+            return queryset.filter(**{f"{self.project_field}__in": allowed})
+        return queryset.filter(**{f"{self.project_field}__in": access.projects_for(user)})
+
+    def check_object_permissions(self, request: Request, obj: Model) -> None:
+        super().check_object_permissions(request, obj)  # type: ignore[misc]
+        project = self.project_of(obj)
+        require_role(request.user, project, self.required_role(), what="This operation")
+
+    def project_of(self, obj: Model) -> Project:
+        for part in self.project_field.split("__"):
+            obj = getattr(obj, part)
+        return obj  # type: ignore[return-value]
+
+
+# --- The admin door -----------------------------------------------------------------------
+
+
+class ProjectScopedAdmin(admin.ModelAdmin):
+    """Django admin for objects of a project: staff see and change only objects of projects
+    they administer (a superuser sees everything). Model permissions are not used: the
+    project role is the permission, as on every other door.
+
+    `project_field` is the lookup path from the model to its Project ("" for Project itself).
+    `read_only` admins show their objects but never write them (derived state, labels).
+    """
+
+    project_field = "project"
+    read_only = False
+
+    def _projects(self, request: HttpRequest) -> QuerySet[Project]:
+        return access.projects_where(request.user, Role.ADMIN)
+
+    def _allowed(self, request: HttpRequest) -> bool:
+        user = request.user
+        return bool(user.is_active and user.is_staff)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        if not self.project_field:
+            return queryset.filter(pk__in=self._projects(request).values("pk"))
+        return queryset.filter(**{f"{self.project_field}__in": self._projects(request)})
+
+    def _project_of(self, obj: Model) -> Project | None:
+        if not self.project_field:
+            return obj  # type: ignore[return-value]
+        for part in self.project_field.split("__"):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj  # type: ignore[return-value]
+
+    def _administers(self, request: HttpRequest, obj: Model | None) -> bool:
+        if not self._allowed(request):
+            return False
+        if obj is None:
+            return request.user.is_superuser or self._projects(request).exists()
+        project = self._project_of(obj)
+        return project is not None and access.has_role(request.user, project, Role.ADMIN)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._administers(request, None)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._administers(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return not self.read_only and self._administers(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not self.read_only and self._administers(request, None)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return not self.read_only and self._administers(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        if self.read_only:
+            return [f.name for f in self.model._meta.fields]
+        return super().get_readonly_fields(request, obj)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
+        """A staff admin picks only projects (and their objects) they administer."""
+        if db_field.related_model is Project and not request.user.is_superuser:
+            kwargs["queryset"] = self._projects(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
