@@ -13,6 +13,7 @@ TEST_ENV := EMOLOOP_DEV=true \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/emoloop} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	CELERY_RESULT_BACKEND=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
+	CACHE_URL=$${TEST_CACHE_URL:-redis://127.0.0.1:6379/14} \
 	EMOLOOP_DATA_DIR=$(CURDIR)/var/test
 
 .PHONY: run test test-fast install frontend browser services lint fmt bench-ingest bench-queue bench-annotator bench-learner bench-active-learning clean

@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from emoloop.env import env_bool, env_float, env_int, env_list, env_str
+from emoloop.security import check_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the platform writes (database, media, broker spool) lives under one folder.
@@ -24,12 +25,7 @@ DEBUG = env_bool("DEBUG", False)
 DEV_MODE = env_bool("EMOLOOP_DEV", False)
 
 SECRET_KEY = env_str("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not (DEBUG or DEV_MODE):
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it in the environment (docker/.env.example), "
-            "or set EMOLOOP_DEV=true for a local development run."
-        )
+if not SECRET_KEY and (DEBUG or DEV_MODE):
     # A development key unique to this checkout, kept in var/ so sessions survive restarts.
     _key_file = DATA_DIR / "dev-secret-key"
     if _key_file.exists():
@@ -41,6 +37,9 @@ if not SECRET_KEY:
         SECRET_KEY = secrets.token_urlsafe(50)
         _key_file.write_text(SECRET_KEY)
         _key_file.chmod(0o600)
+# Empty: refused everywhere. A placeholder (docker/.env.example's) or a weak key: refused
+# outside development (emoloop/security.py, tests/test_secret_key.py).
+check_secret_key(SECRET_KEY, dev_mode=DEBUG or DEV_MODE)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -102,6 +101,54 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ------------------------------------------------------------------------------
+# Login failure counts and API rate limits (emoloop/auth.py) live here, so the cache must be
+# shared by every web process: Redis in production and in `make test` (CACHE_URL), files
+# under the data folder for `make run` (two gunicorn workers). The key prefix defaults to
+# the database's name: the counts describe one database's users, and two checkouts testing
+# on one Redis database stay apart.
+CACHE_URL = env_str("CACHE_URL", "")
+_cache_key_prefix = env_str("CACHE_KEY_PREFIX", Path(str(DATABASES["default"]["NAME"])).name)
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": _cache_key_prefix,
+        }
+    }
+elif CACHE_URL:
+    # The URL may hold a password: name only its scheme.
+    raise ImproperlyConfigured(
+        f"CACHE_URL must start with redis://, rediss:// or unix://, not {CACHE_URL.split(':')[0]}:"
+    )
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "KEY_PREFIX": _cache_key_prefix,
+            # The default (300) culls entries early: login counts must outlive the window.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
+
+# --- Login throttling (emoloop/auth.py) ---------------------------------------------------
+# Failed logins per username and per client address within the window; over a limit the
+# login page, the token endpoint and the admin's login page answer 429 until failures age out.
+EMOLOOP_LOGIN_MAX_FAILURES_PER_ACCOUNT = env_int(
+    "EMOLOOP_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5, minimum=1
+)
+EMOLOOP_LOGIN_MAX_FAILURES_PER_CLIENT = env_int(
+    "EMOLOOP_LOGIN_MAX_FAILURES_PER_CLIENT", 20, minimum=1
+)
+EMOLOOP_LOGIN_FAILURE_WINDOW_S = env_int("EMOLOOP_LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
+# Every login attempt per client address, failed or not.
+EMOLOOP_LOGIN_ATTEMPTS_PER_MINUTE = env_int("EMOLOOP_LOGIN_ATTEMPTS_PER_MINUTE", 60, minimum=1)
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; none by default
+# (docker-compose publishes gunicorn directly). Without them X-Forwarded-For is ignored.
+EMOLOOP_TRUSTED_PROXIES = env_list("EMOLOOP_TRUSTED_PROXIES", [])
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -184,7 +231,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "emoloop.api_base.exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["labelling.filters.StrictFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
+    # Views name their throttles: PredictView (PredictThrottle), the API schema
+    # (AnonThrottle). Not DEFAULT_THROTTLE_CLASSES: emoloop.auth imports DRF's views, so
+    # naming its classes here is an import cycle. Anonymous calls to the other endpoints are
+    # refused by the permission check, which runs before any throttle.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("EMOLOOP_ANON_RATE", "60/min"),
+        "predict": env_str("EMOLOOP_PREDICT_RATE", "30/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "EmoLoop API",

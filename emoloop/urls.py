@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.authtoken.views import obtain_auth_token
 
+from emoloop import auth
 from labelling import views
 
 urlpatterns = [
@@ -12,11 +12,17 @@ urlpatterns = [
     path("projects/<slug:slug>/label/", views.label, name="label"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", auth.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Ahead of admin.site.urls: the admin's login page behind the same login guard.
+    path("admin/login/", auth.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/auth/token/", auth.ThrottledTokenView.as_view(), name="api-token"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(throttle_classes=[auth.AnonThrottle]),
+        name="schema",
+    ),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("labelling.urls")),
     path("api/", include("learner.urls")),

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from emoloop.api_base import Conflict, ServiceUnavailable
+from emoloop.auth import PredictThrottle
 from labelling import audio
 from labelling.models import Clip, Role
 from labelling.scoping import ProjectScopedMixin, RoleRequired, require_role
@@ -48,10 +49,7 @@ class PredictView(ProjectScopedMixin, APIView):
     parser_classes = [MultiPartParser, FormParser]
     project_roles = Role.REVIEWER
 
-    def get_throttles(self):
-        from emoloop.auth import PredictThrottle
-
-        return [*super().get_throttles(), PredictThrottle()]
+    throttle_classes = [PredictThrottle]
 
     @extend_schema(
         request=s.PredictRequestSerializer,
