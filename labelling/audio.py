@@ -36,6 +36,7 @@ __all__ = [
     "AudioRejected",
     "SpeechSegment",
     "decode",
+    "decode_mono_16k",
     "peaks",
     "probe",
     "segment_speech",
@@ -68,6 +69,11 @@ MAX_SAMPLE_RATE = 384000
 # Not in the brief's list of checks, but a header claiming hundreds of channels is either
 # corrupt or hostile (decoded size = frames x channels x 4 bytes), never a speech recording.
 MAX_CHANNELS = 64
+# The decoding work a file may ask for: frames x channels <= max_seconds x this. The default
+# equals EMOLOOP_MAX_SAMPLES_PER_SECOND's (48 kHz x 8 channels, or 384 kHz mono, for the whole
+# duration limit); Django callers pass the setting. A 400 kB FLAC of silence can declare
+# 8 channels x 384 kHz x 119 s, which is 1.46 GB of float32 once decoded.
+DEFAULT_MAX_SAMPLES_PER_SECOND = 384_000
 
 # libsndfile reports SF_COUNT_MAX frames when a header does not state its length (a streamed
 # FLAC with total_samples = 0); it cannot then read the file at all.
@@ -204,13 +210,23 @@ def _fmt_bytes(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def probe(path: Path, *, max_bytes: int, max_seconds: float) -> AudioInfo:
+def probe(
+    path: Path,
+    *,
+    max_bytes: int,
+    max_seconds: float,
+    max_samples_per_second: int = DEFAULT_MAX_SAMPLES_PER_SECOND,
+) -> AudioInfo:
     """Cheap checks that read only headers, so an upload can be refused before any decode.
 
     Order matters: size first (no parsing of huge files), then the container, then the stream
     parameters. For RIFF/RF64/W64/AIFF files the declared data-chunk size is also checked
     against the bytes present (``truncated``): that reads only chunk headers, and it lets an
     upload form refuse a cut-off WAV immediately instead of after a queued decode.
+
+    The decoding work is bounded from the header too: frames x channels may not exceed
+    ``max_seconds x max_samples_per_second`` (``too_large``). File size says nothing about
+    it: FLAC codes silence in a few bytes per frame.
     """
     path = Path(path)
     try:
@@ -273,9 +289,26 @@ def probe(path: Path, *, max_bytes: int, max_seconds: float) -> AudioInfo:
             f"The recording lasts {_fmt_seconds(duration)}; the limit is "
             f"{_fmt_seconds(max_seconds)}. Please split it into shorter files.",
         )
+    budget = samples_budget(max_seconds, max_samples_per_second)
+    if frames * channels > budget:
+        raise AudioRejected(
+            "too_large",
+            f"The file declares {channels} channel{'s' if channels != 1 else ''} at "
+            f"{sample_rate} Hz for {_fmt_seconds(duration)}: {frames * channels:,} samples to "
+            f"decode, over the limit of {budget:,} ({_fmt_seconds(max_seconds)} at "
+            f"{max_samples_per_second:,} samples per second). Please mix it down to mono or "
+            "stereo at 48 kHz or less and upload it again.",
+        )
     if frames == 0:
         raise AudioRejected("empty", "The file is a valid audio file but contains no audio.")
     return AudioInfo(fmt, subtype, sample_rate, channels, frames, duration)
+
+
+def samples_budget(max_seconds: float, max_samples_per_second: int) -> int:
+    """Most frames x channels one file may decode to (see ``probe``)."""
+    if max_samples_per_second <= 0:
+        raise ValueError(f"max_samples_per_second must be positive, got {max_samples_per_second}")
+    return int(max_seconds * max_samples_per_second)
 
 
 def _classify_unreadable(path: Path) -> AudioRejected:
@@ -411,24 +444,114 @@ def _frame_tolerance(fmt: str, expected: int, sample_rate: int) -> int:
     return max(int(0.05 * sample_rate), int(share * expected))
 
 
-def decode(path: Path, *, max_bytes: int, max_seconds: float) -> tuple[np.ndarray, AudioInfo]:
-    """probe() then a full decode.
+def decode(
+    path: Path,
+    *,
+    max_bytes: int,
+    max_seconds: float,
+    max_samples_per_second: int = DEFAULT_MAX_SAMPLES_PER_SECOND,
+) -> tuple[np.ndarray, AudioInfo]:
+    """probe() then a full decode, every channel at the file's own rate.
 
     Returns ``(samples, info)``: ``samples`` is float32 of shape (frames, channels) in [-1, 1]
     for integer subtypes; ``info.frames``/``duration_s`` are what was actually decoded.
+    Holds the whole decoded file (frames x channels x 4 bytes, at most ``max_seconds x
+    max_samples_per_second x 4``): callers that only need 16 kHz mono use
+    ``decode_mono_16k``, which never does.
     """
     path = Path(path)
-    info = probe(path, max_bytes=max_bytes, max_seconds=max_seconds)
+    info = probe(
+        path,
+        max_bytes=max_bytes,
+        max_seconds=max_seconds,
+        max_samples_per_second=max_samples_per_second,
+    )
     try:
         samples, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
-        detail = str(exc).removeprefix("Error : ").rstrip(".")
-        raise AudioRejected(
-            "corrupt",
-            f"The {info.format} file is damaged and cannot be decoded ({detail}). "
-            "Please export it again from the original recording.",
-        ) from exc
+        raise _decoder_error(info, exc) from exc
     decoded = int(samples.shape[0])
+    _check_decoded_length(info, decoded)
+    if not np.isfinite(samples).all():
+        raise _non_finite()
+    return samples, replace(info, frames=decoded, duration_s=decoded / info.sample_rate)
+
+
+# Frames read per block by the streaming decoder: 2 MB of float32 at 8 channels.
+DECODE_BLOCK_FRAMES = 1 << 16
+
+
+def decode_mono_16k(
+    path: Path, *, max_bytes: int, max_seconds: float, max_samples_per_second: int
+) -> tuple[np.ndarray, AudioInfo]:
+    """probe(), then decode block by block straight into 16 kHz mono.
+
+    Returns ``(mono, info)``: ``mono`` is float32 of shape (frames_16k,), equal (to float
+    rounding) to ``to_mono_16k(decode(path)[0], rate)``; ``info`` describes the file as
+    ``decode`` does (channels and rate of the original, frames actually decoded).
+
+    Peak memory is the 16 kHz mono output plus one block of the input (``DECODE_BLOCK_FRAMES``
+    frames x channels) and its resampling context, never the whole multichannel file: each
+    block is mixed down, then resampled with ``_StreamResampler``. A file that decodes to
+    more audio than its header declared is stopped at the limits, not after. Refusals are
+    those of ``decode``: truncated, empty, NaN/inf (``corrupt``), decoder errors.
+    torch is imported only once a block has to be resampled, never for a refused header.
+    """
+    path = Path(path)
+    info = probe(
+        path,
+        max_bytes=max_bytes,
+        max_seconds=max_seconds,
+        max_samples_per_second=max_samples_per_second,
+    )
+    # What the decode may reach whatever the header said (an MP3 header only estimates).
+    frame_cap = min(
+        int(max_seconds * info.sample_rate),
+        samples_budget(max_seconds, max_samples_per_second) // info.channels,
+    )
+    resampler = _StreamResampler(info.sample_rate)
+    out = _GrowingArray(resampler.output_length(info.frames))
+    decoded = 0
+    try:
+        with sf.SoundFile(str(path)) as reader:
+            while True:
+                block = reader.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                if not np.isfinite(block).all():
+                    raise _non_finite()
+                decoded += int(block.shape[0])
+                if decoded > frame_cap:
+                    raise AudioRejected(
+                        "too_long",
+                        f"The file decodes to more than {_fmt_seconds(max_seconds)} of audio, "
+                        f"more than its header announced ({_fmt_seconds(info.duration_s)}) and "
+                        "over the limit. Please export it again and split it into shorter files.",
+                    )
+                out.extend(resampler.push(_mixdown(block)))
+                del block
+    except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
+        raise _decoder_error(info, exc) from exc
+    out.extend(resampler.finish())
+    _check_decoded_length(info, decoded)
+    return out.array(), replace(info, frames=decoded, duration_s=decoded / info.sample_rate)
+
+
+def _decoder_error(info: AudioInfo, exc: BaseException) -> AudioRejected:
+    detail = str(exc).removeprefix("Error : ").rstrip(".")
+    return AudioRejected(
+        "corrupt",
+        f"The {info.format} file is damaged and cannot be decoded ({detail}). "
+        "Please export it again from the original recording.",
+    )
+
+
+def _non_finite() -> AudioRejected:
+    return AudioRejected("corrupt", "The file contains invalid sample values (NaN or infinity).")
+
+
+def _check_decoded_length(info: AudioInfo, decoded: int) -> None:
+    """Refuse a decode that produced nothing, or clearly less than the header announced."""
     if decoded == 0:
         raise AudioRejected("empty", "The file decodes to no audio at all.")
     if info.frames - decoded > _frame_tolerance(info.format, info.frames, info.sample_rate):
@@ -439,9 +562,36 @@ def decode(path: Path, *, max_bytes: int, max_seconds: float) -> tuple[np.ndarra
             f"{_fmt_seconds(info.duration_s)} could be decoded ({pct:.0f}%). The file is cut "
             "short; please upload the complete file.",
         )
-    if not np.isfinite(samples).all():
-        raise AudioRejected("corrupt", "The file contains invalid sample values (NaN or infinity).")
-    return samples, replace(info, frames=decoded, duration_s=decoded / info.sample_rate)
+
+
+def _mixdown(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,) float32, the channel mean (as ``to_mono_16k`` does)."""
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0], dtype=np.float32)
+    return block.mean(axis=1, dtype=np.float32)
+
+
+class _GrowingArray:
+    """A float32 buffer filled in pieces, allocated once at the expected final size.
+
+    Appending to a list and concatenating at the end would hold the output twice.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self._data = np.empty(max(0, expected), dtype=np.float32)
+        self._size = 0
+
+    def extend(self, piece: np.ndarray) -> None:
+        end = self._size + piece.size
+        if end > self._data.size:  # more than the header announced (an MP3 estimate)
+            grown = np.empty(max(end, int(self._data.size * 1.25) + 1), dtype=np.float32)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = piece
+        self._size = end
+
+    def array(self) -> np.ndarray:
+        return self._data[: self._size]
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,6 +601,95 @@ def decode(path: Path, *, max_bytes: int, max_seconds: float) -> tuple[np.ndarra
 # 16000 Hz would need gigabytes. Ratios are approximated to this denominator instead; the time
 # error is |ratio error| < 1e-6 relative (under 4 ms per hour of audio).
 _MAX_RESAMPLE_DENOMINATOR = 1000
+
+
+def _resample_ratio(sample_rate: int) -> Fraction:
+    """CANONICAL_RATE / sample_rate as (new, orig) = (numerator, denominator), bounded."""
+    return Fraction(CANONICAL_RATE, int(sample_rate)).limit_denominator(_MAX_RESAMPLE_DENOMINATOR)
+
+
+# torchaudio.functional.resample's defaults, which the streaming resampler mirrors.
+_LOWPASS_FILTER_WIDTH = 6
+_ROLLOFF = 0.99
+
+
+class _StreamResampler:
+    """``to_mono_16k``'s resampling for a mono signal that arrives in blocks.
+
+    torchaudio's windowed-sinc resampler computes output block i (``new`` samples) from input
+    ``[i*orig - width, (i+1)*orig + width)`` (``orig``/``new``: the reduced rate ratio,
+    ``width``: the kernel's half-length). So the input is cut at multiples of ``orig`` and
+    each piece is resampled with ``context`` (>= width, a multiple of ``orig``) input samples
+    of either neighbour; the output samples that belong to the piece are exactly those of a
+    whole-array resample, except for float rounding in the convolution. The first and last
+    pieces see the same zero padding as the whole array does at its ends.
+
+    Memory: the pending input (< one step plus two contexts) and one piece's output.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        ratio = _resample_ratio(sample_rate)
+        self.orig, self.new = ratio.denominator, ratio.numerator
+        self.identity = self.orig == self.new
+        width = math.ceil(_LOWPASS_FILTER_WIDTH * self.orig / (min(self.orig, self.new) * _ROLLOFF))
+        self.context = math.ceil(width / self.orig) * self.orig
+        self.step = max(1, DECODE_BLOCK_FRAMES // self.orig) * self.orig
+        self._pending = np.zeros(0, dtype=np.float32)  # input from global index _pending_at
+        self._pending_at = 0
+        self._next = 0  # global input index where the next unresampled step starts
+
+    def output_length(self, input_frames: int) -> int:
+        """Samples a whole-array resample of ``input_frames`` frames gives (torchaudio's)."""
+        return -(-self.new * input_frames // self.orig)
+
+    def push(self, mono: np.ndarray) -> np.ndarray:
+        """Take the next input samples; return every output sample now fully determined."""
+        if self.identity:
+            return np.asarray(mono, dtype=np.float32)
+        self._pending = np.concatenate((self._pending, np.asarray(mono, dtype=np.float32)))
+        pieces = []
+        while self._pending_at + self._pending.size >= self._next + self.step + self.context:
+            pieces.append(self._resample_piece(self._next, self._next + self.step, last=False))
+            self._next += self.step
+            drop = max(0, self._next - self.context - self._pending_at)
+            self._pending = self._pending[drop:]
+            self._pending_at += drop
+        if not pieces:
+            return np.zeros(0, dtype=np.float32)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def finish(self) -> np.ndarray:
+        """The output for the input after the last full step (the signal's end)."""
+        if self.identity:
+            return np.zeros(0, dtype=np.float32)
+        end = self._pending_at + self._pending.size
+        if end <= self._next:
+            return np.zeros(0, dtype=np.float32)
+        piece = self._resample_piece(self._next, end, last=True)
+        self._next = end
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._pending_at = end
+        return piece
+
+    def _resample_piece(self, start: int, stop: int, *, last: bool) -> np.ndarray:
+        import torch
+        import torchaudio.functional as taf
+
+        lo = max(0, start - self.context)
+        hi = stop if last else stop + self.context
+        chunk = self._pending[lo - self._pending_at : hi - self._pending_at]
+        with torch.inference_mode():
+            out = taf.resample(
+                torch.from_numpy(np.ascontiguousarray(chunk)),
+                orig_freq=self.orig,
+                new_freq=self.new,
+            ).numpy()
+        first = (start - lo) // self.orig * self.new
+        if last:
+            return out[first:].astype(np.float32, copy=True)
+        return out[first : first + (stop - start) // self.orig * self.new].astype(
+            np.float32, copy=True
+        )
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -476,7 +715,7 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     import torch
     import torchaudio.functional as taf
 
-    ratio = Fraction(CANONICAL_RATE, int(sample_rate)).limit_denominator(_MAX_RESAMPLE_DENOMINATOR)
+    ratio = _resample_ratio(sample_rate)
     with torch.inference_mode():
         out = taf.resample(
             torch.from_numpy(mono), orig_freq=ratio.denominator, new_freq=ratio.numerator

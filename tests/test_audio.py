@@ -1,7 +1,8 @@
 """Tests for labelling.audio: ingestion checks, decoding, normalisation and VAD segmentation.
 
 No database: nothing here requests `db`, so the module runs with or without pytest-django.
-Tests that read EmoDB skip when the shared data folder is absent.
+Real speech comes from the EmoDB clips that ship in demo/emodb, so nothing here depends on
+data outside the repository.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from labelling.audio import (
     AudioRejected,
     SpeechSegment,
     decode,
+    decode_mono_16k,
     peaks,
     probe,
     segment_speech,
@@ -52,31 +54,39 @@ except ImportError:  # ... else pytest's rootdir-less "prepend" import puts test
         truncated_wav,
     )
 
-EMODB = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb"
 REPO = Path(__file__).resolve().parents[1]
+DEMO_WAV = REPO / "demo" / "emodb" / "wav"
 LIMITS = {"max_bytes": DEFAULT_MAX_BYTES, "max_seconds": DEFAULT_MAX_SECONDS}
 ROOMY = {"max_bytes": 50_000_000, "max_seconds": 600.0}
+SAMPLES = {"max_samples_per_second": 384_000}
 
-# Six EmoDB utterances by six different speakers (3 female, 3 male) in five emotions, chosen
-# once by a seeded draw. 11b01Eb has a 0.35 s pause inside its sentence, which the default
-# min_silence_s (0.3 s) splits; the tests below allow for that.
+# Six EmoDB utterances from the demo subset, one per speaker (03, 10, 11 male; 08, 09, 13
+# female) and per emotion (disgust, boredom, sadness, anger, happiness, fear), with four
+# different sentences; longer takes among those whose speech the VAD finds within 0.2 s of
+# its energy span, so that joined with 0.4 s gaps they make ~17 s of speech.
+# (The order puts a gap in each window the long-speech splitter searches.)
 SEGMENTATION_CLIPS = (
-    "11b01Eb.wav",
-    "13b02Fb.wav",
-    "09b10Nd.wav",
-    "14b02Wd.wav",
-    "10b01Lb.wav",
-    "12b01Wa.wav",
+    "03b10Ec.wav",
+    "08a01Lc.wav",
+    "10a01Wa.wav",
+    "09a05Tb.wav",
+    "11a02Fb.wav",
+    "13a01Ac.wav",
 )
 GAP_S = 1.0
 BOUNDARY_TOLERANCE_S = 0.25
 
 
 def emodb_wav(name: str) -> Path:
-    path = EMODB / "wav" / name
-    if not path.is_file():
-        pytest.skip(f"EmoDB is not available at {EMODB} (the shared data folder is absent)")
+    path = DEMO_WAV / name
+    assert path.is_file(), f"{path} should ship with the repository (demo/emodb)"
     return path
+
+
+def decode_mono(path: Path, **limits: float) -> np.ndarray:
+    """The streaming decoder's output, for tests that compare it with the full decode."""
+    mono, _ = decode_mono_16k(path, **limits, **SAMPLES)
+    return mono
 
 
 def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
@@ -88,14 +98,23 @@ def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5)
 # Rejections
 
 
+def _full(path: Path, **limits: float) -> object:
+    return decode(path, **limits)
+
+
+def _streamed(path: Path, **limits: float) -> object:
+    return decode_mono_16k(path, **limits, **SAMPLES)
+
+
+@pytest.mark.parametrize("decoder", [_full, _streamed], ids=["decode", "decode_mono_16k"])
 @pytest.mark.parametrize("make", HOSTILE_CASES, ids=lambda f: f.__name__)
-def test_hostile_file_is_rejected_with_its_code(tmp_path: Path, make) -> None:
+def test_hostile_file_is_rejected_with_its_code(tmp_path: Path, make, decoder) -> None:
     path, expected = make(tmp_path, **LIMITS)
     assert expected in REJECT_CODES
     assert path.stat().st_size < 200_000
 
     with pytest.raises(AudioRejected) as caught:
-        decode(path, **LIMITS)
+        decoder(path, **LIMITS)
 
     assert caught.value.code == expected, str(caught.value)
     message = str(caught.value)
@@ -187,6 +206,26 @@ def test_a_streamed_wav_with_a_placeholder_data_size_is_accepted(tmp_path: Path)
     assert info.frames == 16000
 
 
+def test_probe_refuses_more_samples_than_the_duration_limit_allows(tmp_path: Path) -> None:
+    # 0.5 s of 8 channels at 384 kHz is 1.5 M samples; 1 s at 384 k samples/s allows 384 k.
+    path = tmp_path / "wide.flac"
+    sf.write(path, np.zeros((192_000, 8), dtype=np.int16), 384_000, subtype="PCM_16")
+    limits = {"max_bytes": 10_000_000, "max_seconds": 1.0, "max_samples_per_second": 384_000}
+
+    for check in (probe, decode, decode_mono_16k):
+        with pytest.raises(AudioRejected) as caught:
+            check(path, **limits)
+        assert caught.value.code == "too_large"
+        message = str(caught.value)
+        assert "8 channels at 384000 Hz" in message
+        assert "1,536,000 samples" in message
+        assert "384,000" in message
+
+    # The same file passes once the budget covers it (the bound is inclusive).
+    info = probe(path, max_bytes=10_000_000, max_seconds=1.0, max_samples_per_second=1_536_000)
+    assert (info.channels, info.frames) == (8, 192_000)
+
+
 def test_limits_are_inclusive(tmp_path: Path) -> None:
     path = tmp_path / "exact.wav"
     sf.write(path, tone(2.0, 16000), 16000, subtype="PCM_16")
@@ -232,6 +271,41 @@ def test_stereo_44k_becomes_mono_16k_of_the_right_length(tmp_path: Path) -> None
     freqs = np.fft.rfftfreq(mono.size - 2000, 1 / CANONICAL_RATE)
     assert freqs[np.argmax(spectrum)] == pytest.approx(440.0, abs=2.0)
     assert np.abs(mono[1000:-1000]).max() == pytest.approx(0.4, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "seconds"),
+    [(44100, 2, 7.3), (48000, 8, 3.1), (8000, 1, 9.7), (22050, 1, 0.2), (44101, 2, 4.0)],
+)
+def test_streamed_decoding_equals_decoding_whole_then_resampling(
+    tmp_path: Path, rate: int, channels: int, seconds: float
+) -> None:
+    # Several blocks (65536 frames each) for the long cases, one partial block for 0.2 s.
+    rng = np.random.default_rng(rate + channels)
+    signal = (0.3 * rng.standard_normal((round(rate * seconds), channels))).astype(np.float32)
+    signal[:, 0] += tone(seconds, rate, freq=440.0)[: signal.shape[0]]
+    path = tmp_path / "in.wav"
+    sf.write(path, signal, rate, subtype="FLOAT")
+
+    full, info = decode(path, **ROOMY)
+    expected = to_mono_16k(full, rate)
+    streamed, streamed_info = decode_mono_16k(path, **ROOMY, **SAMPLES)
+
+    assert streamed.dtype == np.float32
+    assert streamed.shape == expected.shape
+    assert np.abs(streamed - expected).max() < 1e-4
+    assert streamed_info == info
+
+
+def test_streamed_decoding_of_16k_mono_returns_the_samples_themselves() -> None:
+    path = emodb_wav("03a01Fa.wav")
+    samples, rate = sf.read(path, dtype="float32")
+
+    mono, info = decode_mono_16k(path, **ROOMY, **SAMPLES)
+
+    assert rate == 16000
+    assert (info.sample_rate, info.channels, info.frames) == (16000, 1, samples.size)
+    np.testing.assert_array_equal(mono, samples)
 
 
 def test_an_awkward_sample_rate_resamples_without_a_giant_kernel() -> None:
