@@ -21,7 +21,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -484,12 +484,18 @@ class ClipFilter(StrictFilterSet):
 
 
 class PassthroughRenderer(BaseRenderer):
-    """Lets audio responses through content negotiation whatever the Accept header."""
+    """Lets audio responses through content negotiation whatever the Accept header; an
+    error on the way (403, 404, 400) still goes out as the API's JSON error shape."""
 
     media_type = "*/*"
     format = "audio"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict | list):
+            response = (renderer_context or {}).get("response")
+            if response is not None:
+                response["Content-Type"] = "application/json"
+            return JSONRenderer().render(data)
         return data
 
 
@@ -656,8 +662,14 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Annotation.objects.none()
         user = self.request.user
-        reviewed = access.projects_where(user, Role.REVIEWER)
         mine = access.projects_for(user)
+        if self.action == "retrieve":  # one of a member project: 403 below if not theirs
+            return Annotation.objects.filter(clip__project__in=mine).select_related(
+                "annotator", "node", "clip__project"
+            )
+        if not mine.exists():
+            raise RoleRequired("Listing annotations needs a role in a project.")
+        reviewed = access.projects_where(user, Role.REVIEWER)
         return (
             Annotation.objects.filter(
                 Q(clip__project__in=reviewed) | Q(annotator=user, clip__project__in=mine)
@@ -665,6 +677,13 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
             .select_related("annotator", "node")
             .distinct()
         )
+
+    def check_object_permissions(self, request: Request, obj: Annotation) -> None:
+        super().check_object_permissions(request, obj)
+        if obj.annotator_id != request.user.pk:
+            require_role(
+                request.user, obj.clip.project, Role.REVIEWER, what="Reading others' labels"
+            )
 
 
 __all__ = [

@@ -66,8 +66,7 @@ def leased_payload(project: Project, leased: queue.Leased) -> dict:
             "language": clip.language,
             "channel": clip.channel,
             "dialect": clip.dialect,
-            # Free metadata may hold the corpus' own label: never shown to annotators.
-            "metadata": {},
+            # No free metadata and no file name: they may hold the corpus' own label.
             "context": {
                 "previous_audio_url": f"/api/clips/{before}/audio/" if before else None,
                 "next_audio_url": f"/api/clips/{after}/audio/" if after else None,

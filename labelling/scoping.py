@@ -223,8 +223,29 @@ class ProjectScopedAdmin(admin.ModelAdmin):
             return [f.name for f in self.model._meta.fields]
         return super().get_readonly_fields(request, obj)
 
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        """A filter on a project offers only the projects the staff user administers."""
+        return [
+            (entry, ScopedProjectFilter)
+            if isinstance(entry, str) and entry.split("__")[-1] in ("project", "owner_project")
+            else entry
+            for entry in super().get_list_filter(request)
+        ]
+
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any):
         """A staff admin picks only projects (and their objects) they administer."""
         if db_field.related_model is Project and not request.user.is_superuser:
             kwargs["queryset"] = self._projects(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ScopedProjectFilter(admin.RelatedFieldListFilter):
+    """The admin's "by project" sidebar without the names of other people's projects."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        projects = access.projects_where(request.user, Role.ADMIN)
+        return field.get_choices(
+            include_blank=False,
+            ordering=self.field_admin_ordering(field, request, model_admin),
+            limit_choices_to={"pk__in": projects.values("pk")},
+        )

@@ -298,17 +298,17 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/healthz", "GET", PUBLIC),
     Row("/accounts/login/", "GET", PUBLIC),
     Row("/accounts/login/", "POST", PUBLIC, body=NO_SUCH_LOGIN),
-    # TODO decide: Django's LoginView (a FormView) answers PUT like POST; not in the contract.
+    # Django's LoginView (a FormView) answers PUT like POST, behind the same login guard.
     Row("/accounts/login/", "PUT", PUBLIC),
-    # TODO decide: logout is not in the contract; proposed: anyone may POST it (no 5xx).
+    # Logging out is open to anyone (it only ends the caller's own session).
     Row("/accounts/logout/", "POST", PUBLIC),
     Row("/api/auth/token/", "POST", PUBLIC, body=NO_SUCH_LOGIN),
     Row("/api/schema/", "GET", PUBLIC),
     Row("/api/docs/", "GET", PUBLIC),
     # The Django admin: one row here, its scoping in the admin tests at the end.
     Row("/admin/", "*", ADMIN_SITE),
-    # TODO decide: the admin's own login page (emoloop.auth.admin_login, mounted ahead of the
-    # admin) is not in the contract; proposed: anyone may open it and try to log in.
+    # The admin's own login page (emoloop.auth.admin_login, mounted ahead of the admin),
+    # behind the same login guard as the other two doors.
     Row("/admin/login/", "GET", PUBLIC),
     Row("/admin/login/", "POST", PUBLIC, body=NO_SUCH_LOGIN),
 )  # fmt: skip
