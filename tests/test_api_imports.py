@@ -1,24 +1,35 @@
-"""Uploading through the API is processed by a real Celery worker on Redis."""
+"""Imports are sent to the workers: through the API to a real Celery worker on Redis, and
+what happens when the broker is down (the batch is kept and the beat sends it later).
+
+The beat-task tests at the end (lease reclaiming) live here with the other beat task.
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import logging
 import zipfile
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
-from labelling.models import Clip, ImportBatch
+from emoloop.dispatch import BrokerUnavailable
+from labelling import tasks
+from labelling.models import Clip, ImportBatch, ImportItem
+from labelling.services import ingest, queue
 from tests.conftest import wait_until
 from tests.factories import tone_wav
-
-pytestmark = pytest.mark.celery
 
 
 def _batch_done(batch_id: int) -> bool:
     return ImportBatch.objects.get(pk=batch_id).status == ImportBatch.Status.DONE
 
 
+@pytest.mark.celery
 def test_uploaded_files_archive_and_manifest_become_clips_via_the_worker(
     worker, client_for, project, engineer
 ):
@@ -45,7 +56,14 @@ def test_uploaded_files_archive_and_manifest_become_clips_via_the_worker(
     batch_id = response.json()["id"]
     wait_until(lambda: _batch_done(batch_id), timeout=120, what="the worker to finish the batch")
     items = client_for(engineer).get(f"/api/imports/{batch_id}/items/").json()["results"]
-    outcome = {item["name"]: (item["status"], item["reason_code"]) for item in items}
+    # The archive was one item until the worker expanded it into its members.
+    archive = ImportItem.objects.get(batch_id=batch_id, name="bundle.zip")
+    assert archive.status == "expanded"
+    outcome = {
+        item["name"]: (item["status"], item["reason_code"])
+        for item in items
+        if item["status"] != "expanded"
+    }
     assert outcome == {
         "a.wav": ("accepted", ""),
         "notes.wav": ("rejected", "not_audio"),
@@ -68,6 +86,7 @@ def test_uploaded_files_archive_and_manifest_become_clips_via_the_worker(
     }
 
 
+@pytest.mark.celery
 def test_a_url_import_to_an_internal_address_is_refused_by_the_worker(
     worker, client_for, project, engineer
 ):
@@ -84,3 +103,142 @@ def test_a_url_import_to_an_internal_address_is_refused_by_the_worker(
     assert (item.status, item.reason_code) == ("rejected", "unsafe_url")
     assert "loopback" in item.reason
     assert not Clip.objects.exists()
+
+
+# --- Broker outages ---------------------------------------------------------------------
+
+
+class FakeBroker:
+    """Stands in for Celery's publish (opt-in per test): records or refuses messages."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.sent: list[int] = []
+
+    def apply_async(self, args=(), kwargs=None, **options) -> None:
+        if not self.up:
+            raise KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Refused.")
+        json.dumps([args, kwargs])  # what Celery's JSON serializer must take
+        self.sent.append(args[0])
+
+
+@pytest.fixture
+def broker(monkeypatch) -> FakeBroker:
+    fake = FakeBroker()
+    monkeypatch.setattr(tasks.ingest_item, "apply_async", fake.apply_async)
+    return fake
+
+
+def _url_batch(project) -> ImportBatch:
+    return ingest.stage_url(project, "https://example.org/a.wav")
+
+
+def _age(batch: ImportBatch, seconds: float) -> None:
+    ImportBatch.objects.filter(pk=batch.pk).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_keeps_the_batch_and_the_beat_sends_it_when_the_broker_is_back(
+    project, broker, django_capture_on_commit_callbacks
+):
+    batch = _url_batch(project)
+    broker.up = False
+
+    with (
+        pytest.raises(BrokerUnavailable) as caught,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        tasks.dispatch_batch(batch)
+
+    assert f"Import #{batch.pk} is saved" in caught.value.message
+    assert "as soon as the task queue is back" in caught.value.message
+    batch.refresh_from_db()
+    assert batch.dispatched_at is None
+    assert batch.items.get().status == "pending"
+
+    _age(batch, 60)
+    with pytest.raises(BrokerUnavailable):  # still down: the beat fails loudly, keeps it
+        tasks.redispatch_stalled_imports()
+    broker.up = True
+    assert tasks.redispatch_stalled_imports() == 1
+
+    assert broker.sent == [batch.items.get().pk]
+    batch.refresh_from_db()
+    assert batch.dispatched_at is not None
+    assert tasks.redispatch_stalled_imports() == 0  # sent once, not on every tick
+
+
+@pytest.mark.django_db
+def test_dispatch_inside_a_transaction_publishes_after_commit(
+    project, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        batch = _url_batch(project)
+        tasks.dispatch_batch(batch)
+        assert broker.sent == []  # not before the rows are committed
+    assert len(callbacks) == 1
+    assert broker.sent == [batch.items.get().pk]
+    batch.refresh_from_db()
+    assert batch.dispatched_at is not None
+
+
+@pytest.mark.django_db
+def test_a_batch_just_staged_is_left_to_the_request_that_sends_it(project, broker):
+    _url_batch(project)  # not sent yet, but only a moment old
+    assert tasks.redispatch_stalled_imports() == 0
+    assert broker.sent == []
+
+
+@pytest.mark.django_db
+def test_lost_messages_are_sent_again_only_for_batches_without_progress(project, broker, settings):
+    settings.EMOLOOP_IMPORT_STALL_SECONDS = 900
+    stalled, busy = _url_batch(project), _url_batch(project)
+    for batch in (stalled, busy):
+        _age(batch, 3600)
+        ImportBatch.objects.filter(pk=batch.pk).update(
+            status=ImportBatch.Status.RUNNING,
+            dispatched_at=timezone.now() - timedelta(seconds=1800),
+        )
+    # The busy batch finished a file a minute ago: its queue is moving, just long.
+    ImportItem.objects.create(
+        batch=busy,
+        name="done.wav",
+        status="accepted",
+        processed_at=timezone.now() - timedelta(seconds=60),
+    )
+
+    assert tasks.redispatch_stalled_imports() == 1
+    assert broker.sent == [stalled.items.get().pk]
+    assert tasks.redispatch_stalled_imports() == 0  # re-stamped: once per stall period
+
+
+# --- Lease reclaiming (beat) -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_one_projects_reclaim_failure_does_not_stop_the_others(
+    project, other_project, monkeypatch, caplog
+):
+    reclaimed: list[str] = []
+    real = queue.reclaim_expired
+
+    def flaky(p):
+        if p.slug == project.slug:
+            raise RuntimeError("lease table corrupted")
+        reclaimed.append(p.slug)
+        return real(p)
+
+    monkeypatch.setattr(queue, "reclaim_expired", flaky)
+
+    with (
+        caplog.at_level(logging.ERROR, logger="labelling.tasks"),
+        pytest.raises(tasks.ReclaimFailed, match=project.slug),
+    ):
+        tasks.reclaim_expired_leases()
+
+    assert reclaimed == [other_project.slug]
+    failure = next(r for r in caplog.records if r.name == "labelling.tasks")
+    assert project.slug in failure.getMessage()
+    assert failure.exc_info is not None

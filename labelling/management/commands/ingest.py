@@ -1,4 +1,4 @@
-"""python manage.py ingest PROJECT_SLUG PATH [--manifest FILE] [--segment]"""
+"""python manage.py ingest PROJECT_SLUG PATH [--manifest FILE] [--segment] [--in-process]"""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from emoloop.dispatch import BrokerUnavailable
 from labelling.manifest import ManifestError
-from labelling.models import ImportItem, Project
+from labelling.models import ImportBatch, ImportItem, Project
 from labelling.services import ingest
+from labelling.tasks import dispatch_batch
 
 
 class Command(BaseCommand):
@@ -75,30 +77,50 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         pending = ingest.pending_item_ids(batch)
         self.stdout.write(
-            f"Batch #{batch.pk}: {batch.items.count()} file(s), {len(pending)} to process."
+            f"Batch #{batch.pk}: {batch.items.count()} item(s), {len(pending)} to process "
+            "(an archive is one item until it is expanded)."
         )
         quiet = options["verbosity"] == 0
         if options["in_process"]:
-            for item_id in tqdm(pending, desc="ingesting", unit="file", disable=quiet):
-                ingest.process_item(item_id)
-            ingest.finish_batch_if_complete(batch.pk)
+            self._run_here(batch, quiet)
         else:
-            from labelling.tasks import dispatch_batch
-
-            dispatch_batch(batch)  # outside a transaction, on_commit runs at once
+            try:
+                dispatch_batch(batch)  # outside a transaction: published at once
+            except BrokerUnavailable as exc:
+                raise CommandError(
+                    f"{exc} Start Redis (make run does), or run the import with --in-process."
+                ) from exc
             if options["no_wait"]:
                 self.stdout.write(f"Queued. Follow it with GET /api/imports/{batch.pk}/.")
                 return
-            self._follow(batch.pk, len(pending), options["timeout"], quiet)
+            self._follow(batch.pk, options["timeout"], quiet)
         self._summary(batch.pk)
 
-    def _follow(self, batch_id: int, total: int, timeout: float, quiet: bool) -> None:
+    def _run_here(self, batch: ImportBatch, quiet: bool) -> None:
+        """Process every item in this process, archives' members included (they appear as
+        pending items when their archive is expanded)."""
+        # Taken by this process: the beat task must not send these items to workers too.
+        ingest.mark_dispatched(batch.pk)
+        tried: set[int] = set()
+        with tqdm(desc="ingesting", unit="file", disable=quiet) as bar:
+            while True:
+                todo = [pk for pk in ingest.pending_item_ids(batch) if pk not in tried]
+                if not todo:
+                    break
+                bar.total = (bar.total or 0) + len(todo)
+                for item_id in todo:
+                    tried.add(item_id)
+                    ingest.process_item(item_id)
+                    bar.update()
+        ingest.finish_batch_if_complete(batch.pk)
+
+    def _follow(self, batch_id: int, timeout: float, quiet: bool) -> None:
         started = time.monotonic()
-        with tqdm(total=total, desc="ingesting (workers)", unit="file", disable=quiet) as bar:
+        with tqdm(desc="ingesting (workers)", unit="file", disable=quiet) as bar:
             while True:
                 counts = ingest.batch_counts(batch_id)
-                done = counts.total - counts.pending
-                bar.update(done - bar.n)
+                bar.total = counts.total  # grows as archives are expanded
+                bar.update(counts.total - counts.pending - bar.n)
                 if counts.done:
                     return
                 if timeout and time.monotonic() - started > timeout:
