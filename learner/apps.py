@@ -1,4 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+
+# The learner's periodic tasks and what happens without each (docs/learner.md).
+BEAT_TASKS = {
+    "learner.tasks.schedule_training": "trainings start by hand only",
+    "learner.tasks.backfill_features": "features are computed at the start of each training",
+    "learner.tasks.reap_training_runs": "a training whose worker died stays 'running'",
+    "learner.tasks.dispatch_pending": "a training saved while the broker was down, or a "
+    "rescoring that could not be queued, waits for reap_training_runs (every 120 s)",
+}
+
+
+def check_beat_schedule(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Warn when a learner task is missing from CELERY_BEAT_SCHEDULE."""
+    schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", {}) or {}
+    scheduled = {entry.get("task") for entry in schedule.values() if isinstance(entry, dict)}
+    return [
+        checks.Warning(
+            f"{task} is not in CELERY_BEAT_SCHEDULE: {consequence}.",
+            hint="See 'Periodic tasks' in docs/learner.md.",
+            id="learner.W001",
+        )
+        for task, consequence in BEAT_TASKS.items()
+        if task not in scheduled
+    ]
 
 
 class LearnerConfig(AppConfig):
@@ -6,3 +36,6 @@ class LearnerConfig(AppConfig):
 
     name = "learner"
     verbose_name = "Learner"
+
+    def ready(self) -> None:
+        checks.register(check_beat_schedule, checks.Tags.compatibility)

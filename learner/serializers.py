@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
+from emoloop.api_base import StrictModelSerializer
 from learner.features import NAMES as FEATURE_SETS
-from learner.models import LearnerSettings, ModelVersion, TrainingRun
+from learner.models import (
+    SETTINGS_FIELDS,
+    LearnerSettings,
+    ModelVersion,
+    TrainingRun,
+    settings_errors,
+)
+from learner.ranking import STRATEGIES
 
 
 class PredictRequestSerializer(serializers.Serializer):
@@ -51,6 +62,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "feature_set",
             "params",
             "created_at",
+            "dispatched_at",
             "started_at",
             "finished_at",
             "heartbeat_at",
@@ -104,22 +116,63 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class LearnerSettingsSerializer(serializers.ModelSerializer):
+class LearnerSettingsSerializer(StrictModelSerializer):
+    """A project's learner settings. Every field is bounded by the model's validators (the
+    same the admin form runs), unknown and read-only keys are refused (StrictModelSerializer),
+    and the rules between fields (a strategy's parameters, minimum vs maximum shares, batch x
+    candidate_factor) are checked on the settings as they will be saved.
+
+    For a PATCH, pass the current row as `instance` (training.current_settings): the rules
+    between fields are then checked against it. Without one they are checked among the
+    fields sent, and training.update_settings checks the whole row again before saving.
+    """
+
     feature_set = serializers.ChoiceField(choices=list(FEATURE_SETS))
+    query_strategy = serializers.ChoiceField(choices=sorted(STRATEGIES))
 
     class Meta:
         model = LearnerSettings
-        fields = [
-            "feature_set",
-            "speaker_normalisation",
-            "augmentation",
-            "retrain_after_labels",
-            "retrain_interval_hours",
-            "min_labelled_clips",
-            "unsure_weight",
-            "epochs",
-            "seed",
-        ]
+        fields = list(SETTINGS_FIELDS)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads true as 1.0 for a float field; a setting that is a number takes numbers.
+        if isinstance(data, Mapping):
+            numeric = (serializers.IntegerField, serializers.FloatField)
+            wrong = {
+                key: ["A number is required, not true or false."]
+                for key, value in data.items()
+                if isinstance(value, bool) and isinstance(self.fields.get(key), numeric)
+            }
+            if wrong:
+                raise serializers.ValidationError(wrong)
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if self.instance is not None:
+            values = {field: getattr(self.instance, field) for field in SETTINGS_FIELDS}
+        values.update(attrs)
+        errors = settings_errors(values)
+        if self.instance is None:
+            # Without the saved row, a rule can only be judged on the fields it names when
+            # they were all sent; update_settings judges the rest on the whole row.
+            errors = {
+                field: message
+                for field, message in errors.items()
+                if field in attrs and _partners(field) <= attrs.keys()
+            }
+        if errors:
+            raise serializers.ValidationError({field: [msg] for field, msg in errors.items()})
+        return attrs
+
+
+def _partners(field: str) -> set[str]:
+    """The fields a rule between settings reported on `field` reads."""
+    return {
+        "query_params": {"query_strategy", "query_params"},
+        "query_batch_size": {"query_strategy", "query_params", "query_batch_size"},
+        "coverage_min_share": {"coverage_min_share", "coverage_max_share"},
+    }.get(field, {field})
 
 
 class FeatureSetSerializer(serializers.Serializer):

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from labelling.models import Clip, Project, QueueEntry
@@ -34,6 +36,41 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 2000
 # Priorities: the selected batch first (in pick order), then the rest of the pool by score.
 BATCH_BASE = -1_000_000.0
+
+
+# An activation queues its rescoring at once; the beat only steps in for a version whose
+# rescoring has not started this long after its activation (its publish failed).
+UNRANKED_GRACE_S = 60
+
+
+def unranked_active_versions(grace_seconds: float = UNRANKED_GRACE_S) -> list[ModelVersion]:
+    """Active versions activated more than `grace_seconds` ago with no ranking since then:
+    their rescoring was never started (the broker was down after the activation committed,
+    or the chord could not be sent). learner.tasks.dispatch_pending queues them again.
+
+    A ranking that started and failed counts as started (its error is on the row); a
+    rollback re-activates an older version, which then needs a ranking again.
+    """
+    since = Ranking.objects.filter(
+        model_version=OuterRef("pk"), created_at__gte=OuterRef("activated_at")
+    )
+    limit = timezone.now() - timedelta(seconds=grace_seconds)
+    return list(
+        ModelVersion.objects.filter(is_active=True, activated_at__lte=limit)
+        .filter(~Exists(since))
+        .select_related("project")
+        .order_by("project_id")
+    )
+
+
+def already_ranked(version: ModelVersion) -> bool:
+    """Whether a ranking of this version was opened since its (latest) activation: a second
+    message for the same activation (a beat resend racing the first) then does nothing."""
+    if version.activated_at is None:
+        return False
+    return Ranking.objects.filter(
+        model_version=version, created_at__gte=version.activated_at
+    ).exists()
 
 
 @dataclass(frozen=True)
@@ -70,6 +107,20 @@ def start(project: Project, version: ModelVersion | None = None) -> Plan:
     )  # fmt: skip
     chunks = [ids[i : i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
     return Plan(ranking=ranking, chunks=chunks)
+
+
+def record_failed_start(project: Project, version: ModelVersion | None, exc: BaseException) -> None:
+    """Record a rescoring that could not even open its ranking (`start` raised) as a failed
+    ranking: the version then counts as ranked, and the error is kept on the row."""
+    chosen = LearnerSettings.objects.filter(project=project).values_list("query_strategy")
+    Ranking.objects.create(
+        project=project,
+        model_version=version,
+        strategy=str((chosen.first() or ("",))[0])[:40],
+        status=Ranking.Status.FAILED,
+        error=f"{type(exc).__name__}: {exc}"[:2000],
+        finished_at=timezone.now(),
+    )
 
 
 def _vectors(project: Project, version: ModelVersion | None, clip_ids: list[int]):

@@ -41,7 +41,15 @@ from learner import conf, plots
 from learner.features import NAMES as FEATURE_SETS
 from learner.features import ExtractorUnavailable
 from learner.model import TrainConfig
-from learner.models import LearnerSettings, ModelVersion, SpeakerNormalisation, TrainingRun
+from learner.models import (
+    EPOCHS_MAX,
+    RETRAIN_AFTER_LABELS_MAX,
+    RETRAIN_INTERVAL_HOURS_MAX,
+    LearnerSettings,
+    ModelVersion,
+    SpeakerNormalisation,
+    TrainingRun,
+)
 from learner.normalise import GLOBAL, SPEAKER
 from learner.pipeline import Dataset, InsufficientData, PipelineConfig, Predictor, TrainResult
 from learner.pipeline import train_and_evaluate as _train_and_evaluate
@@ -71,10 +79,16 @@ def settings_for(project: Project) -> LearnerSettings:
 
 
 def update_settings(project: Project, changes: dict) -> LearnerSettings:
-    """Apply validated changes to the project's learner settings."""
+    """Apply validated changes to the project's learner settings.
+
+    The row is checked as a whole before it is saved (bounds, and the rules between fields
+    such as a strategy's parameters): a django ValidationError leaves it unchanged. The API
+    serializer runs the same checks first, so this is the last guard for other callers.
+    """
     row = settings_for(project)
     for field, value in changes.items():
         setattr(row, field, value)
+    row.full_clean()
     row.save(update_fields=list(changes) or None)
     return row
 
@@ -192,13 +206,60 @@ def reap_stale_runs(stale_seconds: int | None = None) -> int:
     )
 
 
+def undispatched_run_ids() -> list[int]:
+    """Queued runs whose task was never published (the broker was down when they opened)."""
+    return list(
+        TrainingRun.objects.filter(status=Status.QUEUED, dispatched_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def stalled_queued_run_ids(seconds: int | None = None) -> list[int]:
-    """Runs still queued long after they were created (their message was lost)."""
+    """Runs still queued long after their task was published (the message was lost)."""
     limit = timezone.now() - timedelta(seconds=seconds or conf.training_redispatch_seconds())
     return list(
-        TrainingRun.objects.filter(status=Status.QUEUED, created_at__lt=limit).values_list(
-            "pk", flat=True
-        )
+        TrainingRun.objects.filter(status=Status.QUEUED, dispatched_at__lt=limit)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+SCHEDULE_ERROR = "schedule_error"
+# A project whose scheduling keeps failing gets a new failed run at most this often (the log
+# has every tick), and none while the same failure is the latest run.
+SCHEDULE_ERROR_EVERY = timedelta(hours=1)
+
+
+def record_schedule_error(project_id: int, exc: BaseException) -> TrainingRun | None:
+    """Record that the beat could not schedule this project's training, as a failed run with
+    reason code `schedule_error` (where the admin and the runs API show it).
+
+    Does not read the project's settings (they may be what is broken). Returns None when the
+    failure is recorded already: the latest run is a schedule_error with the same reason, or
+    one younger than SCHEDULE_ERROR_EVERY.
+    """
+    reason = (
+        f"The scheduler could not check or start this project's training: "
+        f"{type(exc).__name__}: {exc}. Other projects are not affected; fix the learner "
+        "settings (admin or API) and it retries on the next tick."
+    )[:2000]
+    latest = TrainingRun.objects.filter(project_id=project_id).order_by("-created_at").first()
+    if (
+        latest is not None
+        and latest.reason_code == SCHEDULE_ERROR
+        and (latest.reason == reason or latest.created_at > timezone.now() - SCHEDULE_ERROR_EVERY)
+    ):
+        return None
+    now = timezone.now()
+    return TrainingRun.objects.create(
+        project_id=project_id,
+        status=Status.FAILED,
+        trigger=TrainingRun.Trigger.SCHEDULE,
+        feature_set="",
+        finished_at=now,
+        reason_code=SCHEDULE_ERROR,
+        reason=reason,
     )
 
 
@@ -228,11 +289,14 @@ def due_trigger(project: Project) -> str | None:
     labels = _labels(project)
     if last is not None:
         labels = labels.filter(created_at__gt=last.labels_until)
-    wanted = row.retrain_after_labels
+    # Clamped: a row written past the validators and constraints (before migration 0003,
+    # or by hand in SQL) must not overflow timedelta and stop the beat for every project.
+    wanted = min(max(int(row.retrain_after_labels or 0), 0), RETRAIN_AFTER_LABELS_MAX)
     if wanted and labels[:wanted].count() >= wanted:
         return TrainingRun.Trigger.LABELS
-    if row.retrain_interval_hours and last is not None:
-        due = last.labels_until + timedelta(hours=row.retrain_interval_hours)
+    hours = min(max(int(row.retrain_interval_hours or 0), 0), RETRAIN_INTERVAL_HOURS_MAX)
+    if hours and last is not None:
+        due = last.labels_until + timedelta(hours=hours)
         if timezone.now() >= due and labels.exists():
             return TrainingRun.Trigger.SCHEDULE
     return None
@@ -332,7 +396,10 @@ class _Heartbeat:
 def _train_config(row: LearnerSettings, params: dict) -> TrainConfig:
     epochs = params.get("epochs", row.epochs)
     return TrainConfig(
-        epochs=int(epochs) if epochs else None, seed=row.seed, threads=conf.torch_threads()
+        # Clamped like due_trigger's values: a row past the bounds must not hold a worker.
+        epochs=min(int(epochs), EPOCHS_MAX) if epochs else None,
+        seed=row.seed,
+        threads=conf.torch_threads(),
     )
 
 
@@ -477,10 +544,13 @@ def _activate(version: ModelVersion) -> None:
     version.activated_at = timezone.now()
     version.save(update_fields=["is_active", "activated_at"])
     # The loop: a new active model rescores the unlabelled pool (after commit, so the
-    # workers see the activation).
-    from learner.tasks import rescore_project
+    # workers see the activation). The activation is committed by then: a broker that is
+    # down must not turn it into an error (queue_rescoring logs it, and the beat's
+    # learner.tasks.dispatch_pending queues the rescoring of an active version that has no
+    # ranking since its activation). robust: nothing raised after COMMIT fails the caller.
+    from learner.tasks import queue_rescoring
 
-    transaction.on_commit(lambda: rescore_project.delay(version.project_id, version.pk))
+    transaction.on_commit(lambda: queue_rescoring(version.project_id, version.pk), robust=True)
 
 
 def activate(version: ModelVersion) -> ModelVersion:

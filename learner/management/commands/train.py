@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from emoloop.dispatch import BrokerUnavailable
 from labelling.models import Project
 from learner.features import NAMES
 from learner.models import TrainingRun
 from learner.services import training
+from learner.tasks import start_training
 
 
 class Command(BaseCommand):
@@ -29,11 +31,12 @@ class Command(BaseCommand):
         if project is None:
             raise CommandError(f"No project with slug {options['project_slug']!r}.")
         if options["queue"]:
-            from learner.tasks import start_training
-
-            run, created = start_training(
-                project, trigger=TrainingRun.Trigger.COMMAND, feature_set=options["features"]
-            )
+            try:
+                run, created = start_training(
+                    project, trigger=TrainingRun.Trigger.COMMAND, feature_set=options["features"]
+                )
+            except BrokerUnavailable as exc:
+                raise CommandError(exc.message) from exc
             what = "queued" if created else "already queued or running"
             self.stdout.write(f"Training run #{run.pk} {what}.")
             return
