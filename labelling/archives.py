@@ -345,18 +345,22 @@ class _BoundedStream:
         self._limit = limit
         self._work = 0
 
-    def _charge(self, n: int) -> None:
-        self._work += n
-        if self._work > self._limit():
+    def _check(self, more: int) -> None:
+        """Refuse work that would pass the limit, before doing it."""
+        if self._work + more > self._limit():
             raise ArchiveTooLarge(
-                f"the archive expands past its limit ({self._work:,} bytes decompressed)"
+                f"it expands past its limit ({self._work:,} bytes decompressed, "
+                f"{more:,} more needed to go on)"
             )
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = max(0, self._limit() - self._work + 1)
+        self._check(min(size, 1))  # nothing left at all: stop before reading
         data = self._stream.read(size)
-        self._charge(len(data))
+        self._work += len(data)
+        if self._work > self._limit():
+            raise ArchiveTooLarge(f"it expands past its limit ({self._work:,} bytes decompressed)")
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -365,7 +369,9 @@ class _BoundedStream:
             offset += current
         elif whence == 2:
             raise OSError("seeking from the end of an archive stream is not supported")
-        self._charge(offset - current if offset >= current else offset)
+        cost = offset - current if offset >= current else offset  # backward: from the start
+        self._check(cost)
+        self._work += cost
         return self._stream.seek(offset)
 
     def tell(self) -> int:

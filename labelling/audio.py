@@ -624,7 +624,7 @@ class _StreamResampler:
     whole-array resample, except for float rounding in the convolution. The first and last
     pieces see the same zero padding as the whole array does at its ends.
 
-    Memory: the pending input (< one step plus two contexts) and one piece's output.
+    Memory: the pending mono input (< two steps plus two contexts) and one piece's output.
     """
 
     def __init__(self, sample_rate: int) -> None:
@@ -633,6 +633,8 @@ class _StreamResampler:
         self.identity = self.orig == self.new
         width = math.ceil(_LOWPASS_FILTER_WIDTH * self.orig / (min(self.orig, self.new) * _ROLLOFF))
         self.context = math.ceil(width / self.orig) * self.orig
+        # Mono input per resampling call: one decode block. Larger steps call torch less
+        # often but its convolution workspace grows with the input (4x the step: +7 MB).
         self.step = max(1, DECODE_BLOCK_FRAMES // self.orig) * self.orig
         self._pending = np.zeros(0, dtype=np.float32)  # input from global index _pending_at
         self._pending_at = 0
