@@ -288,10 +288,12 @@ CELERY_BEAT_SCHEDULE = {
     "learner-schedule-training": {"task": "learner.tasks.schedule_training", "schedule": 60.0},
     "learner-backfill-features": {"task": "learner.tasks.backfill_features", "schedule": 60.0},
     "learner-reap-training-runs": {"task": "learner.tasks.reap_training_runs", "schedule": 120.0},
+    # Work saved while the broker was down is sent on the next tick (also lost messages).
     "redispatch-stalled-imports": {
         "task": "labelling.tasks.redispatch_stalled_imports",
-        "schedule": 300.0,
+        "schedule": 30.0,
     },
+    "learner-dispatch-pending": {"task": "learner.tasks.dispatch_pending", "schedule": 30.0},
 }
 # Import items still pending this long after their batch started are sent again.
 EMOLOOP_IMPORT_STALL_SECONDS = env_int("EMOLOOP_IMPORT_STALL_SECONDS", 900, minimum=1)

@@ -286,6 +286,12 @@ class ImportBatch(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its pending items were last sent to the workers; empty: not "
+        "sent (the broker was down), the beat task sends them.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -303,6 +309,8 @@ class ImportItem(models.Model):
         ACCEPTED = "accepted", "Accepted"
         DUPLICATE = "duplicate", "Duplicate"
         REJECTED = "rejected", "Rejected"
+        # An archive whose members became items of their own (not a file outcome).
+        EXPANDED = "expanded", "Archive expanded"
 
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="items")
     name = models.CharField(max_length=500, help_text="The file's name as given by the user.")
