@@ -38,7 +38,7 @@ from labelling.models import (
 )
 from labelling.scoping import ProjectScopedAdmin
 from labelling.serializers import EDITABLE_CLIP_FIELDS
-from labelling.services import projects, taxonomy
+from labelling.services import projects, storage, taxonomy
 
 
 class MembershipInline(admin.TabularInline):
@@ -126,12 +126,10 @@ class ProjectAdmin(ProjectScopedAdmin):
             taxonomy.assign_to_project(obj, version)
 
     def delete_model(self, request: HttpRequest, obj: Project) -> None:
-        from labelling.services import storage  # TODO: top-level once storage lands
 
         storage.delete_project(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        from labelling.services import storage  # TODO: top-level once storage lands
 
         for project in queryset:
             storage.delete_project(project)
@@ -328,12 +326,10 @@ class ClipAdmin(ProjectScopedAdmin):
         return False  # clips come from imports, which decode and check every file
 
     def delete_model(self, request: HttpRequest, obj: Clip) -> None:
-        from labelling.services import storage  # TODO: top-level once storage lands
 
         storage.delete_clip(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Clip]) -> None:
-        from labelling.services import storage  # TODO: top-level once storage lands
 
         for clip in queryset:
             storage.delete_clip(clip)

@@ -49,7 +49,7 @@ from labelling.scoping import (
     member_project,
     require_role,
 )
-from labelling.services import access, ingest, invitations, projects, taxonomy
+from labelling.services import access, ingest, invitations, projects, storage, taxonomy
 from labelling.tasks import dispatch_batch
 from labelling.taxonomy_schema import TaxonomyFormatError, parse_document
 
@@ -128,7 +128,6 @@ class ProjectViewSet(viewsets.ModelViewSet):
             raise ValidationError({"detail": str(exc)}) from exc
 
     def perform_destroy(self, instance: Project) -> None:
-        from labelling.services import storage  # TODO: top-level once storage lands
 
         storage.delete_project(instance)
 
@@ -532,7 +531,6 @@ class ClipViewSet(
         return self.scoped(Clip.objects.select_related("project").defer("peaks"))
 
     def perform_destroy(self, instance: Clip) -> None:
-        from labelling.services import storage  # TODO: top-level once storage lands
 
         storage.delete_clip(instance)
 
