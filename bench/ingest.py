@@ -1,8 +1,10 @@
 """Ingestion throughput on EmoDB: seconds of audio ingested per wall-clock second.
 
-Runs the real ingestion path (staging, decode, validation, canonical 16 kHz copy, peaks,
-database rows) on the database in DATABASE_URL (`make bench-ingest` uses PostgreSQL), in
-a throw-away project whose rows and files are removed afterwards.
+Runs the real ingestion path (staging, streaming decode, validation, canonical 16 kHz copy,
+peaks, loudness, database rows) on the database in DATABASE_URL (`make bench-ingest` uses
+PostgreSQL), in a throw-away project whose rows and files are removed afterwards
+(`storage.delete_project`). The corpus is EmoDB from ../shared/data/emodb when present, else
+the 41-clip demo subset in demo/emodb (the result names the corpus it used).
 
     make bench-ingest            # or: python bench/ingest.py [--corpus DIR] [--repeats N]
 
@@ -23,6 +25,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ first on sys.path, and bench/queue.py would then shadow
+# the standard library's queue module (which Django and Celery import).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoloop.settings")
 os.environ.setdefault("EMOLOOP_DEV", "true")
@@ -36,7 +42,11 @@ from django.db import connection  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from labelling.models import Clip, Project  # noqa: E402
-from labelling.services import ingest  # noqa: E402
+from labelling.services import ingest, storage  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data" / "emodb"
+DEMO = REPO / "demo" / "emodb"
+CORPUS = SHARED if (SHARED / "labels.csv").is_file() else DEMO
 
 
 def run_once(corpus: Path, manifest: Path | None) -> dict:
@@ -44,11 +54,11 @@ def run_once(corpus: Path, manifest: Path | None) -> dict:
     try:
         started = time.perf_counter()
         batch = ingest.stage_folder(project, corpus, manifest_path=manifest)
+        ingest.mark_dispatched(batch.pk)  # processed here: the beat must not send it too
         staged = time.perf_counter()
-        for item_id in tqdm(
-            ingest.pending_item_ids(batch), desc="ingest", unit="file", leave=False
-        ):
-            ingest.process_item(item_id)
+        while ids := ingest.pending_item_ids(batch):
+            for item_id in tqdm(ids, desc="ingest", unit="file", leave=False):
+                ingest.process_item(item_id)
         finished = time.perf_counter()
         clips = Clip.objects.filter(project=project)
         seconds = sum(clips.values_list("duration_s", flat=True))
@@ -60,19 +70,17 @@ def run_once(corpus: Path, manifest: Path | None) -> dict:
             "process_s": round(finished - staged, 3),
         }
     finally:
-        project.delete()
+        storage.delete_project(project)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared/data/emodb/wav")
-    parser.add_argument(
-        "--manifest", type=Path, default=REPO.parent / "shared/data/emodb/labels.csv"
-    )
+    parser.add_argument("--corpus", type=Path, default=CORPUS / "wav")
+    parser.add_argument("--manifest", type=Path, default=CORPUS / "labels.csv")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if not args.corpus.is_dir():
-        sys.exit(f"No corpus at {args.corpus} (EmoDB lives in ../shared/data/emodb)")
+        sys.exit(f"No corpus at {args.corpus}")
     manifest = args.manifest if args.manifest.is_file() else None
 
     media = Path(tempfile.mkdtemp(prefix="emoloop-bench-"))

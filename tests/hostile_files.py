@@ -238,6 +238,21 @@ def damaged_wav_header(
     return path, "corrupt"
 
 
+def wide_flac(
+    directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS
+) -> tuple[Path, str]:
+    """A few kB of FLAC silence declaring 8 channels at 384 kHz (a decode bomb in miniature).
+
+    Within the duration limit, but its frames x channels exceed max_seconds x 384,000
+    samples (the default EMOLOOP_MAX_SAMPLES_PER_SECOND): refused from the header.
+    """
+    rate, channels = 384_000, 8
+    seconds = min(max_seconds, max(0.1, 384_000 * max_seconds / (rate * channels) * 1.5))
+    path = directory / "wide.flac"
+    sf.write(path, np.zeros((int(seconds * rate), channels), np.int16), rate, subtype="PCM_16")
+    return path, "too_large"
+
+
 HOSTILE_CASES: tuple[HostileCase, ...] = (
     text_named_wav,
     random_bytes_flac,
@@ -256,4 +271,5 @@ HOSTILE_CASES: tuple[HostileCase, ...] = (
     nan_float_wav,
     absurd_rate_wav,
     damaged_wav_header,
+    wide_flac,
 )
