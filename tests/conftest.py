@@ -1,6 +1,8 @@
 """Shared test fixtures: personas, a real Celery worker, EmoDB, media in a temp folder.
 
 The suite runs on the services named in the environment (`make test`: PostgreSQL and Redis).
+Nothing here skips a test because something outside the repository is missing: the EmoDB
+fixture falls back to the demo subset that ships in `demo/emodb`, and a missing service fails.
 """
 
 from __future__ import annotations
@@ -15,13 +17,33 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.test import APIClient
 
 from labelling.models import Membership, Project, Role
 from labelling.services import taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
+# The whole corpus (535 clips, ten speakers), where a checkout has ../shared beside it.
 EMODB = REPO.parent / "shared" / "data" / "emodb"
+# 41 of its clips (one per emotion for six speakers) that ship with the repository.
+DEMO_EMODB = REPO / "demo" / "emodb"
+# EMOLOOP_TEST_CORPUS=demo forces the demo subset (to check the suite as a clone without
+# ../shared runs it), =full insists on the whole corpus; unset: the whole one when present.
+CORPUS_ENV = "EMOLOOP_TEST_CORPUS"
+
+
+def emodb_path() -> Path:
+    """The EmoDB folder the tests use (wav/ and labels.csv), as the `emodb` fixture gives it."""
+    choice = os.environ.get(CORPUS_ENV, "").strip().lower()
+    if choice not in {"", "demo", "full"}:
+        raise pytest.UsageError(f"{CORPUS_ENV}={choice!r}: expected 'demo', 'full' or nothing")
+    if choice != "demo" and (EMODB / "labels.csv").exists():
+        return EMODB
+    if choice == "full":
+        raise pytest.UsageError(f"{CORPUS_ENV}=full but EmoDB is not at {EMODB}")
+    return DEMO_EMODB
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,11 +54,49 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- Data -------------------------------------------------------------------------------
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"EmoDB for the tests: {emodb_path()}"
+
+
 @pytest.fixture(scope="session")
 def emodb() -> Path:
-    if not (EMODB / "labels.csv").exists():
-        pytest.skip(f"EmoDB is not at {EMODB} (a clone without ../shared): data tests skipped")
-    return EMODB
+    """EmoDB: ../shared/data/emodb when present, else the demo subset in the repository.
+
+    Both have wav/ and labels.csv (file, speaker, gender, age, text, emotion; the demo adds
+    language and channel). Tests derive counts from labels.csv and pick files present in
+    both (the demo's files are listed in demo/emodb/labels.csv).
+    """
+    path = emodb_path()
+    if not (path / "labels.csv").exists():
+        pytest.fail(f"no EmoDB labels at {path}: the demo subset should ship in the repository")
+    return path
+
+
+def clear_cache() -> None:
+    """Empty Django's default cache, but only of this checkout's keys where it is Redis.
+
+    `cache.clear()` on Redis is FLUSHDB: it would also take the keys of another checkout
+    testing on the same Redis database (settings keeps them apart by KEY_PREFIX, the
+    database's name). Other backends are cleared whole (locmem is per process; the file
+    cache is the data folder's own).
+    """
+    default = caches["default"]  # `cache` is a proxy to it
+    if isinstance(default, RedisCache):
+        client = default._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{default.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        default.clear()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    """Each test starts and ends with an empty cache: login throttling counts failures
+    there, and the cache outlives a test's transaction."""
+    clear_cache()
+    yield
+    clear_cache()
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +171,19 @@ def outsider(other_project):
 
 
 @pytest.fixture
+def staff(db):
+    """Django staff (the admin site's login), member of no project."""
+    return make_user("stan", is_staff=True)
+
+
+@pytest.fixture
+def superuser(db):
+    """Django superuser, holding no membership (labelling.scoping treats a superuser as a
+    member of every project)."""
+    return make_user("sue", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
 def client_for() -> Callable[[object], APIClient]:
     def make(user: object) -> APIClient:
         client = APIClient()
@@ -145,7 +218,12 @@ def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     from emoloop.celery import app
 
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip("live_worker needs CELERY_BROKER_URL on Redis (make test sets it)")
+        pytest.fail(
+            f"live_worker needs CELERY_BROKER_URL on Redis, not {settings.CELERY_BROKER_URL!r}: "
+            "run the suite through `make test` (it sets redis://127.0.0.1:6379/15 and starts "
+            "Redis), or set CELERY_BROKER_URL and CELERY_RESULT_BACKEND to a Redis database",
+            pytrace=False,
+        )
     app.control.purge()
     media = tmp_path_factory.mktemp("worker-media")
     env = dict(os.environ)

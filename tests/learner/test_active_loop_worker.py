@@ -14,7 +14,7 @@ from learner.models import ModelVersion, Ranking, TrainingRun
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
-SPEAKERS = ["03", "08", "09", "10", "11", "12"]
+SPEAKERS = ["03", "08", "09", "10", "11", "13"]  # in the whole corpus and the demo subset
 NODES = {"anger": "mad.angry", "disgust": "mad.critical", "fear": "scared",
          "happiness": "joyful.excited", "boredom": "sad.bored", "sadness": "sad.depressed",
          "neutral": "peaceful.content"}  # fmt: skip
@@ -63,24 +63,29 @@ def test_label_train_rescore_serve_label_retrain(
     project.annotators_per_clip = 1
     project.save()
     clips = kit.clips(project, SPEAKERS, per_emotion=4)
+    # About 160 clips from the whole corpus, 41 from the demo subset: seed with half of
+    # them (at most 40), take batches of a sixth (at most 10), and leave some in the pool.
+    seed_size = min(40, len(clips) // 2)
+    batch_size = min(10, len(clips) // 6)
+    more = min(20, len(clips) - seed_size - batch_size - 1)
     kit.cache(clips)
-    kit.fast(project, query_batch_size=10)
+    kit.fast(project, query_batch_size=batch_size)
 
-    seed = _label_through_queue(project, annotator, 40)
-    assert len(seed) == 40
+    seed = _label_through_queue(project, annotator, seed_size)
+    assert len(seed) == seed_size
     _train(client_for(engineer))
     first = ModelVersion.objects.get(project=project, is_active=True)
     ranking = _ranking_for(first)
 
     assert ranking.chunks_total >= 1
-    assert ranking.selected == 10
+    assert ranking.selected == batch_size
     batch = set(ranking.scores.filter(selected=True).values_list("clip_id", flat=True))
-    served = _label_through_queue(project, second_annotator, 10)
+    served = _label_through_queue(project, second_annotator, batch_size)
     assert set(served) == batch, "the queue serves the top-ranked clips first"
     reason = QueueEntry.objects.get(clip_id=served[0]).reason
     assert (reason["ranking"], reason["model_version"], reason["rank"]) == (ranking.pk, 1, 0)
 
-    _label_through_queue(project, annotator, 20)
+    assert len(_label_through_queue(project, annotator, more)) == more
     _train(client_for(engineer))
     second = ModelVersion.objects.get(project=project, is_active=True)
     assert second.number == 2

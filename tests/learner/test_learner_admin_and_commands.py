@@ -9,14 +9,13 @@ from django.core.management import CommandError, call_command
 
 from learner.models import ClipFeatures, ModelVersion, TrainingRun
 from learner.services import training
-from tests.conftest import make_user
 
 pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture
-def staff_client(client):
-    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+def staff_client(client, superuser):
+    client.force_login(superuser)
     return client
 
 

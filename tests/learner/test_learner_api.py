@@ -1,4 +1,6 @@
-"""The learner API: predict, models, training runs, settings; permissions by project role."""
+"""The learner API: predict, models, training runs, settings; permissions by project role
+(docs/security.md: predictions are for reviewers; an annotator sees one only as the assisted
+mode's suggestion on the clip they hold)."""
 
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ def upload(emodb, name: str = "03a01Fa.wav"):
     return (emodb / "wav" / name).open("rb")
 
 
-def test_predict_returns_every_node_at_every_level(labelled_project, annotator, client_for, emodb):
+def test_predict_returns_every_node_at_every_level(labelled_project, reviewer, client_for, emodb):
     trained(labelled_project)
 
     with upload(emodb) as fh:
-        response = client_for(annotator).post(
+        response = client_for(reviewer).post(
             "/api/projects/callcentre/predict", {"file": fh, "speaker_id": "03"}
         )
 
@@ -43,30 +45,39 @@ def test_predict_returns_every_node_at_every_level(labelled_project, annotator, 
 
 
 def test_an_unknown_speaker_is_normalised_with_global_statistics(
-    labelled_project, annotator, client_for, emodb
+    labelled_project, reviewer, client_for, emodb
 ):
     trained(labelled_project)
     with upload(emodb) as fh:
-        body = client_for(annotator).post(
+        body = client_for(reviewer).post(
             "/api/projects/callcentre/predict", {"file": fh, "speaker_id": "nobody"}
         )
     assert body.json()["normalisation"] == "global"
 
 
-def test_predict_without_a_model_says_so(project, annotator, client_for, emodb):
+def test_predict_without_a_model_says_so(project, reviewer, client_for, emodb):
     with upload(emodb) as fh:
-        response = client_for(annotator).post("/api/projects/callcentre/predict", {"file": fh})
+        response = client_for(reviewer).post("/api/projects/callcentre/predict", {"file": fh})
     assert response.status_code == 409
     assert "no trained model" in response.json()["detail"]
 
 
-def test_predict_refuses_a_file_that_is_not_audio(project, annotator, client_for, tmp_path):
+def test_predict_refuses_a_file_that_is_not_audio(project, reviewer, client_for, tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("hello, this is not audio")
     with bad.open("rb") as fh:
-        response = client_for(annotator).post("/api/projects/callcentre/predict", {"file": fh})
+        response = client_for(reviewer).post("/api/projects/callcentre/predict", {"file": fh})
     assert response.status_code == 400
-    assert response.json()["file"]
+    assert response.json()["code"] == "invalid"
+    assert response.json()["errors"]["file"]
+
+
+def test_annotators_may_not_predict_uploads(labelled_project, annotator, client_for, emodb):
+    trained(labelled_project)
+    with upload(emodb) as fh:
+        response = client_for(annotator).post("/api/projects/callcentre/predict", {"file": fh})
+    assert response.status_code == 403
+    assert response.json()["code"] == "role_required"
 
 
 def test_outsiders_cannot_see_the_project(project, outsider, client_for, emodb):
@@ -159,12 +170,12 @@ def test_the_feature_sets_say_which_can_run_here(annotator, client_for):
     assert not by_name["ssl"]["available"]
 
 
-def test_assisted_mode_predicts_a_clip_in_few_queries(
-    labelled_project, annotator, client_for, django_assert_max_num_queries
+def test_a_reviewer_gets_a_clips_prediction_in_few_queries(
+    labelled_project, reviewer, client_for, django_assert_max_num_queries
 ):
     trained(labelled_project)
     clip = Clip.objects.filter(project=labelled_project).first()
-    client = client_for(annotator)
+    client = client_for(reviewer)
     client.get(f"/api/clips/{clip.pk}/prediction")  # loads the model into the process cache
 
     with django_assert_max_num_queries(8):
@@ -172,6 +183,26 @@ def test_assisted_mode_predicts_a_clip_in_few_queries(
 
     assert response.status_code == 200
     assert response.json()["normalisation"] == "speaker"
+
+
+def test_an_annotator_sees_a_prediction_only_for_the_clip_they_hold_in_an_assisted_project(
+    labelled_project, second_annotator, client_for
+):
+    trained(labelled_project)
+    client = client_for(second_annotator)
+    held_id = client.post("/api/projects/callcentre/next/").json()["clip"]["id"]
+    other = Clip.objects.filter(project=labelled_project).exclude(pk=held_id).first()
+
+    blind = client.get(f"/api/clips/{held_id}/prediction")
+    labelled_project.assisted = True
+    labelled_project.save(update_fields=["assisted"])
+    held = client.get(f"/api/clips/{held_id}/prediction")
+    not_held = client.get(f"/api/clips/{other.pk}/prediction")
+
+    assert blind.status_code == 403, "a blind project shows annotators no prediction"
+    assert held.status_code == 200
+    assert held.json()["model_version"] == 1
+    assert not_held.status_code == 403
 
 
 def test_assisted_mode_hides_other_projects_clips(labelled_project, outsider, client_for):
