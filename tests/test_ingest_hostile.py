@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 from django.apps import apps
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+from kombu.exceptions import OperationalError as KombuOperationalError
 
-from labelling import archives
+from labelling import archives, tasks
 from labelling.models import Clip, ImportBatch, ImportItem
 from labelling.services import ingest, queue
 from tests.hostile_files import HOSTILE_CASES
@@ -395,3 +398,57 @@ def test_the_loudness_migration_fills_old_clips_and_skips_missing_files(project,
 
     assert Clip.objects.get(original_name="kept.wav").rms_dbfs == pytest.approx(expected, abs=0.01)
     assert Clip.objects.get(pk=lost.pk).rms_dbfs is None
+
+
+# --- Doors: uploads and the CLI ---------------------------------------------------------
+
+
+def test_an_uploaded_archive_is_staged_as_its_bytes_and_a_hidden_upload_is_refused(
+    project, tmp_path
+):
+    good = _good_wav(tmp_path / "g.wav").read_bytes()
+    bundle = _zip_with(tmp_path / "bundle.zip", {"calls/c1.wav": good, "calls/c2.wav": good})
+    uploads = [
+        SimpleUploadedFile("bundle.zip", bundle.read_bytes()),
+        SimpleUploadedFile("._bundle.zip", b"\0\5\26\7"),
+    ]
+
+    batch = ingest.stage_uploads(project, uploads)
+
+    outcome = {item.name: (item.status, item.reason_code) for item in batch.items.all()}
+    assert outcome == {"bundle.zip": ("pending", ""), "._bundle.zip": ("rejected", "hidden")}
+    assert [p.name for p in ingest.staging_dir(batch).rglob("*.wav")] == []
+
+
+def test_the_cli_in_process_expands_archives_and_processes_their_members(project, tmp_path):
+    good = _good_wav(tmp_path / "g.wav").read_bytes()
+    other = _good_wav(tmp_path / "h.wav", seed=3).read_bytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _good_wav(folder / "a.wav", seed=5)
+    _zip_with(folder / "bundle.zip", {"calls/c1.wav": good, "calls/c2.wav": other})
+    out = io.StringIO()
+
+    call_command("ingest", project.slug, str(folder), in_process=True, verbosity=0, stdout=out)
+
+    assert "accepted=3 duplicate=0 rejected=0 pending=0 clips=3" in out.getvalue()
+    batch = ImportBatch.objects.get()
+    assert batch.status == ImportBatch.Status.DONE
+    assert batch.dispatched_at is not None  # taken by the command: the beat leaves it alone
+
+
+@pytest.mark.django_db(transaction=True)  # as in real use: no transaction around the command
+def test_the_cli_says_what_to_do_when_the_broker_is_down(project, tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _good_wav(folder / "a.wav")
+
+    def refuse(*args, **kwargs):
+        raise KombuOperationalError("Error 111 connecting to 127.0.0.1:6379. Refused.")
+
+    monkeypatch.setattr(tasks.ingest_item, "apply_async", refuse)
+    with pytest.raises(CommandError, match="--in-process") as caught:
+        call_command("ingest", project.slug, str(folder), no_wait=True, verbosity=0)
+
+    assert "will be sent to the workers as soon as the task queue is back" in str(caught.value)
+    assert ImportBatch.objects.get().dispatched_at is None
