@@ -14,13 +14,13 @@ logged with its slug (and, for scheduling, recorded as a failed run) and the oth
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from emoloop.dispatch import PUBLISH_ERRORS, BrokerUnavailable, publish, publish_after_commit
@@ -54,7 +54,7 @@ def train_model(run_id: int) -> str | None:
 # --- Sending training runs --------------------------------------------------------------
 
 
-def send_run(run_id: int, *, stale_before: object | None = None) -> bool:
+def send_run(run_id: int, *, stale_before: datetime | None = None) -> bool:
     """Publish the task of a queued run and record when; False when there was nothing to send.
 
     Without `stale_before`: only a run never sent (dispatched_at null). With it: only a run
@@ -116,7 +116,7 @@ def start_training(
 # --- Beat ---------------------------------------------------------------------------------
 
 
-def _beat_projects():
+def _beat_projects() -> QuerySet[Project]:
     """Projects the beat looks at, in a stable order (so a broken one is met at the same
     point of each tick, and the others before and after it still run)."""
     return Project.objects.filter(is_active=True, taxonomy_version__isnull=False).order_by("pk")
