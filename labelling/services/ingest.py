@@ -84,9 +84,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Status = ImportItem.Status
-# An archive item whose members became items of their own: not a file outcome. Mirrors
-# ImportItem.Status.EXPANDED (labelling/models.py).
-EXPANDED = "expanded"
 
 # soundfile major format -> (file extension, content type) of the stored original.
 FORMAT_FILES = {
@@ -461,7 +458,7 @@ def _expand_archive(item: ImportItem) -> None:
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    status, code, reason = EXPANDED, "", f"{len(children)} member(s) read"
+    status, code, reason = Status.EXPANDED, "", f"{len(children)} member(s) read"
     if broken is not None:
         status, (code, reason) = Status.REJECTED, broken
         if children:
@@ -865,7 +862,7 @@ def batch_counts(batch_id: int) -> BatchCounts:
     """Outcomes of the batch's files; an expanded archive is not a file (its members are)."""
     agg = (
         ImportItem.objects.filter(batch_id=batch_id)
-        .exclude(status=EXPANDED)
+        .exclude(status=Status.EXPANDED)  # an expanded archive is not a file outcome
         .aggregate(
             total=Count("pk"),
             pending=Count("pk", filter=Q(status=Status.PENDING)),
