@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -65,6 +66,11 @@ def _code_of(exc: exceptions.APIException) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Any:
     """DRF's handler, then the one error shape."""
+    if isinstance(exc, DjangoValidationError):
+        # A model's own validation (full_clean in a service) is invalid input too, not a 500.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        )
     if isinstance(exc, BrokerUnavailable):
         exc = ServiceUnavailable(exc.message, code="broker_unavailable")
     elif isinstance(exc, Http404):

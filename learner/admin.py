@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from emoloop.dispatch import BrokerUnavailable
 from labelling.scoping import ProjectScopedAdmin
 from learner.models import ClipFeatures, LearnerSettings, ModelVersion, TrainingRun
 from learner.services import training
@@ -48,9 +49,13 @@ class LearnerSettingsAdmin(ProjectScopedAdmin):
     @admin.action(description="Train now")
     def train_now(self, request: HttpRequest, queryset: QuerySet[LearnerSettings]) -> None:
         for row in queryset.select_related("project"):
-            run, created = start_training(
-                row.project, trigger=TrainingRun.Trigger.MANUAL, user=request.user
-            )
+            try:
+                run, created = start_training(
+                    row.project, trigger=TrainingRun.Trigger.MANUAL, user=request.user
+                )
+            except BrokerUnavailable as exc:
+                self.message_user(request, f"{row.project}: {exc.message}", messages.WARNING)
+                continue
             verb = "queued" if created else "was already queued or running"
             self.message_user(request, f"{row.project}: training run #{run.pk} {verb}.")
 
@@ -64,6 +69,7 @@ class TrainingRunAdmin(ProjectScopedAdmin):
         "trigger",
         "feature_set",
         "created_at",
+        "dispatched_at",
         "reason_code",
     ]
     list_filter = ["status", "trigger", "feature_set"]

@@ -201,7 +201,9 @@ class LearnerSettingsView(ProjectScopedMixin, APIView):
         request=s.LearnerSettingsSerializer, responses={200: s.LearnerSettingsSerializer}
     )
     def patch(self, request: Request, slug: str) -> Response:
-        body = s.LearnerSettingsSerializer(data=request.data, partial=True)
+        body = s.LearnerSettingsSerializer(
+            training.current_settings(self.project), data=request.data, partial=True
+        )
         body.is_valid(raise_exception=True)
         row = training.update_settings(self.project, body.validated_data)
         return Response(s.LearnerSettingsSerializer(row).data)

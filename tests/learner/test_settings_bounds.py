@@ -169,6 +169,18 @@ def test_rules_between_fields_are_checked_against_the_saved_row(project):
     assert "query_params" in switch.errors
 
 
+def test_a_rule_between_a_sent_field_and_a_saved_one_is_a_400_at_the_api(
+    project, engineer, client_for
+):
+    client = client_for(engineer)
+    assert client.patch(URL, {"query_strategy": "random"}, format="json").status_code == 200
+
+    alone = client.patch(URL, {"query_params": {"alpha": 0.3}}, format="json")
+
+    assert alone.status_code == 400, alone.content
+    assert "query_params" in alone.json()["errors"]
+
+
 def test_the_service_checks_the_whole_row_before_saving(project):
     training.update_settings(project, {"query_strategy": "random"})
 
