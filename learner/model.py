@@ -142,6 +142,21 @@ def _soft_loss(
 EpochCallback = Callable[[int, int, float], None]  # (epoch, epochs, mean loss)
 
 
+def _lr_schedule(
+    optimiser: torch.optim.Optimizer, lr: float, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle schedule with a 10 % warm-up. OneCycleLR needs its warm-up to end after the
+    first step and before the last (it divides by the phase lengths: exactly 10 steps gave a
+    ZeroDivisionError), so short runs warm up over two steps, and runs of under four steps
+    (epochs=1 on a handful of clips) keep a constant rate."""
+    if steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _step: 1.0)
+    pct_start = max(0.1, 2.0 / steps)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=lr, total_steps=steps, pct_start=pct_start
+    )
+
+
 def fit(
     x: np.ndarray,
     core_targets: np.ndarray,
@@ -189,9 +204,7 @@ def fit(
                 net.parameters(), lr=config.lr, weight_decay=config.weight_decay
             )
             steps = epochs * max(1, math.ceil(n / config.batch_size))
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.1
-            )
+            schedule = _lr_schedule(optimiser, config.lr, steps)
             net.train()
             for epoch in range(epochs):
                 order = torch.randperm(n, generator=generator)
