@@ -4,6 +4,8 @@ mode's suggestion on the clip they hold)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from labelling.models import Clip
@@ -112,10 +114,20 @@ def test_starting_a_training_queues_its_task_after_commit(
     from learner import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.train_model, "delay", sent.append)
-    with django_capture_on_commit_callbacks(execute=True):
+    monkeypatch.setattr(
+        tasks.train_model, "apply_async", lambda args=(), kwargs=None, **_: sent.append(args)
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
         response = client_for(engineer).post("/api/projects/callcentre/training-runs")
-    assert sent == [response.json()["run"]["id"]]
+
+    assert response.status_code == 202
+    assert sent == [], "nothing is published before the run is committed"
+    for callback in callbacks:
+        callback()
+    run_id = response.json()["run"]["id"]
+    assert sent == [(run_id,)]
+    assert json.loads(json.dumps(sent[0])) == [run_id]  # the payload survives JSON
+    assert TrainingRun.objects.get(pk=run_id).dispatched_at is not None
 
 
 def test_models_and_runs_are_listed_for_reviewers_and_can_be_rolled_back(
