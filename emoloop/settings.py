@@ -296,7 +296,9 @@ CELERY_BEAT_SCHEDULE = {
     "learner-dispatch-pending": {"task": "learner.tasks.dispatch_pending", "schedule": 30.0},
 }
 # Import items still pending this long after their batch started are sent again.
-EMOLOOP_IMPORT_STALL_SECONDS = env_int("EMOLOOP_IMPORT_STALL_SECONDS", 900, minimum=1)
+# (Longer than ingest_item's time limit, so a long recording still being cut is not sent
+# to a second worker.)
+EMOLOOP_IMPORT_STALL_SECONDS = env_int("EMOLOOP_IMPORT_STALL_SECONDS", 1800, minimum=1)
 
 LOGGING = {
     "version": 1,

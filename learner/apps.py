@@ -31,6 +31,26 @@ def check_beat_schedule(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     ]
 
 
+def learner_project_files(project: Any) -> list[str]:
+    """Storage names of a project's model artifacts, plots and label snapshots, so that
+    deleting the project (labelling.services.storage) removes them too."""
+    from learner.models import ModelVersion, TrainingRun  # the app registry is ready here
+
+    names: list[str] = []
+    for row in ModelVersion.objects.filter(project=project).values_list(
+        "artifact", "confusion_image", "calibration_image"
+    ):
+        names += [name for name in row if name]
+    names += [
+        name
+        for name in TrainingRun.objects.filter(project=project).values_list(
+            "labels_snapshot", flat=True
+        )
+        if name
+    ]
+    return names
+
+
 class LearnerConfig(AppConfig):
     """Features, training and ranking (filled in by the learner and active-learning work)."""
 
@@ -38,4 +58,8 @@ class LearnerConfig(AppConfig):
     verbose_name = "Learner"
 
     def ready(self) -> None:
+        from labelling.services.storage import register_project_files
+
         checks.register(check_beat_schedule, checks.Tags.compatibility)
+        # labelling never imports learner: the learner tells it which files are a project's.
+        register_project_files(learner_project_files)

@@ -108,3 +108,21 @@ def test_a_gold_clip_never_shows_a_suggestion(
     assert payload["suggestion"] is None
     response = client_for(second_annotator).get(f"/api/clips/{gold_clip.pk}/prediction")
     assert response.status_code == 403
+
+
+def test_deleting_the_project_removes_its_models_and_plots(
+    model_project, project_admin, client_for
+):
+    from django.core.files.storage import default_storage
+
+    from learner.models import ModelVersion
+
+    version = ModelVersion.objects.get(project=model_project)
+    names = [version.artifact.name, version.confusion_image.name, version.calibration_image.name]
+    assert all(default_storage.exists(name) for name in names)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(project_admin).delete(f"/api/projects/{model_project.slug}/")
+
+    assert response.status_code == 204
+    assert not any(default_storage.exists(name) for name in names)
