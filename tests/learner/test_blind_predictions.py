@@ -111,7 +111,7 @@ def test_a_gold_clip_never_shows_a_suggestion(
 
 
 def test_deleting_the_project_removes_its_models_and_plots(
-    model_project, project_admin, client_for
+    model_project, project_admin, client_for, django_capture_on_commit_callbacks
 ):
     from django.core.files.storage import default_storage
 
