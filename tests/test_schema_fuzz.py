@@ -54,8 +54,9 @@ DEMO_FILES = ["03a01Fa.wav", "08a01Na.wav", "09a01Wb.wav", "13a02Ta.wav"]
 
 @pytest.fixture
 def fuzz_data(transactional_db, tmp_path) -> dict:
-    """A project on the Willcox wheel with real and factory clips, a finished import, one
-    annotation, a gold clip, members of every role, and a DRF token for each."""
+    """A project on the Willcox wheel with real and factory clips, two finished imports (by
+    a user and by the command), one annotation, a gold clip, members of every role, and a
+    DRF token for each."""
     willcox = taxonomy.install_preset("willcox")
     taxonomy.install_preset("basic")
     project = Project.objects.create(
@@ -85,6 +86,13 @@ def fuzz_data(transactional_db, tmp_path) -> dict:
         project, folder, manifest_path=tmp_path / "manifest.csv", user=users[Role.ADMIN]
     )
     for item_id in ingest.pending_item_ids(batch):
+        ingest.process_item(item_id)
+    # The same file again, as the ingest command would import it: no user (created_by null),
+    # one duplicate item.
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copyfile(DEMO / "wav" / DEMO_FILES[0], again / DEMO_FILES[0])
+    for item_id in ingest.pending_item_ids(ingest.stage_folder(project, again)):
         ingest.process_item(item_id)
     made = ClipFactory.create_batch(4, project=project)
     queue.enqueue_clips(project, made, seed=1)
