@@ -63,11 +63,15 @@ def project_page(
 
 
 def _minimum_for(policy: RolePolicy, key: str) -> Role:
+    """The role an action needs; an action the policy does not name (an HTTP method the
+    view does not serve, such as TRACE) needs the policy's highest role."""
     if isinstance(policy, Role):
         return policy
     if key in policy:
         return policy[key]
-    return policy["*"]
+    if "*" in policy:
+        return policy["*"]
+    return max(policy.values(), key=lambda role: access.ROLE_RANK[role])
 
 
 class ProjectScopedMixin:

@@ -88,7 +88,8 @@ class NewVersionSerializer(StrictSerializer):
 
 # What an annotator may see of a project: what the labelling page needs.
 ANNOTATOR_PROJECT_FIELDS = frozenset({
-    "id", "name", "slug", "description", "guidelines", "taxonomy", "is_active", "created_at",
+    "id", "name", "slug", "description", "guidelines", "taxonomy", "taxonomy_version",
+    "is_active", "created_at",
     "my_role", "assisted", "autoplay", "require_full_listen", "dimensional_labels",
 })  # fmt: skip
 

@@ -40,7 +40,10 @@ def _redis_url() -> str | None:
 def _use_redis(settings) -> Iterator[None]:
     url = _redis_url()
     if url is None:
-        pytest.skip("the Redis cache tests need CACHE_URL or CELERY_BROKER_URL on Redis")
+        pytest.fail(
+            "the Redis cache tests need CACHE_URL or CELERY_BROKER_URL on Redis (make test "
+            "sets both)"
+        )
     prefix = f"test-auth-{uuid.uuid4().hex}"
     settings.CACHES = {
         "default": {
