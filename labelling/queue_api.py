@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from emoloop.api_base import Conflict, StrictSerializer
 from labelling.models import Clip, Intensity, Project, Role, SkipReason
 from labelling.scoping import ProjectScopedMixin, require_role
-from labelling.services import access, queue
+from labelling.services import access, queue, suggestions
 from labelling.services.annotations import AnnotationRejected
 
 
@@ -35,20 +35,10 @@ class LeasedClipSerializer(serializers.Serializer):
 
 
 def suggestion_for(project: Project, leased: queue.Leased) -> dict | None:
-    """The active model's suggestion, in assisted mode only: blind mode shows nothing, and
-    neither does a gold clip (a suggestion there would tell the annotator the answer the
-    project scores them against, or teach them to copy the model).
-
-    The learner provides `learner.services.suggest.suggest(project, clip_id)` once a model
-    is trained; until then there is no suggestion.
-    """
-    if not project.assisted or leased.lease.is_gold:
-        return None
-    try:
-        from learner.services.suggest import suggest
-    except ImportError:
-        return None
-    return suggest(project, leased.clip.pk)
+    """The model's suggestion in assisted mode (labelling.services.suggestions): none in
+    blind mode, and none on a gold clip (it would tell the annotator the answer the project
+    scores them against, or teach them to copy the model)."""
+    return suggestions.suggestion(project, leased.clip.pk, is_gold=leased.lease.is_gold)
 
 
 def leased_payload(project: Project, leased: queue.Leased) -> dict:

@@ -59,7 +59,15 @@ class LearnerConfig(AppConfig):
 
     def ready(self) -> None:
         from labelling.services.storage import register_project_files
+        from labelling.services.suggestions import register_suggestion_provider
+        from learner.services.suggest import suggest
+        from learner.services.training import on_activation
+        from learner.tasks import queue_rescoring
 
         checks.register(check_beat_schedule, checks.Tags.compatibility)
-        # labelling never imports learner: the learner tells it which files are a project's.
+        # labelling never imports learner: the learner tells it which files are a project's
+        # and provides the assisted mode's suggestion.
         register_project_files(learner_project_files)
+        register_suggestion_provider(suggest)
+        # Services never import tasks: activation calls the task layer through a hook.
+        on_activation(queue_rescoring)

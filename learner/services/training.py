@@ -24,8 +24,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -545,12 +547,23 @@ def _activate(version: ModelVersion) -> None:
     version.save(update_fields=["is_active", "activated_at"])
     # The loop: a new active model rescores the unlabelled pool (after commit, so the
     # workers see the activation). The activation is committed by then: a broker that is
-    # down must not turn it into an error (queue_rescoring logs it, and the beat's
-    # learner.tasks.dispatch_pending queues the rescoring of an active version that has no
-    # ranking since its activation). robust: nothing raised after COMMIT fails the caller.
-    from learner.tasks import queue_rescoring
+    # down must not turn it into an error (the task layer's hook, learner.tasks.
+    # queue_rescoring, logs it, and the beat's dispatch_pending queues the rescoring of an
+    # active version that has no ranking since its activation). robust: nothing raised
+    # after COMMIT fails the caller.
+    for hook in _ACTIVATION_HOOKS:
+        transaction.on_commit(partial(hook, version.project_id, version.pk), robust=True)
 
-    transaction.on_commit(lambda: queue_rescoring(version.project_id, version.pk), robust=True)
+
+# Called after commit with (project id, version id) whenever a version becomes active. The
+# task layer registers the rescoring dispatch (learner.apps): services never import tasks.
+_ACTIVATION_HOOKS: list[Callable[[int, int], object]] = []
+
+
+def on_activation(hook: Callable[[int, int], object]) -> None:
+    """Register a hook run after commit when a model version becomes active (idempotent)."""
+    if hook not in _ACTIVATION_HOOKS:
+        _ACTIVATION_HOOKS.append(hook)
 
 
 def activate(version: ModelVersion) -> ModelVersion:
