@@ -13,7 +13,7 @@ from tests.factories import ClipFactory as _ClipFactory
 pytestmark = pytest.mark.django_db
 
 
-def ClipFactory(**fields):  # noqa: N802 - reads like the factory it wraps
+def ClipFactory(**fields):
     """A clip in the project's queue (the factory alone does not enqueue)."""
     clip = _ClipFactory(**fields)
     queue.enqueue_clips(clip.project, [clip])
