@@ -46,7 +46,7 @@ from labelling.scoping import (
     ProjectObjectsMixin,
     ProjectScopedMixin,
     RoleRequired,
-    member_project,
+    project_by_slug,
     require_role,
 )
 from labelling.services import access, ingest, invitations, projects, storage, taxonomy
@@ -387,8 +387,7 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
         slug = request.query_params.get("project")
         owner = None
         if slug:
-            owner = member_project(user, slug)
-            require_role(user, owner, Role.ML_ENGINEER, what="Importing a wheel")
+            owner, _role = project_by_slug(user, slug, Role.ML_ENGINEER, what="Importing a wheel")
         elif not (user.is_staff or user.is_superuser):
             raise RoleRequired(
                 "Name the project that will own the wheel (?project=slug); instance-wide "

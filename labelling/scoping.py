@@ -29,9 +29,7 @@ class RoleRequired(PermissionDenied):
     default_code = "role_required"
 
 
-def require_role(user: Any, project: Project, minimum: Role, *, what: str = "This") -> Role:
-    """The caller's role in a project they are known to be a member of; 403 if too low."""
-    role = access.role_in(user, project)
+def _check_rank(project: Project, role: Role | None, minimum: Role, what: str) -> Role:
     if role is None:
         raise Http404
     if access.ROLE_RANK[role] < access.ROLE_RANK[minimum]:
@@ -39,27 +37,30 @@ def require_role(user: Any, project: Project, minimum: Role, *, what: str = "Thi
     return role
 
 
-def member_project(user: Any, slug: str, queryset: QuerySet[Project] | None = None) -> Project:
-    """The project if the user is a member (a superuser is a member of every project)."""
-    if not user.is_authenticated:
+def require_role(user: Any, project: Project, minimum: Role, *, what: str = "This") -> Role:
+    """The caller's role in a project they are known to be a member of; 403 if too low."""
+    return _check_rank(project, access.role_in(user, project), minimum, what)
+
+
+def project_by_slug(
+    user: Any, slug: str, minimum: Role, *, what: str, related: tuple[str, ...] = ()
+) -> tuple[Project, Role]:
+    """The project named in a URL and the caller's role, in one query (it runs on the
+    annotator's hot path: next clip, submit); 404 for non-members, 403 below `minimum`."""
+    found = access.project_and_role(user, slug, related=related)
+    if found is None:
         raise Http404
-    projects = queryset if queryset is not None else Project.objects.all()
-    if not user.is_superuser:
-        projects = projects.filter(memberships__user=user)
-    project = projects.filter(slug=slug).first()
-    if project is None:
-        raise Http404
-    return project
+    project, role = found
+    return project, _check_rank(project, role, minimum, what)
 
 
 def project_page(
     request: HttpRequest, slug: str, minimum: Role = Role.ANNOTATOR
 ) -> tuple[Project, Role]:
     """For server-rendered pages: the project and the caller's role, or 404 / 403."""
-    project = member_project(request.user, slug, Project.objects.select_related(
-        "taxonomy_version__taxonomy"))  # fmt: skip
-    role = require_role(request.user, project, minimum, what="This page")
-    return project, role
+    return project_by_slug(
+        request.user, slug, minimum, what="This page", related=("taxonomy_version__taxonomy",)
+    )
 
 
 def _minimum_for(policy: RolePolicy, key: str) -> Role:
@@ -96,17 +97,12 @@ class ProjectScopedMixin:
             return
         if not request.user.is_authenticated:
             raise NotAuthenticated
-        # One query for the project and the caller's role: this runs on the annotator's
-        # hot path (next clip, submit).
-        found = access.project_and_role(request.user, self.kwargs[self.project_url_kwarg])
-        if found is None:
-            raise Http404
-        self.project, self.role = found
-        minimum = self.required_role()
-        if access.ROLE_RANK[self.role] < access.ROLE_RANK[minimum]:
-            raise RoleRequired(
-                f"This operation needs the {Role(minimum).label} role in {self.project.slug}."
-            )
+        self.project, self.role = project_by_slug(
+            request.user,
+            self.kwargs[self.project_url_kwarg],
+            self.required_role(),
+            what="This operation",
+        )
 
     def required_role(self) -> Role:
         key = getattr(self, "action", None) or self.request.method.lower()
@@ -144,8 +140,7 @@ class ProjectObjectsMixin:
                 )
             wanted = self.request.query_params.get("project")
             if wanted:
-                member = member_project(user, wanted)
-                require_role(user, member, minimum, what="Listing these")
+                project_by_slug(user, wanted, minimum, what="Listing these")
             return queryset.filter(**{f"{self.project_field}__in": allowed})
         return queryset.filter(**{f"{self.project_field}__in": access.projects_for(user)})
 

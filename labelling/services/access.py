@@ -49,16 +49,21 @@ def has_role(user: AnyUser, project: Project, minimum: Role) -> bool:
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]
 
 
-def project_and_role(user: AnyUser, slug: str) -> tuple[Project, Role] | None:
-    """The project named `slug` and the user's role in it, in one query; None if the user
-    is not a member (a superuser is admin of every project)."""
+def project_and_role(
+    user: AnyUser, slug: str, *, related: tuple[str, ...] = ()
+) -> tuple[Project, Role] | None:
+    """The project named `slug` (with `related` paths of it joined) and the user's role in
+    it, in one query; None if the user is not a member (a superuser is admin of every
+    project)."""
     if not user.is_authenticated:
         return None
     if user.is_superuser:
-        project = Project.objects.filter(slug=slug).first()
+        project = Project.objects.select_related(*related).filter(slug=slug).first()
         return (project, Role.ADMIN) if project is not None else None
     membership = (
-        Membership.objects.filter(user=user, project__slug=slug).select_related("project").first()
+        Membership.objects.filter(user=user, project__slug=slug)
+        .select_related("project", *(f"project__{path}" for path in related))
+        .first()
     )
     return (membership.project, Role(membership.role)) if membership else None
 
