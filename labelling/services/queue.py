@@ -57,6 +57,13 @@ class Leased:
     revising: Annotation | None = None
 
 
+def wanting_labels(project: Project):
+    """The project's entries that still want labels: regular (non-gold) clips with an open
+    slot. The one definition of "the unlabelled pool": the lease, re-prioritising and the
+    learner's pool (labelling.services.loop) all start from it."""
+    return QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
+
+
 # --- Policies ---------------------------------------------------------------------------
 
 
@@ -127,7 +134,7 @@ def enqueue_clips(project: Project, clips: list[Clip], *, seed: int | None = Non
 def reprioritise(project: Project, *, seed: int | None = None) -> int:
     """Recompute every open entry's priority under the project's current policy."""
     entries = list(
-        QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
+        wanting_labels(project)
         .select_related("clip")
         .order_by("clip_id")
     )
@@ -282,7 +289,7 @@ def _already_seen(user: AbstractBaseUser):
 def _take_regular(project: Project, user: AbstractBaseUser) -> int | None:
     """Take one slot of the best open clip; returns the clip id or None."""
     candidates = (
-        QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
+        wanting_labels(project)
         .exclude(Exists(_already_seen(user)))
         .exclude(
             Exists(
