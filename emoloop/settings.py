@@ -1,8 +1,14 @@
 """EmoLoop settings, read from the environment.
 
+This module is the only place the environment is read, always through emoloop/env.py's typed
+helpers (a malformed or out-of-range value stops start-up with the variable's name). Other
+modules read ``django.conf.settings``, so tests change a value with the ``settings`` fixture.
+Every variable has a comment here and a line in docker/.env.example with its default;
+tests/test_configuration.py checks both.
+
 `make run` works with no environment at all: SQLite, kombu's filesystem broker and every
 file under ``var/`` (git-ignored). Production and the test suite set DATABASE_URL
-(PostgreSQL) and CELERY_BROKER_URL (Redis). See docker/.env.example for every variable.
+(PostgreSQL) and CELERY_BROKER_URL (Redis).
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the platform writes (database, media, broker spool) lives under one folder.
 DATA_DIR = Path(env_str("EMOLOOP_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
+# Django's debug pages; off unless asked for (`make run` asks).
 DEBUG = env_bool("DEBUG", False)
 # Development mode is what `make run` and the tests use; it is the only place a generated
 # SECRET_KEY is acceptable.
 DEV_MODE = env_bool("EMOLOOP_DEV", False)
 
+# Signs sessions and CSRF tokens. Required outside development (see below).
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY and (DEBUG or DEV_MODE):
     # A development key unique to this checkout, kept in var/ so sessions survive restarts.
@@ -41,7 +49,9 @@ if not SECRET_KEY and (DEBUG or DEV_MODE):
 # outside development (emoloop/security.py, tests/test_secret_key.py).
 check_secret_key(SECRET_KEY, dev_mode=DEBUG or DEV_MODE)
 
+# Comma-separated host names the site answers to (Django refuses other Host headers).
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# Comma-separated origins (scheme included) whose unsafe requests pass the CSRF check.
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -92,7 +102,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
+        # postgres://user:password@host:port/name in production and tests; SQLite under the
+        # data folder for `make run`.
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'emoloop.sqlite3'}"),
+        # Seconds a database connection is kept between requests (0: one per request).
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
     )
 }
@@ -109,6 +122,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # the database's name: the counts describe one database's users, and two checkouts testing
 # on one Redis database stay apart.
 CACHE_URL = env_str("CACHE_URL", "")
+# CACHE_KEY_PREFIX: put before every cache key; the database's name by default (see above).
 _cache_key_prefix = env_str("CACHE_KEY_PREFIX", Path(str(DATABASES["default"]["NAME"])).name)
 if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
     CACHES = {
@@ -165,6 +179,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"  # filled by collectstatic (make run, docker)
+# Uploaded and imported audio, model files and exports.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # No MEDIA_URL route is mounted: audio is only served through permission-checked views.
 MEDIA_URL = "/media-not-served/"
@@ -188,6 +203,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Session and CSRF cookies only over HTTPS; off by default only in development.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not (DEBUG or DEV_MODE))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # wavesurfer's spectrogram plugin starts a worker from a blob: URL.
@@ -203,6 +219,7 @@ EMOLOOP_MAX_FILE_BYTES = env_int("EMOLOOP_MAX_FILE_BYTES", 200 * 1024 * 1024, mi
 EMOLOOP_MAX_CLIP_SECONDS = env_float("EMOLOOP_MAX_CLIP_SECONDS", 120.0, minimum=0.1)
 # Long production recordings are accepted only when they are segmented.
 EMOLOOP_MAX_RECORDING_SECONDS = env_float("EMOLOOP_MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=0.1)
+# Members (files and folders) in one archive.
 EMOLOOP_MAX_ARCHIVE_MEMBERS = env_int("EMOLOOP_MAX_ARCHIVE_MEMBERS", 100_000, minimum=1)
 # Everything expanded from one archive, in bytes (a small zip can claim gigabytes).
 EMOLOOP_MAX_ARCHIVE_BYTES = env_int("EMOLOOP_MAX_ARCHIVE_BYTES", 2 * 1024**3, minimum=1)
@@ -213,9 +230,13 @@ EMOLOOP_MAX_SAMPLES_PER_SECOND = env_int("EMOLOOP_MAX_SAMPLES_PER_SECOND", 384_0
 # The predict API decodes uploads in the web process: smaller limits than imports.
 EMOLOOP_PREDICT_MAX_BYTES = env_int("EMOLOOP_PREDICT_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
 EMOLOOP_PREDICT_MAX_SECONDS = env_float("EMOLOOP_PREDICT_MAX_SECONDS", 60.0, minimum=0.1)
+# The import API may fetch a URL it is given (false: uploads only).
 EMOLOOP_URL_IMPORT_ENABLED = env_bool("EMOLOOP_URL_IMPORT_ENABLED", True)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
+# Django's request-body limit, in bytes, for everything but uploaded files.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024, minimum=0)
+# Uploads above this many bytes are streamed to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=0)
+# Files in one multipart request.
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000, minimum=1)
 FILE_UPLOAD_PERMISSIONS = 0o640
 
@@ -236,7 +257,9 @@ REST_FRAMEWORK = {
     # naming its classes here is an import cycle. Anonymous calls to the other endpoints are
     # refused by the permission check, which runs before any throttle.
     "DEFAULT_THROTTLE_RATES": {
+        # Anonymous requests (the API schema) per client address.
         "anon": env_str("EMOLOOP_ANON_RATE", "60/min"),
+        # Predict API calls per user.
         "predict": env_str("EMOLOOP_PREDICT_RATE", "30/min"),
     },
 }
@@ -253,6 +276,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -----------------------------------------------------------------------------
+# redis://host:port/db in production and tests; kombu's filesystem transport for `make run`.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_SPOOL = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -266,6 +290,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Where task results are kept (Redis in production; SQLite under the data folder otherwise).
 CELERY_RESULT_BACKEND = env_str(
     "CELERY_RESULT_BACKEND", f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
 )
@@ -275,6 +300,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Default hard and soft time limits of a task, in seconds (training tasks have their own:
+# EMOLOOP_TRAINING_TIME_LIMIT).
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -300,10 +327,31 @@ CELERY_BEAT_SCHEDULE = {
 # to a second worker.)
 EMOLOOP_IMPORT_STALL_SECONDS = env_int("EMOLOOP_IMPORT_STALL_SECONDS", 1800, minimum=1)
 
+# --- Learner (read through learner/conf.py's accessors) -----------------------------------
+# Local path of a wav2vec 2.0 / HuBERT / WavLM checkpoint; empty turns the ssl feature set off.
+# Never downloaded: the file must be on the machine (learner/features/ssl.py).
+EMOLOOP_SSL_CHECKPOINT = env_str("EMOLOOP_SSL_CHECKPOINT", "")
+# Architecture of a bare state-dict checkpoint: wav2vec2_base, hubert_base or wavlm_base.
+EMOLOOP_SSL_ARCH = env_str("EMOLOOP_SSL_ARCH", "wav2vec2_base")
+# A running training whose heartbeat is older than this (seconds) is taken for dead.
+EMOLOOP_TRAINING_STALE_SECONDS = env_int("EMOLOOP_TRAINING_STALE_SECONDS", 300, minimum=10)
+# A training still queued after this long (seconds) is sent to the broker again.
+EMOLOOP_TRAINING_REDISPATCH_SECONDS = env_int(
+    "EMOLOOP_TRAINING_REDISPATCH_SECONDS", 600, minimum=10
+)
+# Hard time limit of one training task, in seconds; the soft limit is 60 s less.
+EMOLOOP_TRAINING_TIME_LIMIT = env_int("EMOLOOP_TRAINING_TIME_LIMIT", 3 * 3600, minimum=120)
+# Clips per feature-extraction task.
+EMOLOOP_FEATURE_CHUNK = env_int("EMOLOOP_FEATURE_CHUNK", 50, minimum=1)
+# Torch threads for training and feature extraction. One is fastest for these small
+# networks on shared cores, and keeps runs bit-for-bit reproducible.
+EMOLOOP_TRAINING_THREADS = env_int("EMOLOOP_TRAINING_THREADS", 1, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # DEBUG, INFO, WARNING, ERROR or CRITICAL.
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
