@@ -28,7 +28,7 @@ from labelling.models import Clip, Project
 from learner import conf
 from learner.features import ExtractorUnavailable
 from learner.models import ModelVersion, Ranking, TrainingRun
-from learner.services import features, rescoring, training
+from learner.services import features, project_settings, rescoring, training
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def backfill_features() -> int:
         if queued >= room:
             break
         try:
-            name = features.feature_set_of(project)
+            name = project_settings.settings_for(project).feature_set
             ex = features.extractor(name)
             ids = list(
                 features.missing(Clip.objects.filter(project=project), ex)

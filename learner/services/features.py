@@ -124,11 +124,6 @@ def matrix(clip_ids: Sequence[int], ex: Extractor, variant: int = 0) -> np.ndarr
     return out
 
 
-def feature_set_of(project: Project) -> str:
-    row = LearnerSettings.objects.filter(project=project).values_list("feature_set", flat=True)
-    return row.first() or DEFAULT
-
-
 def feature_sets_by_project() -> dict[int, str]:
     """Every project's feature set (the default where it has no learner settings yet)."""
     chosen = dict(LearnerSettings.objects.values_list("project_id", "feature_set"))

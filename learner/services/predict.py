@@ -85,7 +85,9 @@ def load_predictor(version: ModelVersion) -> Predictor:
     return predictor
 
 
-def _extractor_for(predictor: Predictor) -> Extractor:
+def extractor_for(predictor: Predictor) -> Extractor:
+    """The extractor that computes the model's features here; FeatureMismatch when this
+    server's version of it differs from the one the model was trained on."""
     ex = feature_cache.extractor(predictor.extractor["name"])
     if ex.version != predictor.extractor["version"]:
         raise FeatureMismatch(
@@ -96,7 +98,7 @@ def _extractor_for(predictor: Predictor) -> Extractor:
     return ex
 
 
-def _extra_speakers(
+def _unknown_speaker_statistics(
     project: Project, predictor: Predictor, ex: Extractor, speakers: Sequence[str]
 ) -> dict[str, SpeakerStats]:
     """Statistics, from the feature cache, of speakers the artifact does not know."""
@@ -133,8 +135,8 @@ def predict_vectors(
     """(N, D) feature vectors of the active model's feature set -> N predictions."""
     version = active_version(project)
     predictor = load_predictor(version)
-    ex = _extractor_for(predictor)
-    extra = _extra_speakers(project, predictor, ex, speakers)
+    ex = extractor_for(predictor)
+    extra = _unknown_speaker_statistics(project, predictor, ex, speakers)
     levels = predictor.node_probabilities(vectors, speakers, extra)
     return [
         Prediction(version.number, ex.name, _mode(predictor, s, extra), lv, predictor.space)
@@ -142,11 +144,29 @@ def predict_vectors(
     ]
 
 
+def ring_probabilities(
+    version: ModelVersion, vectors: np.ndarray, speakers: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Core-ring (N, C) and fine-ring (N, F) probabilities (None when the model knows only
+    the core ring) of `version` for (N, D) feature vectors of its feature set, normalised per
+    speaker as in every other prediction (module docstring). For ranking the pool."""
+    predictor = load_predictor(version)
+    extra = _unknown_speaker_statistics(
+        version.project, predictor, extractor_for(predictor), speakers
+    )
+    return predictor.probabilities(vectors, speakers, extra)
+
+
+def core_keys(version: ModelVersion) -> list[str]:
+    """The version's core-ring node keys, in the column order of `ring_probabilities`."""
+    return list(load_predictor(version).space.core)
+
+
 def predict_waveform(project: Project, wave: np.ndarray, *, speaker_id: str = "") -> Prediction:
     """16 kHz mono float32 audio -> probabilities of every node at every level."""
     version = active_version(project)
     predictor = load_predictor(version)
-    vector = _extractor_for(predictor).extract(wave)
+    vector = extractor_for(predictor).extract(wave)
     return predict_vectors(project, vector[None, :], [speaker_id])[0]
 
 
@@ -154,7 +174,7 @@ def predict_clips(project: Project, clips: Sequence[Clip]) -> list[Prediction]:
     """Predictions for clips of the project, from cached features where they exist."""
     version = active_version(project)
     predictor = load_predictor(version)
-    ex = _extractor_for(predictor)
+    ex = extractor_for(predictor)
     ids = [c.pk for c in clips]
     feature_cache.compute(ids, ex.name)
     vectors = feature_cache.matrix(ids, ex)

@@ -24,12 +24,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from labelling.models import Clip, Project, QueueEntry
-from labelling.services import queue
+from labelling.models import Clip, Project
+from labelling.services import loop
 from learner import ranking as strategies
-from learner.models import ClipScore, LearnerSettings, ModelVersion, Ranking
+from learner.models import ClipScore, ModelVersion, Ranking
 from learner.services import features as feature_cache
-from learner.services import predict
+from learner.services import predict, project_settings
 
 log = logging.getLogger(__name__)
 
@@ -79,26 +79,12 @@ class Plan:
     chunks: list[list[int]]
 
 
-def settings_of(project: Project) -> LearnerSettings:
-    row, _ = LearnerSettings.objects.get_or_create(project=project)
-    return row
-
-
-def pool_clip_ids(project: Project) -> list[int]:
-    """Clips that still want labels: open, non-gold queue entries."""
-    return list(
-        QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
-        .order_by("clip_id")
-        .values_list("clip_id", flat=True)
-    )
-
-
 def start(project: Project, version: ModelVersion | None = None) -> Plan:
     """Open a ranking for the project's active model (or a cold-start one without)."""
     version = version or ModelVersion.objects.filter(project=project, is_active=True).first()
-    row = settings_of(project)
+    row = project_settings.settings_for(project)
     strategy = row.query_strategy if version else strategies.COLD_START_STRATEGY
-    ids = pool_clip_ids(project)
+    ids = loop.unlabelled_pool(project)
     ranking = Ranking.objects.create(
         project=project, model_version=version, strategy=strategy,
         params=strategies.resolve_params(strategy, row.query_params or None),
@@ -112,11 +98,10 @@ def start(project: Project, version: ModelVersion | None = None) -> Plan:
 def record_failed_start(project: Project, version: ModelVersion | None, exc: BaseException) -> None:
     """Record a rescoring that could not even open its ranking (`start` raised) as a failed
     ranking: the version then counts as ranked, and the error is kept on the row."""
-    chosen = LearnerSettings.objects.filter(project=project).values_list("query_strategy")
     Ranking.objects.create(
         project=project,
         model_version=version,
-        strategy=str((chosen.first() or ("",))[0])[:40],
+        strategy=project_settings.settings_for(project).query_strategy[:40],
         status=Ranking.Status.FAILED,
         error=f"{type(exc).__name__}: {exc}"[:2000],
         finished_at=timezone.now(),
@@ -125,7 +110,7 @@ def record_failed_start(project: Project, version: ModelVersion | None, exc: Bas
 
 def _vectors(project: Project, version: ModelVersion | None, clip_ids: list[int]):
     """Feature vectors (computed where missing) and the speakers of the clips."""
-    name = version.extractor if version else feature_cache.feature_set_of(project)
+    name = version.extractor if version else project_settings.settings_for(project).feature_set
     ex = feature_cache.extractor(name)
     feature_cache.compute(clip_ids, ex.name)
     vectors = feature_cache.matrix(clip_ids, ex)
@@ -136,11 +121,7 @@ def _vectors(project: Project, version: ModelVersion | None, clip_ids: list[int]
 def _probabilities(ranking: Ranking, vectors: np.ndarray, speakers: list[str]):
     if ranking.model_version is None:
         return None, None
-    predictor = predict.load_predictor(ranking.model_version)
-    extra = predict._extra_speakers(
-        ranking.project, predictor, predict._extractor_for(predictor), speakers
-    )
-    return predictor.probabilities(vectors, speakers, extra)
+    return predict.ring_probabilities(ranking.model_version, vectors, speakers)
 
 
 def score_chunk(ranking_id: int, clip_ids: list[int]) -> int:
@@ -161,9 +142,7 @@ def score_chunk(ranking_id: int, clip_ids: list[int]) -> int:
     scores = strategies.score(ranking.strategy, pool, params=ranking.params,
                               seed=ranking.pk * 7919 + todo[0])  # fmt: skip
     top = core.argmax(axis=1) if core is not None else None
-    keys = None
-    if core is not None:
-        keys = predict.load_predictor(ranking.model_version).space.core
+    keys = predict.core_keys(ranking.model_version) if core is not None else None
     ClipScore.objects.bulk_create(
         [
             ClipScore(
@@ -231,10 +210,10 @@ def _select_and_apply(ranking: Ranking) -> int:
             priorities.append(-score)
             reasons.append({**base, "score": round(score, 6), "batch": False})
     with transaction.atomic():
-        # Only a project on the active-learning policy takes its order from the ranking;
-        # the others keep theirs (the scores stay for reports and the next switch).
-        if project.queue_policy == "active":
-            queue.apply_priorities(project, clip_ids.tolist(), priorities, reasons)
+        # Only a project on the active-learning policy takes its order from the ranking
+        # (loop.apply_ranking decides); the others keep theirs (the scores stay for reports
+        # and the next switch).
+        loop.apply_ranking(project, clip_ids.tolist(), priorities, reasons)
         ClipScore.objects.filter(ranking=ranking, clip_id__in=picks).update(selected=True)
         _complete(ranking, len(picks))
         # Older rankings are superseded; their per-clip scores are no longer needed.
@@ -260,7 +239,7 @@ def _groups(clip_ids: list[int]) -> dict[str, np.ndarray]:
 
 
 def _quotas(project: Project) -> strategies.Quotas | None:
-    row = settings_of(project)
+    row = project_settings.settings_for(project)
     if not row.coverage_min_share and not row.coverage_max_share:
         return None
     return strategies.Quotas(min_share=row.coverage_min_share or {},

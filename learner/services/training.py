@@ -25,7 +25,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -38,7 +37,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from labelling.models import Annotation, Clip, NodeMapping, Project, TaxonomyNode
+from labelling.models import Clip, Project
+from labelling.services import loop
 from learner import conf, plots
 from learner.features import NAMES as FEATURE_SETS
 from learner.features import ExtractorUnavailable
@@ -56,6 +56,7 @@ from learner.normalise import GLOBAL, SPEAKER
 from learner.pipeline import Dataset, InsufficientData, PipelineConfig, Predictor, TrainResult
 from learner.pipeline import train_and_evaluate as _train_and_evaluate
 from learner.services import features as feature_cache
+from learner.services import project_settings
 from learner.targets import Judgement, Node, label_space, soft_targets
 
 log = logging.getLogger(__name__)
@@ -74,32 +75,11 @@ class ArtifactError(RuntimeError):
     """The stored artifact does not load or does not predict like the trained model."""
 
 
-def settings_for(project: Project) -> LearnerSettings:
-    """The project's learner settings row, created with the defaults on first use."""
-    row, _ = LearnerSettings.objects.get_or_create(project=project)
-    return row
-
-
-def update_settings(project: Project, changes: dict) -> LearnerSettings:
-    """Apply validated changes to the project's learner settings.
-
-    The row is checked as a whole before it is saved (bounds, and the rules between fields
-    such as a strategy's parameters): a django ValidationError leaves it unchanged. The API
-    serializer runs the same checks first, so this is the last guard for other callers.
-    """
-    row = settings_for(project)
-    for field, value in changes.items():
-        setattr(row, field, value)
-    row.full_clean()
-    row.save(update_fields=list(changes) or None)
-    return row
-
-
-def current_settings(project: Project) -> LearnerSettings:
-    """For reading: the saved row, or the defaults (unsaved) when there is none yet."""
-    return LearnerSettings.objects.filter(project=project).first() or LearnerSettings(
-        project=project
-    )
+# TEMPORARY (issue 9 in progress): the learner settings moved to project_settings; these
+# names go once learner/api.py and the tests read them from there.
+settings_for = project_settings.settings_for
+update_settings = project_settings.update_settings
+current_settings = project_settings.settings_for
 
 
 def worker_label() -> str:
@@ -121,7 +101,7 @@ def open_run(
     Returns (run, created). The caller dispatches the task when created is True (after
     commit: learner.tasks.start_training).
     """
-    name = feature_set or settings_for(project).feature_set
+    name = feature_set or project_settings.settings_for(project).feature_set
     if name not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}")
     try:
@@ -268,17 +248,13 @@ def record_schedule_error(project_id: int, exc: BaseException) -> TrainingRun | 
 # --- Triggers ----------------------------------------------------------------------------
 
 
-def _labels(project: Project):
-    return Annotation.objects.filter(clip__project=project, is_current=True, node__isnull=False)
-
-
 def due_trigger(project: Project) -> str | None:
     """Why the project should train now (a TrainingRun.Trigger), or None.
 
     New labels are counted since the labels snapshot of the latest run, whatever its outcome,
     so that a run that found too few labels waits for N more rather than retrying each tick.
     """
-    row = current_settings(project)
+    row = project_settings.settings_for(project)
     if project.taxonomy_version_id is None or not project.is_active:
         return None
     if TrainingRun.objects.filter(project=project, status__in=TrainingRun.OPEN).exists():
@@ -288,77 +264,18 @@ def due_trigger(project: Project) -> str | None:
         .order_by("-labels_until")
         .first()
     )
-    labels = _labels(project)
-    if last is not None:
-        labels = labels.filter(created_at__gt=last.labels_until)
+    since = last.labels_until if last is not None else None
     # Clamped: a row written past the validators and constraints (before migration 0003,
     # or by hand in SQL) must not overflow timedelta and stop the beat for every project.
     wanted = min(max(int(row.retrain_after_labels or 0), 0), RETRAIN_AFTER_LABELS_MAX)
-    if wanted and labels[:wanted].count() >= wanted:
+    if wanted and loop.count_labels(project, since=since, limit=wanted) >= wanted:
         return TrainingRun.Trigger.LABELS
     hours = min(max(int(row.retrain_interval_hours or 0), 0), RETRAIN_INTERVAL_HOURS_MAX)
     if hours and last is not None:
         due = last.labels_until + timedelta(hours=hours)
-        if timezone.now() >= due and labels.exists():
+        if timezone.now() >= due and loop.count_labels(project, since=since, limit=1):
             return TrainingRun.Trigger.SCHEDULE
     return None
-
-
-# --- Labels snapshot ---------------------------------------------------------------------
-
-
-def _node_map(project: Project) -> dict[int, str | None]:
-    """Node id (of the project's version or an older one) -> key in the project's version,
-    or None where a taxonomy update dropped the feeling."""
-    version_id = project.taxonomy_version_id
-    current = dict(TaxonomyNode.objects.filter(version_id=version_id).values_list("pk", "key"))
-    used = set(
-        Annotation.objects.filter(clip__project=project, node__isnull=False)
-        .exclude(node__version_id=version_id)
-        .values_list("node_id", flat=True)
-    )
-    if not used:
-        return current
-    taxonomy_id = project.taxonomy_version.taxonomy_id
-    steps = dict(
-        NodeMapping.objects.filter(target_version__taxonomy_id=taxonomy_id).values_list(
-            "source_id", "target_id"
-        )
-    )
-    out: dict[int, str | None] = dict(current)
-    for node_id in used:
-        seen, step = set(), node_id
-        while step is not None and step not in current and step not in seen:
-            seen.add(step)
-            step = steps.get(step)
-        out[node_id] = current.get(step) if step is not None else None
-    return out
-
-
-@dataclass
-class Snapshot:
-    judgements: list[Judgement]
-    rows: list[list]  # [annotation id, clip id, annotator id, node key | None, skip, unsure]
-    taken_at: object
-
-
-def snapshot_labels(project: Project) -> Snapshot:
-    taken_at = timezone.now()
-    node_key = _node_map(project)
-    rows: list[list] = []
-    judgements: list[Judgement] = []
-    annotations = (
-        Annotation.objects.filter(clip__project=project, is_current=True, created_at__lte=taken_at)
-        .order_by("pk")
-        .values_list("pk", "clip_id", "annotator_id", "node_id", "skip_reason", "unsure")
-    )
-    for pk, clip_id, annotator_id, node_id, skip, unsure in annotations:
-        key = node_key.get(node_id) if node_id is not None else None
-        if node_id is not None and key is None:
-            continue  # the feeling was dropped from the wheel: no target, and not a skip
-        rows.append([pk, clip_id, annotator_id, key, skip, unsure])
-        judgements.append(Judgement(clip_id, key, unsure))
-    return Snapshot(judgements, rows, taken_at)
 
 
 # --- Training ----------------------------------------------------------------------------
@@ -405,17 +322,20 @@ def _train_config(row: LearnerSettings, params: dict) -> TrainConfig:
     )
 
 
-def build_dataset(project: Project, run: TrainingRun, snapshot: Snapshot, beat: _Heartbeat):
+def judgements_of(snapshot: loop.LabelSnapshot) -> list[Judgement]:
+    """The snapshot's labels and skips as training judgements (clip, feeling, unsure)."""
+    return [Judgement(lb.clip_id, lb.node_key, lb.unsure) for lb in snapshot.labels]
+
+
+def build_dataset(
+    project: Project, run: TrainingRun, snapshot: loop.LabelSnapshot, beat: _Heartbeat
+):
     """Targets from the snapshot, features from the cache (computing what is missing)."""
-    row = settings_for(project)
-    nodes = [
-        Node(n["key"], n["name"], n["level"], n["parent__key"])
-        for n in TaxonomyNode.objects.filter(version_id=project.taxonomy_version_id)
-        .order_by("level", "order", "pk")
-        .values("key", "name", "level", "parent__key")
-    ]
-    space = label_space(nodes, snapshot.judgements)
-    targets = soft_targets(space, snapshot.judgements, unsure_weight=row.unsure_weight)
+    row = project_settings.settings_for(project)
+    nodes = [Node(n.key, n.name, n.level, n.parent_key) for n in loop.taxonomy_nodes(project)]
+    judgements = judgements_of(snapshot)
+    space = label_space(nodes, judgements)
+    targets = soft_targets(space, judgements, unsure_weight=row.unsure_weight)
     ex = feature_cache.extractor(run.feature_set)
     all_clips = list(
         Clip.objects.filter(project=project).order_by("pk").values_list("pk", "speaker_id")
@@ -510,7 +430,7 @@ def _register(
     with transaction.atomic():
         # Lock the project's settings row: version numbers and activation are serialised per
         # project (two finishing runs cannot take the same number or both be active).
-        LearnerSettings.objects.select_for_update().get(project=project)
+        project_settings.lock_settings(project.pk)
         # Still ours? The reaper may have declared this run dead while it trained.
         if not TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
             raise RunAbandoned(f"training run {run.pk} was closed before it could activate")
@@ -576,8 +496,7 @@ def activate(version: ModelVersion) -> ModelVersion:
                 f"version {version.number}'s artifact does not load: {exc}"
             ) from exc
     with transaction.atomic():
-        settings_for(version.project)
-        LearnerSettings.objects.select_for_update().get(project_id=version.project_id)
+        project_settings.lock_settings(version.project_id)
         _activate(version)
     return version
 
@@ -604,7 +523,7 @@ def run_training(
     try:
         if project.taxonomy_version_id is None:
             raise InsufficientData("no_taxonomy", "The project has no taxonomy yet.")
-        snapshot = snapshot_labels(project)
+        snapshot = loop.label_snapshot(project)
         name = default_storage.save(
             f"learner/snapshots/{project.pk}-run{run.pk}.json",
             ContentFile(
@@ -614,13 +533,13 @@ def run_training(
                         "project": project.slug,
                         "taxonomy_version": project.taxonomy_version_id,
                         "taken_at": snapshot.taken_at.isoformat(),
-                        "columns": ["annotation", "clip", "annotator", "node", "skip", "unsure"],
-                        "rows": snapshot.rows,
+                        "columns": list(loop.SNAPSHOT_COLUMNS),
+                        "rows": [label.as_row() for label in snapshot.labels],
                     }
                 ).encode()
             ),
         )
-        labelled = sum(1 for j in snapshot.judgements if j.node is not None)
+        labelled = snapshot.labelled_count
         TrainingRun.objects.filter(pk=run.pk).update(
             labels_snapshot=name, labels_until=snapshot.taken_at, label_count=labelled
         )

@@ -16,7 +16,6 @@ from django.db import connection
 from django.utils import timezone
 
 from labelling.models import Annotation, Clip
-from labelling.services import taxonomy
 from learner.models import ClipFeatures, ModelVersion, TrainingRun
 from learner.pipeline import Predictor
 from learner.services import predict, training
@@ -283,25 +282,6 @@ def test_an_older_version_can_be_made_active_again(labelled_project):
     training.activate(first)
 
     assert list(ModelVersion.objects.filter(is_active=True)) == [first]
-
-
-def test_labels_on_an_older_wheel_version_are_mapped_and_dropped_feelings_left_out(
-    labelled_project,
-):
-    old = labelled_project.taxonomy_version
-    document = taxonomy.parse_document(taxonomy.export_version(old))
-    mapping = {key: key for key in old.nodes.values_list("key", flat=True)}
-    mapping["mad.angry"] = None  # dropped in the new version
-    new = taxonomy.create_next_version(old, document, mapping)
-    taxonomy.assign_to_project(labelled_project, new)
-
-    snapshot = training.snapshot_labels(labelled_project)
-
-    keys = {j.node for j in snapshot.judgements}
-    assert "mad.angry" not in keys
-    assert "sad.bored" in keys
-    angry = Annotation.objects.filter(node__key="mad.angry").count()
-    assert len(snapshot.judgements) == Annotation.objects.count() - angry
 
 
 @pytest.mark.slow

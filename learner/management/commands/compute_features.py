@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from labelling.models import Clip, Project
 from learner.features import NAMES, ExtractorUnavailable
-from learner.services import features
+from learner.services import features, project_settings
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No project with slug {options['project_slug']!r}.")
         total = 0
         for project in projects:
-            name = options["features"] or features.feature_set_of(project)
+            name = options["features"] or project_settings.settings_for(project).feature_set
             try:
                 ex = features.extractor(name)
             except ExtractorUnavailable as exc:
