@@ -163,7 +163,8 @@ def _mixdown(block: np.ndarray) -> np.ndarray:
     """(frames, channels) -> (frames,) float32, the channel mean (as ``to_mono_16k`` does)."""
     if block.shape[1] == 1:
         return np.ascontiguousarray(block[:, 0], dtype=np.float32)
-    return block.mean(axis=1, dtype=np.float32)
+    mono: np.ndarray = block.mean(axis=1, dtype=np.float32)
+    return mono
 
 
 class _GrowingArray:

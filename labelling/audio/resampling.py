@@ -102,7 +102,7 @@ class StreamResampler:
         hi = stop if last else stop + self.context
         chunk = self._pending[lo - self._pending_at : hi - self._pending_at]
         with torch.inference_mode():
-            out = taf.resample(
+            out: np.ndarray = taf.resample(
                 torch.from_numpy(np.ascontiguousarray(chunk)),
                 orig_freq=self.orig,
                 new_freq=self.new,
@@ -143,4 +143,5 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
         out = taf.resample(
             torch.from_numpy(mono), orig_freq=ratio.denominator, new_freq=ratio.numerator
         )
-    return out.numpy().astype(np.float32, copy=False)
+    mono16k: np.ndarray = out.numpy().astype(np.float32, copy=False)
+    return mono16k

@@ -63,7 +63,8 @@ def _speech_probs(mono16k: np.ndarray) -> np.ndarray:
             # audio_forward resets the state, zero-pads the tail and runs the frames in order:
             # the same probabilities as get_speech_timestamps' Python loop, in one call.
             probs = model.audio_forward(torch.from_numpy(mono16k).unsqueeze(0), CANONICAL_RATE)
-    return probs.reshape(-1).numpy().astype(np.float64)
+    result: np.ndarray = probs.reshape(-1).numpy().astype(np.float64)
+    return result
 
 
 def segment_speech(
