@@ -45,8 +45,8 @@ if not SECRET_KEY and (DEBUG or DEV_MODE):
         SECRET_KEY = secrets.token_urlsafe(50)
         _key_file.write_text(SECRET_KEY)
         _key_file.chmod(0o600)
-# Empty: refused everywhere. A placeholder (docker/.env.example's) or a weak key: refused
-# outside development (emoloop/security.py, tests/test_secret_key.py).
+# Empty: refused everywhere. A placeholder (change-me-..., django-insecure-...) or a weak key:
+# refused outside development (emoloop/security.py, tests/test_secret_key.py).
 check_secret_key(SECRET_KEY, dev_mode=DEBUG or DEV_MODE)
 
 # Comma-separated host names the site answers to (Django refuses other Host headers).

@@ -66,7 +66,8 @@ def test_development_still_needs_a_key():
 def test_settings_refuse_the_example_placeholder_outside_development():
     env = {k: v for k, v in os.environ.items() if k not in ("EMOLOOP_DEV", "DEBUG")}
     env["DJANGO_SETTINGS_MODULE"] = "emoloop.settings"
-    env["SECRET_KEY"] = "change-me-to-a-long-random-string"  # docker/.env.example's value
+    # docker/.env.example held this value before its SECRET_KEY was left empty.
+    env["SECRET_KEY"] = "change-me-to-a-long-random-string"
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=REPO,
