@@ -55,9 +55,13 @@ test: $(STAMP) frontend browser services
 test-fast: $(STAMP) frontend services
 	$(TEST_ENV) $(PY) -m pytest -m "not slow and not browser" $(ARGS)
 
+## lint: ruff, mypy (django-stubs, DRF stubs; strict on the Django-free cores) and the
+## import contracts of .importlinter. The test suite runs the same checks (tests/test_static_checks.py).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	EMOLOOP_DEV=true $(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -82,4 +86,4 @@ bench-annotator: $(STAMP) frontend browser services
 	$(TEST_ENV) $(PY) bench/annotator_flow.py $(ARGS)
 
 clean:
-	rm -rf var/test .pytest_cache
+	rm -rf var/test .pytest_cache .mypy_cache
