@@ -4,8 +4,8 @@ Synthetic but shaped like production: 768-dimensional float32 embeddings (a mixt
 "speaker" Gaussians) in a .npy file on disk under a temporary folder, 7 core and 21 fine
 Dirichlet probabilities, speaker and gender metadata. 1M x 768 x 4 B is about 3 GB, so
 
-- rescoring reads the embeddings in 65,536-row blocks (`learner.ranking.NpyRows`: plain
-  file reads; a memory map keeps what it touched resident, see store.py), runs a
+- rescoring reads the embeddings in 65,536-row blocks (`bench.rank_support.NpyRows`:
+  plain file reads; a memory map keeps what it touched resident, see rank_support.py), runs a
   stand-in for the model's forward pass over them (a torch MLP 768 -> 256 -> 7 core and
   21 fine classes, the shape of learner.model's heads, random weights), then computes the
   default strategy's priority for every clip (`learner.ranking.score`);
@@ -53,13 +53,12 @@ from tqdm import tqdm  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.rank_support import NpyRows, predict_pool  # noqa: E402
 from learner.ranking import (  # noqa: E402
     COLD_START_STRATEGY,
     DEFAULT_STRATEGY,
-    NpyRows,
     Pool,
     Quotas,
-    predict_pool,
     score,
     select,
 )

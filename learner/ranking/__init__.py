@@ -7,18 +7,19 @@
     queue_priority = score(DEFAULT_STRATEGY, pool)
 
 Modules: `uncertainty` (measures), `diversity` (k-center, k-means++, BADGE), `coverage`
-(quotas), `strategies` (Pool, registry, select, score), `rescore` (model callable ->
-probabilities), `store` (embeddings on disk without a memory map). No Django, no Celery:
-the learner's tasks call these with arrays.
+(quotas), `strategies` (Pool, EmbeddingRows, registry, select, score), `rescore` (model
+callable -> MC-dropout probabilities, row blocks). No Django, no Celery: the learner's tasks
+call these with arrays. Bench-only helpers (a .npy row reader without a memory map, a
+single-pass `predict_pool`) live in bench/rank_support.py.
 """
 
 from learner.ranking.coverage import Quotas, apply_quotas
-from learner.ranking.rescore import Predict, predict_pool, predict_pool_mc, row_blocks
-from learner.ranking.store import NpyRows
+from learner.ranking.rescore import Predict, predict_pool_mc, row_blocks
 from learner.ranking.strategies import (
     COLD_START_STRATEGY,
     DEFAULT_STRATEGY,
     STRATEGIES,
+    EmbeddingRows,
     Pool,
     Selection,
     StrategySpec,
@@ -32,7 +33,7 @@ __all__ = [
     "COLD_START_STRATEGY",
     "DEFAULT_STRATEGY",
     "STRATEGIES",
-    "NpyRows",
+    "EmbeddingRows",
     "Pool",
     "Predict",
     "Quotas",
@@ -40,7 +41,6 @@ __all__ = [
     "StrategySpec",
     "apply_quotas",
     "get_strategy",
-    "predict_pool",
     "predict_pool_mc",
     "resolve_params",
     "row_blocks",

@@ -1,10 +1,12 @@
 """Turn embeddings into a Pool's probabilities with a model passed in as a callable.
 
-The ranking never loads weights: training hands over `predict`, a function from a
+The ranking never loads weights: the caller hands over `predict`, a function from a
 (b, d) float32 block of embeddings to (core probabilities (b, c_core), fine probabilities
 (b, c_fine) or None), already calibrated. The embeddings arrive as an iterable of row
-blocks, so a pool of a million clips is read from disk a block at a time and never held
-in memory whole (see bench/rank_scale.py for a reader that does not memory-map).
+blocks (`row_blocks`), so a pool is pushed through the model a block at a time.
+`predict_pool_mc` gives BALD its T stochastic passes (the simulator's bald rounds use it).
+The single-pass `predict_pool` and a .npy reader that does not memory-map are bench-only:
+see bench/rank_support.py.
 """
 
 from __future__ import annotations
@@ -22,38 +24,6 @@ def row_blocks(embeddings: np.ndarray, rows: int = 65_536) -> Iterator[np.ndarra
         raise ValueError(f"rows must be at least 1, got {rows}")
     for start in range(0, embeddings.shape[0], rows):
         yield np.asarray(embeddings[start : start + rows], dtype=np.float32)
-
-
-def _stack(parts: list[np.ndarray], name: str) -> np.ndarray:
-    if not parts:
-        raise ValueError("no embeddings were given")
-    widths = {p.shape[1:] for p in parts}
-    if len(widths) != 1:
-        raise ValueError(f"{name} changed shape between blocks: {sorted(widths)}")
-    return np.concatenate(parts, axis=0)
-
-
-def predict_pool(
-    predict: Predict, blocks: Iterable[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Apply `predict` block by block -> (n, c_core) and (n, c_fine) or None, float32."""
-    core: list[np.ndarray] = []
-    fine: list[np.ndarray] = []
-    with_fine: bool | None = None
-    for block in blocks:
-        p_core, p_fine = predict(block)
-        if len(p_core) != len(block) or (p_fine is not None and len(p_fine) != len(block)):
-            raise ValueError("predict returned a different number of rows than it was given")
-        if with_fine is None:
-            with_fine = p_fine is not None
-        elif with_fine != (p_fine is not None):
-            raise ValueError("predict returned fine probabilities for some blocks only")
-        core.append(np.asarray(p_core, dtype=np.float32))
-        if p_fine is not None:
-            fine.append(np.asarray(p_fine, dtype=np.float32))
-    return _stack(core, "core probabilities"), (
-        _stack(fine, "fine probabilities") if with_fine else None
-    )
 
 
 def predict_pool_mc(

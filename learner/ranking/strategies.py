@@ -16,7 +16,7 @@ Scale: the uncertainty measures are computed in row chunks, so a pool of a milli
 costs one pass over its (n, c) probabilities. The diversity step never sees the whole pool:
 it works on a candidate set of M = candidate_factor x batch_size clips (the M most uncertain
 when there is a model, a seeded random sample when there is not), gathered from the
-(n, d) embeddings, which may live on disk (`store.NpyRows`).
+(n, d) embeddings, which may live on disk (anything shaped like `EmbeddingRows`).
 
 Registry (name: what it does; parameters and defaults):
 
@@ -57,13 +57,12 @@ import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from learner.ranking import diversity, uncertainty
 from learner.ranking.coverage import Quotas
-from learner.ranking.store import NpyRows
 
 # Rows per chunk for the uncertainty pass: a float64 (CHUNK_ROWS, c) block is 44 MB at
 # c = 21, which keeps peak memory flat whatever the pool size.
@@ -76,6 +75,38 @@ _WEIGHT_FLOOR = 1e-9
 
 
 # --- Inputs and outputs -------------------------------------------------------------------
+
+
+@runtime_checkable
+class EmbeddingRows(Protocol):
+    """What a Pool asks of its (n, d) embeddings: a numpy array, a np.memmap, or a reader
+    that fetches rows from disk on demand (bench/rank_support.py's `NpyRows`, for pools too
+    big for memory).
+
+    `rows[positions]` with a (m,) integer array returns the (m, d) rows in the order asked.
+    Only candidate sets are read this way; the whole (n, d) block is never scanned.
+    """
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    def __getitem__(self, positions: np.ndarray, /) -> np.ndarray: ...
+
+
+def _is_floating(dtype: Any) -> bool:
+    """Whether `dtype` is a numpy floating dtype. False for what numpy cannot read as a
+    dtype (another library's tensor passes the structural `EmbeddingRows` check), so that
+    the Pool refuses it with a ValueError rather than a TypeError."""
+    try:
+        return bool(np.issubdtype(np.dtype(dtype), np.floating))
+    except TypeError:
+        return False
 
 
 def _check_probs(
@@ -126,8 +157,9 @@ class Pool:
     probs_fine: (n, c_fine) finest-ring probabilities, or None; a row of NaN = this clip has
         no fine prediction (its uncertainty is then the core ring's alone).
     embeddings: (n, d) feature embeddings, float32: an array, or for pools too big for
-        memory a `store.NpyRows` over the cached .npy (read a candidate set at a time,
-        never scanned whole; a np.memmap works too but keeps what it touched resident).
+        memory any `EmbeddingRows` reader over the cached .npy (read a candidate set at a
+        time, never scanned whole; a np.memmap works too but keeps what it touched
+        resident).
     mc_probs_core: (T, n, c_core) probabilities from T stochastic (MC-dropout) passes; bald.
     mc_probs_fine: (T, n, c_fine) the same for the fine head, optional; NaN rows as above.
     groups: metadata name (speaker, gender, age_band, language, channel) -> (n,) labels.
@@ -139,7 +171,7 @@ class Pool:
 
     probs_core: np.ndarray | None
     probs_fine: np.ndarray | None
-    embeddings: np.ndarray | NpyRows
+    embeddings: np.ndarray | EmbeddingRows
     mc_probs_core: np.ndarray | None = None
     mc_probs_fine: np.ndarray | None = None
     groups: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -147,9 +179,11 @@ class Pool:
 
     def __post_init__(self) -> None:
         emb = self.embeddings
-        if not isinstance(emb, np.ndarray | NpyRows) or emb.ndim != 2:
-            raise ValueError("embeddings must be a 2-D (n, d) numpy array, memmap or NpyRows")
-        if not np.issubdtype(emb.dtype, np.floating):
+        if not isinstance(emb, np.ndarray | EmbeddingRows) or emb.ndim != 2:
+            raise ValueError(
+                "embeddings must be a 2-D (n, d) numpy array, memmap or EmbeddingRows reader"
+            )
+        if not _is_floating(emb.dtype):
             raise ValueError(f"embeddings must be floating point, got {emb.dtype}")
         n = emb.shape[0]
         if n == 0:
@@ -303,8 +337,8 @@ def top_k(priority: np.ndarray, k: int) -> np.ndarray:
     return chosen[np.lexsort((chosen, -p[chosen]))].astype(np.int64)
 
 
-def _gather(embeddings: np.ndarray | NpyRows, positions: np.ndarray) -> np.ndarray:
-    """(n, d) embeddings (array, memmap or NpyRows), (m,) positions -> (m, d) float32 rows.
+def _gather(embeddings: np.ndarray | EmbeddingRows, positions: np.ndarray) -> np.ndarray:
+    """(n, d) embeddings (array, memmap or reader), (m,) positions -> (m, d) float32 rows.
 
     Reads rows in file order (sorted), which is what a file on disk wants.
     """

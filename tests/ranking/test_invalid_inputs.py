@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from learner.ranking import Pool, predict_pool, row_blocks, score, select
+from learner.ranking import Pool, score, select
 from learner.ranking import diversity as dv
 
 pytestmark = []
@@ -89,6 +89,17 @@ def test_diversity_functions_refuse_more_picks_than_candidates():
         dv.kmeans_pp(EMB, 5, seed=0)
 
 
-def test_predict_must_return_one_row_per_embedding():
-    with pytest.raises(ValueError, match="number of rows"):
-        predict_pool(lambda b: (GOOD[:1], None), row_blocks(EMB))
+class ForeignTensor:
+    """Shaped like `EmbeddingRows`, but with a dtype numpy cannot read (another library's)."""
+
+    shape = (4, 3)
+    ndim = 2
+    dtype = "torch.float32"
+
+    def __getitem__(self, positions):
+        return EMB[positions]
+
+
+def test_embeddings_with_a_dtype_numpy_cannot_read_are_refused_with_a_value_error():
+    with pytest.raises(ValueError, match="floating"):
+        Pool(probs_core=GOOD, probs_fine=None, embeddings=ForeignTensor())

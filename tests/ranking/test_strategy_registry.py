@@ -7,9 +7,8 @@ from learner.ranking import (
     COLD_START_STRATEGY,
     DEFAULT_STRATEGY,
     STRATEGIES,
-    NpyRows,
+    EmbeddingRows,
     Pool,
-    predict_pool,
     predict_pool_mc,
     resolve_params,
     row_blocks,
@@ -95,34 +94,45 @@ def test_a_cold_pool_is_refused_by_model_strategies_with_the_way_out_named():
             assert len(select(name, pool, 2, seed=0).indices) == 2
 
 
-def test_embeddings_on_disk_give_the_same_batch_as_in_memory(tmp_path):
+def test_embeddings_in_a_memory_map_give_the_same_batch_as_in_memory(tmp_path):
     pool = model_pool(n=500)
     path = tmp_path / "embeddings.npy"
     np.save(path, pool.embeddings)
-    for on_disk in (np.load(path, mmap_mode="r"), NpyRows(path)):
-        disk_pool = Pool(pool.probs_core, pool.probs_fine, on_disk)
-        for strategy in (DEFAULT_STRATEGY, COLD_START_STRATEGY, "badge"):
-            np.testing.assert_array_equal(
-                select(strategy, disk_pool, 20, seed=1).indices,
-                select(strategy, pool, 20, seed=1).indices,
-            )
+    disk_pool = Pool(pool.probs_core, pool.probs_fine, np.load(path, mmap_mode="r"))
+    for strategy in (DEFAULT_STRATEGY, COLD_START_STRATEGY, "badge"):
+        np.testing.assert_array_equal(
+            select(strategy, disk_pool, 20, seed=1).indices,
+            select(strategy, pool, 20, seed=1).indices,
+        )
 
 
-def test_npy_rows_reads_the_rows_asked_for_in_the_order_asked(tmp_path):
-    data = np.arange(60, dtype=np.float32).reshape(20, 3)
-    np.save(tmp_path / "e.npy", data)
-    store = NpyRows(tmp_path / "e.npy")
-    positions = np.array([7, 3, 4, 5, 19, 0, 4])
-    np.testing.assert_array_equal(store[positions], data[positions])
-    np.testing.assert_array_equal(np.vstack(list(store.blocks(6))), data)
-    head = store.head(10)
-    assert head.shape == (10, 3)
-    assert [len(b) for b in head.blocks(4)] == [4, 4, 2]
-    with pytest.raises(ValueError, match="outside"):
-        head[np.array([10])]
-    np.save(tmp_path / "v.npy", np.zeros(5, dtype=np.float32))
-    with pytest.raises(ValueError, match="C-order 2-D"):
-        NpyRows(tmp_path / "v.npy")
+class RowReader:
+    """Embeddings that only answer shape, ndim, dtype and rows[positions]: the structural
+    `EmbeddingRows` a Pool accepts besides arrays (bench/rank_support.NpyRows is one)."""
+
+    def __init__(self, data):
+        self._data = data
+        self.shape = data.shape
+        self.ndim = data.ndim
+        self.dtype = data.dtype
+        self.asked = []
+
+    def __getitem__(self, positions):
+        assert isinstance(positions, np.ndarray)
+        self.asked.append(len(positions))
+        return self._data[positions].copy()
+
+
+def test_a_row_reader_gives_the_same_batch_as_in_memory_reading_only_candidates():
+    pool = model_pool(n=500)
+    for strategy in (DEFAULT_STRATEGY, COLD_START_STRATEGY, "badge"):
+        reader = RowReader(pool.embeddings)
+        assert isinstance(reader, EmbeddingRows)
+        np.testing.assert_array_equal(
+            select(strategy, Pool(pool.probs_core, pool.probs_fine, reader), 20, seed=1).indices,
+            select(strategy, pool, 20, seed=1).indices,
+        )
+        assert reader.asked == [200]  # candidate_factor x batch rows, never the whole pool
 
 
 def test_labelled_embeddings_steer_diversity_away_from_covered_ground():
@@ -138,28 +148,20 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def test_a_model_passed_as_a_callable_fills_the_pool_block_by_block():
+def test_mc_dropout_passes_of_a_model_passed_as_a_callable_fill_the_pool_for_bald():
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((1000, 8)).astype(np.float32)
-    w_core, w_fine = rng.standard_normal((8, 7)), rng.standard_normal((8, 21))
+    w_core = rng.standard_normal((8, 7))
     seen = []
 
-    def predict(block):
-        seen.append(len(block))
-        return softmax(block @ w_core), softmax(block @ w_fine)
-
-    core, fine = predict_pool(predict, row_blocks(emb, rows=300))
-    assert seen == [300, 300, 300, 100]
-    assert core.shape == (1000, 7)
-    assert fine.shape == (1000, 21)
-    pool = Pool(core, fine, emb)
-    assert len(select(DEFAULT_STRATEGY, pool, 10, seed=0).indices) == 10
-
     def noisy(block):
+        seen.append(len(block))
         z = block @ w_core + rng.standard_normal((len(block), 7))
         return softmax(z), None
 
     mc_core, mc_fine = predict_pool_mc(noisy, row_blocks(emb, rows=400), passes=3)
+    assert seen == [400] * 3 + [400] * 3 + [200] * 3
     assert mc_core.shape == (3, 1000, 7)
     assert mc_fine is None
-    assert len(select("bald", Pool(core, None, emb, mc_probs_core=mc_core), 5, seed=0).indices) == 5
+    pool = Pool(mc_core.mean(axis=0), None, emb, mc_probs_core=mc_core)
+    assert len(select("bald", pool, 5, seed=0).indices) == 5

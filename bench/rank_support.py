@@ -1,30 +1,38 @@
-"""Cached embeddings on disk, read by rows or blocks without a memory map.
+"""Bench-only helpers for bench/rank_scale.py: embeddings read from a .npy file without a
+memory map (`NpyRows`), and a whole pool pushed through a model block by block
+(`predict_pool`).
 
-A pool of a million 768-dimensional float32 embeddings is about 3 GB: too big to load, and
-a memory map is no better than it looks. On recent kernels the page cache holds files in
-large folios and a fault maps the whole folio into the process, so gathering 10,000 random
-rows from a memory-mapped 0.9 GB file left the whole 0.9 GB resident in the process
-(measured with VmRSS on Linux 6.18). `NpyRows` reads exactly the rows it is asked for with
-`os.pread`, so a process's memory is what it holds, not what it once touched.
+They live here, not in `learner.ranking`, because nothing in the product uses them: the
+learner holds its embeddings in memory, and `learner.ranking.Pool` accepts anything shaped
+like `learner.ranking.EmbeddingRows` (a 2-D array, a memmap or an `NpyRows`). Tested in
+tests/ranking/test_rank_support.py.
 
-Strategies accept a `NpyRows` wherever a Pool takes `embeddings`; the diversity step reads
-only its candidate rows, and `blocks()` feeds `rescore.predict_pool` in order.
+Why not a memory map: a pool of a million 768-dimensional float32 embeddings is about 3 GB,
+too big to load, and a memory map is no better than it looks. On recent kernels the page
+cache holds files in large folios and a fault maps the whole folio into the process, so
+gathering 10,000 random rows from a memory-mapped 0.9 GB file left the whole 0.9 GB
+resident in the process (measured with VmRSS on Linux 6.18). `NpyRows` reads exactly the
+rows it is asked for with `os.preadv`, so a process's memory is what it holds, not what it
+once touched.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from learner.ranking import Predict
 
 
 class NpyRows:
     """Read-only (n, d) view of a C-order 2-D .npy file: `rows()`, `blocks()`, `head()`.
 
     Indexing with an integer array (`store[positions]`) is `rows(positions)`, which is all
-    the ranking code asks of its embeddings.
+    the ranking code asks of its embeddings (`learner.ranking.EmbeddingRows`).
     """
 
     def __init__(self, path: str | os.PathLike[str], n: int | None = None) -> None:
@@ -41,7 +49,7 @@ class NpyRows:
         rows = shape[0] if n is None else n
         if not 0 <= rows <= shape[0]:
             raise ValueError(f"{self.path} has {shape[0]} rows; cannot view the first {n}")
-        self.dtype = np.dtype(dtype)
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
         self.shape = (int(rows), int(shape[1]))
         self._row_bytes = self.shape[1] * self.dtype.itemsize
 
@@ -110,3 +118,38 @@ class NpyRows:
             fd = f.fileno()
             for first in range(0, self.shape[0], rows):
                 yield self._read(fd, first, min(rows, self.shape[0] - first))
+
+
+def _stack(parts: list[np.ndarray], name: str) -> np.ndarray:
+    if not parts:
+        raise ValueError("no embeddings were given")
+    widths = {p.shape[1:] for p in parts}
+    if len(widths) != 1:
+        raise ValueError(f"{name} changed shape between blocks: {sorted(widths)}")
+    return np.concatenate(parts, axis=0)
+
+
+def predict_pool(
+    predict: Predict, blocks: Iterable[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply `predict` block by block -> (n, c_core) and (n, c_fine) or None, float32.
+
+    `blocks` is, e.g., `NpyRows.blocks()` or `learner.ranking.row_blocks(array)`.
+    """
+    core: list[np.ndarray] = []
+    fine: list[np.ndarray] = []
+    with_fine: bool | None = None
+    for block in blocks:
+        p_core, p_fine = predict(block)
+        if len(p_core) != len(block) or (p_fine is not None and len(p_fine) != len(block)):
+            raise ValueError("predict returned a different number of rows than it was given")
+        if with_fine is None:
+            with_fine = p_fine is not None
+        elif with_fine != (p_fine is not None):
+            raise ValueError("predict returned fine probabilities for some blocks only")
+        core.append(np.asarray(p_core, dtype=np.float32))
+        if p_fine is not None:
+            fine.append(np.asarray(p_fine, dtype=np.float32))
+    return _stack(core, "core probabilities"), (
+        _stack(fine, "fine probabilities") if with_fine else None
+    )
