@@ -61,7 +61,8 @@ class _Euclidean:
 
     def to(self, j: int) -> np.ndarray:
         d = self.sq + self.sq[j] - 2.0 * (self.x @ self.x[j]).astype(np.float64)
-        return np.maximum(d, 0.0)
+        out: np.ndarray = np.maximum(d, 0.0)
+        return out
 
     def min_to(self, labelled: np.ndarray) -> np.ndarray:
         """(L, d) labelled rows -> (m,) squared distance to the nearest labelled row."""
@@ -92,7 +93,8 @@ class _GradientEmbedding:
 
     def to(self, j: int) -> np.ndarray:
         dot = (self.a @ self.a[j]) * (self.h @ self.h[j]).astype(np.float64)
-        return np.maximum(self.sq + self.sq[j] - 2.0 * dot, 0.0)
+        out: np.ndarray = np.maximum(self.sq + self.sq[j] - 2.0 * dot, 0.0)
+        return out
 
 
 def _d2_draw(sq_dist: np.ndarray, taken: np.ndarray, rng: np.random.Generator) -> int:
@@ -208,7 +210,7 @@ def gradient_factors(probs: np.ndarray) -> np.ndarray:
     A row of NaN (no prediction at this ring) gives a row of zeros.
     """
     p = np.asarray(probs, dtype=np.float64)
-    missing = np.isnan(p).all(axis=1)
+    missing = np.asarray(np.isnan(p).all(axis=1))  # (m,) bool; asarray only for the type
     p = np.where(missing[:, None], 0.0, p)
     a = p.copy()
     a[np.arange(len(p)), p.argmax(axis=1)] -= 1.0

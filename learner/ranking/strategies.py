@@ -358,7 +358,7 @@ def _labelled(pool: Pool) -> np.ndarray | None:
 
 
 def _candidate_count(pool: Pool, batch_size: int, params: Mapping[str, Any]) -> int:
-    return min(pool.size, max(batch_size, params["candidate_factor"] * batch_size))
+    return min(pool.size, max(batch_size, int(params["candidate_factor"]) * batch_size))
 
 
 def _random_candidates(pool: Pool, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -380,9 +380,9 @@ def _pick_kcenter(
     candidates = _random_candidates(pool, _candidate_count(pool, batch_size, params), rng)
     x = _gather(pool.embeddings, candidates)
     seed2 = int(rng.integers(2**31))
-    return candidates[
-        diversity.k_center_greedy(x, batch_size, seed=seed2, labelled=_labelled(pool))
-    ]
+    picks = diversity.k_center_greedy(x, batch_size, seed=seed2, labelled=_labelled(pool))
+    chosen: np.ndarray = candidates[picks]
+    return chosen
 
 
 def _pick_coverage(
@@ -392,7 +392,9 @@ def _pick_coverage(
     candidates = _random_candidates(pool, _candidate_count(pool, batch_size, params), rng)
     x = _gather(pool.embeddings, candidates)
     seed2 = int(rng.integers(2**31))
-    return candidates[diversity.kmeans_pp(x, batch_size, seed=seed2, labelled=_labelled(pool))]
+    picks = diversity.kmeans_pp(x, batch_size, seed=seed2, labelled=_labelled(pool))
+    chosen: np.ndarray = candidates[picks]
+    return chosen
 
 
 def _pick_uncertain_kcenter(
@@ -409,7 +411,8 @@ def _pick_uncertain_kcenter(
         start=0,
         labelled=_labelled(pool),
     )
-    return candidates[picks]
+    chosen: np.ndarray = candidates[picks]
+    return chosen
 
 
 def _pick_badge(
@@ -431,7 +434,8 @@ def _pick_badge(
         factors = np.hstack(
             [factors * core_scale, diversity.gradient_factors(fine_probs) * np.sqrt(1 - alpha)]
         )
-    return candidates[diversity.badge(factors, x, batch_size, seed=seed)]
+    chosen: np.ndarray = candidates[diversity.badge(factors, x, batch_size, seed=seed)]
+    return chosen
 
 
 # --- Registry -----------------------------------------------------------------------------
@@ -546,7 +550,7 @@ def _check_param(name: str, value: Any) -> None:
         ok = isinstance(value, numbers.Real) and 0.0 <= float(value) <= 1.0
         expected = "a number in [0, 1]"
     elif name == "candidate_factor":
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
         expected = "an integer >= 1"
     elif name == "measure":
         ok = value in uncertainty.MEASURES

@@ -30,7 +30,8 @@ def least_confidence(probs: np.ndarray) -> np.ndarray:
     """(n, c) probabilities -> (n,) normalised least confidence in [0, 1]."""
     p = np.asarray(probs, dtype=np.float64)
     c = p.shape[1]
-    return np.clip((1.0 - p.max(axis=1)) * c / (c - 1), 0.0, 1.0)
+    out: np.ndarray = np.clip((1.0 - p.max(axis=1)) * c / (c - 1), 0.0, 1.0)
+    return out
 
 
 def margin(probs: np.ndarray) -> np.ndarray:
@@ -40,17 +41,20 @@ def margin(probs: np.ndarray) -> np.ndarray:
     # After partitioning at c - 2 the last two columns hold the two largest values, the
     # largest last.
     top2 = np.partition(p, c - 2, axis=1)[:, -2:]
-    return np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0)
+    out: np.ndarray = np.clip(1.0 - (top2[:, 1] - top2[:, 0]), 0.0, 1.0)
+    return out
 
 
 def _entropy_nats(p: np.ndarray, axis: int = -1) -> np.ndarray:
-    return -(p * np.log(np.clip(p, _TINY, None))).sum(axis=axis)
+    nats: np.ndarray = -(p * np.log(np.clip(p, _TINY, None))).sum(axis=axis)
+    return nats
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
     """(n, c) probabilities -> (n,) Shannon entropy divided by log c, in [0, 1]."""
     p = np.asarray(probs, dtype=np.float64)
-    return np.clip(_entropy_nats(p) / np.log(p.shape[1]), 0.0, 1.0)
+    out: np.ndarray = np.clip(_entropy_nats(p) / np.log(p.shape[1]), 0.0, 1.0)
+    return out
 
 
 def bald(mc_probs: np.ndarray) -> np.ndarray:
@@ -62,7 +66,8 @@ def bald(mc_probs: np.ndarray) -> np.ndarray:
     p = np.asarray(mc_probs, dtype=np.float64)
     mean = p.mean(axis=0)
     mi = _entropy_nats(mean) - _entropy_nats(p).mean(axis=0)
-    return np.clip(mi / np.log(p.shape[2]), 0.0, 1.0)
+    out: np.ndarray = np.clip(mi / np.log(p.shape[2]), 0.0, 1.0)
+    return out
 
 
 MEASURES: dict[str, Measure] = {
