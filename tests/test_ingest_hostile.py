@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from labelling import archives, tasks
 from labelling.models import Clip, ImportBatch, ImportItem
 from labelling.services import ingest, queue
+from labelling.services.ingest import expansion
 from tests.hostile_files import HOSTILE_CASES
 
 pytestmark = pytest.mark.django_db
@@ -297,7 +298,7 @@ def test_expanding_an_archive_twice_creates_its_members_once(project, tmp_path):
 
     ingest.process_item(item.pk)
     ingest.process_item(item.pk)  # a retried task: the item is no longer pending
-    ingest._expand_archive(stale)  # a concurrent worker that read it while still pending
+    expansion.expand_archive(stale)  # a concurrent worker that read it while still pending
 
     assert sorted(i.name for i in _files(batch)) == ["a.wav", "b/c.wav"]
     # The loser's extraction folder is gone; only the winner's members are staged.

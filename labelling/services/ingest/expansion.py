@@ -1,0 +1,130 @@
+"""Archive expansion, in the worker: an archive item becomes one pending item per member.
+
+Members are extracted within ExpandLimits (EMOLOOP_MAX_FILE_BYTES per member,
+EMOLOOP_MAX_ARCHIVE_MEMBERS, EMOLOOP_MAX_ARCHIVE_BYTES in all; see labelling.archives) and
+inherit the batch manifest's metadata. The archive item becomes ``expanded`` (which counts as
+no file outcome), or ``rejected`` when the archive broke off, by compare-and-set in the
+transaction that creates its members, so a retried or concurrent run creates them once.
+"""
+
+from __future__ import annotations
+
+import logging
+import lzma
+import shutil
+import tarfile
+import uuid
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labelling.archives import ArchiveTooLarge, ExpandLimits, iter_members
+from labelling.models import ImportItem
+from labelling.services.ingest.records import Status, metadata_for
+from labelling.services.ingest.staging import load_manifest
+from labelling.services.storage import staging_dir
+
+__all__ = ["child_item_ids", "expand_archive", "is_archive_item"]
+
+log = logging.getLogger(__name__)
+
+# What a broken archive raises while it is read (zipfile, tarfile, gzip/bz2/lzma streams).
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    tarfile.TarError,
+    lzma.LZMAError,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+def is_archive_item(item: ImportItem) -> bool:
+    """Staged as a whole archive. Only staging marks it: a member named x.zip is a file."""
+    return bool((item.metadata or {}).get("archive"))
+
+
+def _member_prefix(item: ImportItem) -> str:
+    return str((item.metadata or {}).get("prefix", f"{item.name}/"))
+
+
+def child_item_ids(item: ImportItem) -> list[int]:
+    """Pending items expanded from an archive item (what its task dispatches next).
+
+    Found by name and position (no parent column): another archive of the same name in the
+    batch may add its own members, which are pending items of the batch all the same.
+    """
+    return list(
+        ImportItem.objects.filter(
+            batch_id=item.batch_id,
+            pk__gt=item.pk,
+            status=Status.PENDING,
+            name__startswith=_member_prefix(item),
+        ).values_list("pk", flat=True)
+    )
+
+
+def expand_archive(item: ImportItem) -> None:
+    """Extract an archive item's members (bounded) into pending items of their own.
+
+    The archive item becomes `expanded` (or `rejected` with the reason when the archive broke
+    off; the members read before stay) in the same transaction that creates its members, by
+    compare-and-set: a second run of the same item extracts into its own folder, loses the
+    race and removes that folder, so the members are created once.
+    """
+    batch = item.batch
+    archive = Path(item.staged_path)
+    dest = staging_dir(batch) / f"x{item.pk}-{uuid.uuid4().hex[:8]}"
+    manifest = load_manifest(batch)
+    prefix = _member_prefix(item)
+    limits = ExpandLimits(
+        member_bytes=settings.EMOLOOP_MAX_FILE_BYTES,
+        members=settings.EMOLOOP_MAX_ARCHIVE_MEMBERS,
+        total_bytes=settings.EMOLOOP_MAX_ARCHIVE_BYTES,
+    )
+    children: list[ImportItem] = []
+    broken: tuple[str, str] | None = None
+    try:
+        for member, extracted in iter_members(archive, dest, limits):
+            child = ImportItem(
+                batch=batch,
+                name=f"{prefix}{member.name}"[:500],
+                size_bytes=member.size,
+                metadata=metadata_for(manifest, member.name),
+            )
+            if extracted is None:
+                child.status = Status.REJECTED
+                child.reason_code, child.reason = member.problem_code, member.problem
+                child.processed_at = timezone.now()
+            else:
+                child.staged_path = str(extracted)
+            children.append(child)
+    except ArchiveTooLarge as exc:
+        broken = ("too_large", f"The rest of the archive was not read: {exc}.")
+    except _ARCHIVE_ERRORS as exc:
+        log.info("archive %s unreadable: %s", item.name, exc)
+        broken = ("corrupt", f"archive could not be read: {exc}")
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    status, code, reason = Status.EXPANDED, "", f"{len(children)} member(s) read"
+    if broken is not None:
+        status, (code, reason) = Status.REJECTED, broken
+        if children:
+            reason = f"{reason} ({len(children)} member(s) read before it broke off)"
+    with transaction.atomic():
+        claimed = ImportItem.objects.filter(pk=item.pk, status=Status.PENDING).update(
+            status=status, reason_code=code, reason=reason[:2000], processed_at=timezone.now()
+        )
+        if claimed:
+            ImportItem.objects.bulk_create(children, batch_size=1000)
+    if not claimed:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    archive.unlink(missing_ok=True)
