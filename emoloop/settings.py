@@ -124,6 +124,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHE_URL = env_str("CACHE_URL", "")
 # CACHE_KEY_PREFIX: put before every cache key; the database's name by default (see above).
 _cache_key_prefix = env_str("CACHE_KEY_PREFIX", Path(str(DATABASES["default"]["NAME"])).name)
+CACHES: dict[str, dict[str, object]]
 if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
     CACHES = {
         "default": {
