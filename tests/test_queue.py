@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from labelling.models import Annotation, GoldResult, Lease, QueueEntry
@@ -316,11 +317,13 @@ def test_ingested_clips_join_the_queue(project, tmp_path):
 def test_a_new_ranking_reorders_the_queue_in_one_swap(project, annotator):
     clips = _clips(project, 6)
     ranked = [clips[4].pk, clips[1].pk]
+    unranked = dict(
+        QueueEntry.objects.exclude(clip_id__in=ranked).values_list("clip_id", "priority")
+    )
 
     updated = queue.apply_priorities(
         project, ranked, [-2.0, -1.0],
         [{"strategy": "margin", "score": 0.9}, {"strategy": "margin", "score": 0.5}],
-        rest_priority=100.0,
     )  # fmt: skip
 
     assert updated == 2
@@ -332,4 +335,20 @@ def test_a_new_ranking_reorders_the_queue_in_one_swap(project, annotator):
                      node_key="mad")  # fmt: skip
     assert served[:2] == ranked
     assert QueueEntry.objects.get(clip=clips[4]).reason == {"strategy": "margin", "score": 0.9}
-    assert QueueEntry.objects.get(clip=clips[0]).priority == 100.0
+    assert (
+        dict(QueueEntry.objects.exclude(clip_id__in=ranked).values_list("clip_id", "priority"))
+        == unranked
+    ), "the clips the ranking does not name keep their place"
+
+
+def test_a_ranking_longer_than_one_statement_is_applied_whole(project, monkeypatch):
+    clips = _clips(project, 5)
+    # Room for two rows a statement (three parameters each, and the project's id).
+    monkeypatch.setattr(connection.features, "max_query_params", 7)
+    ids = [clip.pk for clip in clips]
+
+    updated = queue.apply_priorities(project, ids, [5.0, 4.0, 3.0, 2.0, 1.0])
+
+    assert updated == 5
+    order = QueueEntry.objects.order_by("priority").values_list("clip_id", "reason")
+    assert list(order) == [(clip_id, {}) for clip_id in reversed(ids)]

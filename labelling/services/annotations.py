@@ -30,13 +30,12 @@ def node_index(version_id: int) -> dict[str, tuple[int, int]]:
             TaxonomyNode.objects.filter(version_id=version_id).values_list("id", "key", "parent_id")
         )
         parents = {node_id: parent for node_id, _key, parent in rows}
-
-        def core(node_id: int) -> int:
-            while parents.get(node_id) is not None:
-                node_id = parents[node_id]
-            return node_id
-
-        index = {key: (node_id, core(node_id)) for node_id, key, _parent in rows}
+        index = {}
+        for node_id, key, _parent in rows:
+            core = node_id  # walk up to the root: the core feeling (the wheel's inner ring)
+            while parents.get(core) is not None:
+                core = parents[core]
+            index[key] = (node_id, core)
         with _NODE_INDEX_LOCK:
             _NODE_INDEX[version_id] = index
     return index
@@ -45,6 +44,18 @@ def node_index(version_id: int) -> dict[str, tuple[int, int]]:
 def forget_node_index(version_id: int) -> None:
     with _NODE_INDEX_LOCK:
         _NODE_INDEX.pop(version_id, None)
+
+
+def core_of(node_id: int) -> int:
+    """The core feeling above a node (the node itself for a core one): the one definition,
+    read from the cached per-version node index. Agreement routing and gold scoring
+    (services/queue.py) compare labels by it."""
+    version_id = TaxonomyNode.objects.values_list("version_id", flat=True).get(pk=node_id)
+    cores = dict(node_index(version_id).values())
+    if node_id not in cores:  # the version was edited in place since the index was built
+        forget_node_index(version_id)
+        cores = dict(node_index(version_id).values())
+    return cores[node_id]
 
 
 def record_annotation(

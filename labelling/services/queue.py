@@ -11,6 +11,7 @@ Invariants, held by the database rather than by this process:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
@@ -57,11 +58,34 @@ class Leased:
     revising: Annotation | None = None
 
 
-def wanting_labels(project: Project):
+def wanting_labels(project: Project) -> models.QuerySet[QueueEntry]:
     """The project's entries that still want labels: regular (non-gold) clips with an open
-    slot. The one definition of "the unlabelled pool": the lease, re-prioritising and the
-    learner's pool (labelling.services.loop) all start from it."""
+    slot. The one definition of "the unlabelled pool": the lease (both paths; the
+    PostgreSQL statement compiles its candidate windows from it), re-prioritising and the
+    learner's pool (labelling.services.loop) all start from it. It reads only the project's
+    id (the lease caches its compiled SQL by that id)."""
     return QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
+
+
+class _Names:
+    """A model's quoted table name (`{Lease}` in a SQL template) and column names
+    (`{Lease.annotator}`), read from the model's metadata, for the statements written by
+    hand below: a renamed table or column changes them with the model."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self._model = model
+
+    def __format__(self, spec: str) -> str:
+        return connection.ops.quote_name(self._model._meta.db_table)
+
+    def __getattr__(self, field: str) -> str:
+        return connection.ops.quote_name(self._model._meta.get_field(field).column)
+
+
+def _sql(template: str, **parts: str) -> str:
+    """Fill a SQL template's `{Model}` and `{Model.field}` names (and any `parts`)."""
+    names = {model.__name__: _Names(model) for model in (Annotation, Clip, Lease, QueueEntry)}
+    return template.format_map({**names, **parts})
 
 
 # --- Policies ---------------------------------------------------------------------------
@@ -132,12 +156,9 @@ def enqueue_clips(project: Project, clips: list[Clip], *, seed: int | None = Non
 
 
 def reprioritise(project: Project, *, seed: int | None = None) -> int:
-    """Recompute every open entry's priority under the project's current policy."""
-    entries = list(
-        wanting_labels(project)
-        .select_related("clip")
-        .order_by("clip_id")
-    )
+    """Recompute every open entry's priority under the project's current policy (called by
+    labelling.services.projects when the policy changes)."""
+    entries = list(wanting_labels(project).select_related("clip").order_by("clip_id"))
     policy = POLICIES.get(project.queue_policy, random_priorities)
     priorities = policy([e.clip for e in entries], Counter(), random.Random(seed))
     for entry, priority in zip(entries, priorities, strict=True):
@@ -193,56 +214,42 @@ def apply_priorities(
     clip_ids: list[int],
     priorities: list[float],
     reasons: list[dict] | None = None,
-    *,
-    rest_priority: float | None = None,
 ) -> int:
     """Swap in a new order for a project's queue in one transaction (the queue serves the
-    previous order until it commits). Lower priority is served first.
+    previous order until it commits). Lower priority is served first; entries the ranking
+    does not name keep theirs. Returns the number of entries updated.
 
-    `rest_priority`, when given, is set on the project's other open entries (those the
-    ranking did not place), so they come after every ranked clip.
+    One UPDATE … FROM per chunk on every backend (SQLite has it since 3.33).
     """
     if len(clip_ids) != len(priorities) or (reasons is not None and len(reasons) != len(clip_ids)):
         raise ValueError("clip_ids, priorities and reasons must have the same length")
+    # Three parameters a row and one for the project, within the backend's limit (SQLite: 999).
+    limit = connection.features.max_query_params
+    chunk = 5000 if limit is None else min(5000, (limit - 1) // 3)
+    json_type = QueueEntry._meta.get_field("reason").db_type(connection)
     updated = 0
-    with transaction.atomic():
-        if rest_priority is not None:
-            QueueEntry.objects.filter(project=project, open_slots__gt=0).exclude(
-                clip_id__in=clip_ids
-            ).update(priority=rest_priority, reason={})
-        chunk = 5000
+    with transaction.atomic(), connection.cursor() as cursor:
         for start in range(0, len(clip_ids), chunk):
-            ids = clip_ids[start : start + chunk]
-            prios = priorities[start : start + chunk]
-            if connection.vendor == "postgresql":
-                rows = [
-                    (int(cid), float(pr), json.dumps(reasons[start + i] if reasons else {}))
-                    for i, (cid, pr) in enumerate(zip(ids, prios, strict=True))
-                ]
-                with connection.cursor() as cursor:
-                    # Only placeholders are joined into the SQL; every value is a parameter.
-                    values = ",".join(["(%s, %s, %s::jsonb)"] * len(rows))
-                    sql = (
-                        "UPDATE labelling_queueentry q SET priority = v.priority, "  # noqa: S608
-                        f"reason = v.reason FROM (VALUES {values}) AS v(clip_id, priority, reason) "
-                        "WHERE q.clip_id = v.clip_id AND q.project_id = %s"
-                    )
-                    cursor.execute(
-                        sql,
-                        [x for row in rows for x in row] + [project.pk],
-                    )
-                    updated += cursor.rowcount
-            else:
-                entries = list(QueueEntry.objects.filter(project=project, clip_id__in=ids))
-                by_clip = {
-                    int(cid): (float(pr), reasons[start + i] if reasons else {})
-                    for i, (cid, pr) in enumerate(zip(ids, prios, strict=True))
-                }
-                for entry in entries:
-                    entry.priority, entry.reason = by_clip[entry.clip_id]
-                QueueEntry.objects.bulk_update(entries, ["priority", "reason"], batch_size=1000)
-                updated += len(entries)
+            stop = min(start + chunk, len(clip_ids))
+            params: list[object] = []
+            for i in range(start, stop):
+                reason = reasons[i] if reasons is not None else {}
+                params += [int(clip_ids[i]), float(priorities[i]), json.dumps(reason)]
+            # Only placeholders are joined into the SQL; every value is a parameter.
+            rows = ", ".join([f"(%s, %s, CAST(%s AS {json_type}))"] * (stop - start))
+            cursor.execute(_sql(_SET_PRIORITIES, rows=rows), [*params, project.pk])
+            updated += cursor.rowcount
     return updated
+
+
+# VALUES names its columns column1, column2, … on both backends (SQLite takes no column list
+# after the alias). The statement starts with UPDATE: Python's sqlite3 counts the rows of a
+# statement only then (a WITH in front reads as no DML, rowcount -1).
+_SET_PRIORITIES = """
+UPDATE {QueueEntry} SET {QueueEntry.priority} = v.column2, {QueueEntry.reason} = v.column3
+FROM (VALUES {rows}) AS v
+WHERE {QueueEntry}.{QueueEntry.clip} = v.column1 AND {QueueEntry}.{QueueEntry.project} = %s
+"""
 
 
 # --- Leasing ----------------------------------------------------------------------------
@@ -380,59 +387,88 @@ def _lease_regular_portable(project: Project, user: AbstractBaseUser) -> Leased 
 # requests hold), take a slot with a guarded decrement, create the lease and return the
 # clip. The check constraint on open_slots backs the guard.
 #
-# Candidates come from two bounded windows in priority order: clips some annotators have
-# started (open_slots < target) and untouched clips (open_slots = target). Without the
-# windows, an annotator's own half-labelled clips (waiting for a second annotator) pile up
-# at the head of the queue and every request would step over all of them. A request that
-# finds nothing in the windows falls back to the unbounded scan ({window} = '').
+# Candidates come from two bounded windows of `wanting_labels` in priority order: clips some
+# annotators have started (open_slots < target) and untouched clips (open_slots = target),
+# each served by its partial index (QueueEntry.Meta). Without the windows, an annotator's own
+# half-labelled clips (waiting for a second annotator) pile up at the head of the queue and
+# every request would step over all of them. A request that finds nothing in the windows
+# falls back to unbounded ones.
 _LEASE_NEXT_PG = """
 WITH mine AS (
-    SELECT count(*) AS n FROM labelling_lease
-    WHERE annotator_id = %(user)s AND project_id = %(project)s AND status = 'active'
+    SELECT count(*) AS n FROM {Lease}
+    WHERE {Lease.annotator} = %(user)s AND {Lease.project} = %(project)s
+      AND {Lease.status} = %(active)s
 ), candidates AS (
-    (SELECT id FROM labelling_queueentry
-     WHERE project_id = %(project)s AND open_slots > 0 AND open_slots < target AND NOT is_gold
-     ORDER BY priority {window})
-    UNION ALL
-    (SELECT id FROM labelling_queueentry
-     WHERE project_id = %(project)s AND open_slots > 0 AND open_slots = target AND NOT is_gold
-     ORDER BY priority {window})
+    ({started}) UNION ALL ({fresh})
 ), picked AS (
-    SELECT q.id FROM labelling_queueentry q JOIN candidates c ON c.id = q.id
-    WHERE q.open_slots > 0
+    SELECT q.{QueueEntry.id} FROM {QueueEntry} q JOIN candidates c ON c.id = q.{QueueEntry.id}
+    WHERE q.{QueueEntry.open_slots} > 0
       AND (SELECT n FROM mine) < %(max_active)s
       -- Scalar subqueries with LIMIT stay per-row index probes whatever the table
       -- statistics say (NOT EXISTS may be planned as a scan of all of the user's rows).
-      AND (SELECT 1 FROM labelling_lease l
-           WHERE l.clip_id = q.clip_id AND l.annotator_id = %(user)s
-             AND l.status IN ('active', 'done') LIMIT 1) IS NULL
-      AND (SELECT 1 FROM labelling_annotation a
-           WHERE a.clip_id = q.clip_id AND a.annotator_id = %(user)s
-             AND a.is_current LIMIT 1) IS NULL
-    ORDER BY q.priority
+      AND (SELECT 1 FROM {Lease} l
+           WHERE l.{Lease.clip} = q.{QueueEntry.clip} AND l.{Lease.annotator} = %(user)s
+             AND l.{Lease.status} IN (%(active)s, %(done)s) LIMIT 1) IS NULL
+      AND (SELECT 1 FROM {Annotation} a
+           WHERE a.{Annotation.clip} = q.{QueueEntry.clip} AND a.{Annotation.annotator} = %(user)s
+             AND a.{Annotation.is_current} LIMIT 1) IS NULL
+    ORDER BY q.{QueueEntry.priority}
     LIMIT 1
     FOR UPDATE OF q SKIP LOCKED
 ), taken AS (
-    UPDATE labelling_queueentry q SET open_slots = q.open_slots - 1
-    FROM picked WHERE q.id = picked.id AND q.open_slots > 0
-    RETURNING q.clip_id
+    UPDATE {QueueEntry} q SET {QueueEntry.open_slots} = q.{QueueEntry.open_slots} - 1
+    FROM picked WHERE q.{QueueEntry.id} = picked.{QueueEntry.id} AND q.{QueueEntry.open_slots} > 0
+    RETURNING q.{QueueEntry.clip} AS clip_id
 ), leased AS (
-    INSERT INTO labelling_lease
-        (id, project_id, clip_id, annotator_id, status, is_gold, revises_id, created_at,
-         expires_at)
-    SELECT %(lease)s, %(project)s, taken.clip_id, %(user)s, 'active', false, NULL, now(),
+    INSERT INTO {Lease}
+        ({Lease.id}, {Lease.project}, {Lease.clip}, {Lease.annotator}, {Lease.status},
+         {Lease.is_gold}, {Lease.revises}, {Lease.created_at}, {Lease.expires_at})
+    SELECT %(lease)s, %(project)s, taken.clip_id, %(user)s, %(active)s, false, NULL, now(),
            now() + %(seconds)s * interval '1 second'
     FROM taken
-    RETURNING clip_id, created_at, expires_at
+    RETURNING {Lease.clip} AS clip_id, {Lease.created_at} AS created_at,
+              {Lease.expires_at} AS expires_at
 )
-SELECT leased.created_at, leased.expires_at, c.id, c.duration_s, c.transcript, c.language,
-       c.channel, c.dialect, c.rms_dbfs, c.recording_id, c.start_s, c.speaker_id, c.gender
-FROM leased JOIN labelling_clip c ON c.id = leased.clip_id
+SELECT leased.created_at, leased.expires_at, {clip_columns}
+FROM leased JOIN {Clip} c ON c.{Clip.id} = leased.clip_id
 """
 # Wide enough that concurrent annotators (each locking one row) rarely exhaust it.
 CANDIDATE_WINDOW = 64
-_LEASE_NEXT_WINDOWED = _LEASE_NEXT_PG.format(window=f"LIMIT {CANDIDATE_WINDOW}")
-_LEASE_NEXT_UNBOUNDED = _LEASE_NEXT_PG.format(window="")
+# The Clip fields the lease statement returns: what the annotator's page shows.
+_LEASED_CLIP_FIELDS = ("id", "duration_s", "transcript", "language", "channel", "dialect",
+                       "rms_dbfs", "recording_id", "start_s", "speaker_id", "gender")  # fmt: skip
+
+
+def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tuple[str, dict]:
+    """One candidate window of the lease statement, compiled from `wanting_labels`, with
+    named placeholders (the statement around it uses named ones)."""
+    entries = wanting_labels(Project(pk=project_id))
+    if started:
+        entries = entries.filter(open_slots__lt=F("target"))
+    else:
+        entries = entries.filter(open_slots=F("target"))
+    entries = entries.order_by("priority").values("id")
+    if windowed:
+        entries = entries[:CANDIDATE_WINDOW]
+    sql, params = entries.query.sql_with_params()
+    names = [f"{'started' if started else 'fresh'}_{i}" for i in range(len(params))]
+    # The compiled SQL holds no literal % (every value is a parameter): only placeholders.
+    return sql % tuple(f"%({name})s" for name in names), dict(zip(names, params, strict=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _lease_statement(project_id: int, *, windowed: bool) -> tuple[str, dict]:
+    """The lease statement for a project, with its candidate windows' parameters (compiled
+    once per process and project: compiling the windows costs a few tenths of a ms, a
+    noticeable share of a lease)."""
+    started, started_params = _candidate_window(project_id, started=True, windowed=windowed)
+    fresh, fresh_params = _candidate_window(project_id, started=False, windowed=windowed)
+    quote = connection.ops.quote_name
+    clip_columns = ", ".join(
+        f"c.{quote(Clip._meta.get_field(name).column)}" for name in _LEASED_CLIP_FIELDS
+    )
+    sql = _sql(_LEASE_NEXT_PG, started=started, fresh=fresh, clip_columns=clip_columns)
+    return sql, {**started_params, **fresh_params}
 
 
 def _lease_regular_pg(project: Project, user: AbstractBaseUser) -> Leased | None:
@@ -440,19 +476,20 @@ def _lease_regular_pg(project: Project, user: AbstractBaseUser) -> Leased | None
     params = {
         "user": user.pk, "project": project.pk, "lease": str(lease_id),
         "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,
+        "active": Lease.Status.ACTIVE.value, "done": Lease.Status.DONE.value,
     }  # fmt: skip
+    row = None
     with connection.cursor() as cursor:
-        cursor.execute(_LEASE_NEXT_WINDOWED, params)
-        row = cursor.fetchone()
-        if row is None:
-            cursor.execute(_LEASE_NEXT_UNBOUNDED, params)
+        for windowed in (True, False):
+            sql, window_params = _lease_statement(project.pk, windowed=windowed)
+            cursor.execute(sql, {**window_params, **params})
             row = cursor.fetchone()
+            if row is not None:
+                break
     if row is None:
         return None
     created_at, expires_at, *clip_fields = row
-    names = ("id", "duration_s", "transcript", "language", "channel", "dialect", "rms_dbfs",
-             "recording_id", "start_s", "speaker_id", "gender")  # fmt: skip
-    clip = Clip(project=project, **dict(zip(names, clip_fields, strict=True)))
+    clip = Clip(project=project, **dict(zip(_LEASED_CLIP_FIELDS, clip_fields, strict=True)))
     lease = Lease(
         id=lease_id, project=project, clip_id=clip.pk, annotator=user,
         status=Lease.Status.ACTIVE, created_at=created_at, expires_at=expires_at,
@@ -646,18 +683,8 @@ def core_agreement(node_ids: list[int]) -> float:
     """Share of labels agreeing with the most common core feeling (1.0 for one label)."""
     if not node_ids:
         return 1.0
-    cores = Counter(core_of(node_id) for node_id in node_ids)
+    cores = Counter(annotations.core_of(node_id) for node_id in node_ids)
     return cores.most_common(1)[0][1] / len(node_ids)
-
-
-def core_of(node_id: int) -> int:
-    """The core feeling above a node, from the cached per-version node index."""
-    version_id = TaxonomyNode.objects.values_list("version_id", flat=True).get(pk=node_id)
-    cores = dict(annotations.node_index(version_id).values())
-    if node_id not in cores:  # the version was edited in place since the index was built
-        annotations.forget_node_index(version_id)
-        cores = dict(annotations.node_index(version_id).values())
-    return cores[node_id]
 
 
 def _score_gold(annotation: Annotation) -> None:
@@ -667,7 +694,8 @@ def _score_gold(annotation: Annotation) -> None:
         annotation=annotation,
         gold=gold,
         correct_exact=given == gold.node_id,
-        correct_core=given is not None and core_of(given) == core_of(gold.node_id),
+        correct_core=given is not None
+        and annotations.core_of(given) == annotations.core_of(gold.node_id),
     )
 
 
