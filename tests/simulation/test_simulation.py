@@ -199,6 +199,33 @@ def test_the_corpus_keeps_taxonomy_order_and_resolves_relative_paths(corpus_dir:
     assert set(corpus.metadata) == {"gender"}
 
 
+def test_the_labels_file_is_read_by_labellings_manifest_reader(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    """One reader of tabular metadata (labelling.manifest): the same rows as JSON lines give
+    the same corpus, and a file it refuses is a CorpusError the command can print."""
+    with (corpus_dir / "labels.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    as_jsonl = tmp_path / "labels.jsonl"
+    as_jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from_csv = simulation.load_corpus(corpus_dir, "labels.csv")
+    from_jsonl = simulation.load_corpus(corpus_dir, as_jsonl)
+    assert from_jsonl.names == from_csv.names
+    assert from_jsonl.labels.tolist() == from_csv.labels.tolist()
+    assert from_jsonl.metadata == from_csv.metadata
+    as_txt = tmp_path / "labels.txt"
+    as_txt.write_text((corpus_dir / "labels.csv").read_text())
+    with pytest.raises(simulation.CorpusError, match=r"\.csv or \.jsonl"):
+        simulation.load_corpus(corpus_dir, as_txt)
+
+
+def test_a_labels_csv_with_a_header_only_is_refused(corpus_dir: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,speaker,emotion\n")
+    with pytest.raises(simulation.CorpusError, match="no rows"):
+        simulation.load_corpus(corpus_dir, labels)
+
+
 # --- Splits and statistics ---------------------------------------------------------------
 
 
@@ -305,3 +332,35 @@ def test_the_budget_is_capped_at_the_pool_size() -> None:
     config = simulation.SimulationConfig(seed_size=10, batch_size=10, budget=100)
     run = simulation.run_strategy(problem, ["s0"], "least_confidence", 0, config)
     assert [labels for labels, _ in run["curve"]] == [10, 20, 24]
+
+
+@pytest.mark.slow  # trains 12 small models, twice
+def test_forked_workers_give_the_same_summary_as_one_process() -> None:
+    """The pool pickles `_job` by its module path and hands the arrays over by fork: the
+    same runs, the same curves and every round's progress tick, whatever the worker count."""
+    problem = _problem(n_per_cell=3)
+    config = simulation.SimulationConfig(
+        strategies=("random", "default"),
+        seeds=1,
+        rotations=2,
+        test_speakers=1,
+        seed_size=6,
+        batch_size=6,
+        budget=12,
+        bootstrap=100,
+    )
+
+    def run(workers: int) -> tuple[dict, int]:
+        ticks: list[int] = []
+        summary = simulation.simulate(
+            problem, config, workers=workers, progress=lambda total, desc: ticks.append
+        )
+        return summary, sum(ticks)
+
+    (one, ticks_one), (two, ticks_two) = run(1), run(2)
+    assert two["workers"] == 2
+    assert two["full_pool_uar_per_rotation"] == one["full_pool_uar_per_rotation"]
+    for name in ("random", "default"):
+        assert two["strategies"][name]["curve"] == one["strategies"][name]["curve"]
+    # Per rotation: the full-pool model, then 2 strategies x 2 rounds.
+    assert ticks_two == ticks_one == 2 * (1 + 2 * 2)
