@@ -13,6 +13,7 @@ Whether this helps is measured by bench/learner.py; the project default is off.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ class AugmentConfig:
     reverb_probability: float = 0.3
     rt60_s: tuple[float, float] = (0.2, 0.7)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def speed_for(self, copy: int) -> float:
@@ -46,14 +47,14 @@ def add_noise(
     wave: np.ndarray, snr_db: float, rng: np.random.Generator, colour: str = "white"
 ) -> np.ndarray:
     """(samples,) -> (samples,) with Gaussian noise at `snr_db` relative to the clip's power."""
-    noise = rng.standard_normal(wave.shape[0])
+    noise = rng.standard_normal(len(wave))
     if colour == "pink":  # 1/f power: shape white noise's spectrum by 1/sqrt(f)
         spectrum = np.fft.rfft(noise)
         f = np.arange(spectrum.shape[0])
         spectrum[1:] /= np.sqrt(f[1:])
         spectrum[0] = 0
         noise = np.fft.irfft(spectrum, n=wave.shape[0])
-    out = taf.add_noise(
+    out: torch.Tensor = taf.add_noise(
         torch.as_tensor(wave, dtype=torch.float32)[None],
         torch.as_tensor(noise, dtype=torch.float32)[None],
         torch.tensor([snr_db], dtype=torch.float32),
@@ -61,21 +62,25 @@ def add_noise(
     return out.numpy()
 
 
-def synthetic_rir(rt60_s: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE):
+def synthetic_rir(
+    rt60_s: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """A room impulse response: a unit direct path, then exponentially decaying noise that
     falls by 60 dB in `rt60_s` seconds (starting after 2.5 ms of pre-delay)."""
     length = int(rt60_s * sample_rate)
     t = np.arange(length) / sample_rate
     tail = rng.standard_normal(length) * np.exp(-6.9078 * t / rt60_s)  # ln(1000) = 6.9078
     tail[: int(0.0025 * sample_rate)] = 0.0
-    rir = 0.3 * tail / (np.sqrt((tail**2).sum()) + 1e-9)
+    rir: np.ndarray = 0.3 * tail / (np.sqrt((tail**2).sum()) + 1e-9)
     rir[0] = 1.0
     return rir
 
 
 def reverberate(wave: np.ndarray, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
     rir = torch.as_tensor(synthetic_rir(rt60_s, rng), dtype=torch.float32)
-    wet = taf.fftconvolve(torch.as_tensor(wave, dtype=torch.float32), rir)[: wave.shape[0]]
+    wet: torch.Tensor = taf.fftconvolve(torch.as_tensor(wave, dtype=torch.float32), rir)[
+        : wave.shape[0]
+    ]
     peak_in = float(np.abs(wave).max()) or 1.0
     peak_out = float(wet.abs().max()) or 1.0
     return (wet * (peak_in / peak_out)).numpy()
@@ -86,6 +91,7 @@ def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
     resampling does: the voice sounds like another speaker's."""
     if abs(factor - 1.0) < 1e-6:
         return wave
+    out: torch.Tensor
     out, _ = taf.speed(torch.as_tensor(wave, dtype=torch.float32)[None], SAMPLE_RATE, factor)
     return out[0].numpy()
 
@@ -100,4 +106,5 @@ def augment(wave: np.ndarray, copy: int, config: AugmentConfig, seed: int) -> np
     if rng.random() < config.noise_probability:
         colour = "pink" if rng.random() < 0.5 else "white"
         out = add_noise(out, float(rng.uniform(*config.snr_db)), rng, colour)
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
+    clipped: np.ndarray = np.clip(out, -1.0, 1.0).astype(np.float32)
+    return clipped

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,11 +55,11 @@ class TrainConfig:
         wanted = math.ceil(self.target_steps / steps_per_epoch)
         return int(min(self.max_epochs, max(self.min_epochs, wanted)))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -222,7 +223,8 @@ def fit(
                             loss = fine_loss if loss is None else loss + fine_loss
                     if loss is not None:
                         optimiser.zero_grad(set_to_none=True)
-                        loss.backward()
+                        # torch leaves Tensor.backward unannotated (its stub is wrong, not the call)
+                        loss.backward()  # type: ignore[no-untyped-call]
                         optimiser.step()
                         running += float(loss.detach())
                         batches += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -63,9 +64,10 @@ class Normaliser:
                     stats = self.speakers.get(speaker) or (extra or {}).get(speaker)
                 if stats is not None:
                     first[i] = (x[i] - stats.mean) / stats.std
-        return ((first - self.post_mean) / self.post_std).astype(np.float32)
+        out: np.ndarray = ((first - self.post_mean) / self.post_std).astype(np.float32)
+        return out
 
-    def to_state(self) -> dict:
+    def to_state(self) -> dict[str, Any]:
         """Arrays, strings and ints only (the artifact stores the arrays as tensors)."""
         return {
             "mode": self.mode,
@@ -79,7 +81,7 @@ class Normaliser:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> Normaliser:
+    def from_state(cls, state: dict[str, Any]) -> Normaliser:
         arr = np.asarray
         return cls(
             mode=state["mode"],

@@ -22,12 +22,20 @@ import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from learner import calibration, metrics
-from learner.model import EpochCallback, TrainConfig, fit, load_members, members_state
+from learner.model import (
+    EmotionMLP,
+    EpochCallback,
+    TrainConfig,
+    fit,
+    load_members,
+    members_state,
+)
 from learner.model import predict_logits as _predict_logits
 from learner.normalise import SPEAKER, Normaliser, SpeakerStats, fit_normaliser
 from learner.targets import LabelSpace, Targets, node_probabilities
@@ -65,7 +73,7 @@ class Dataset:
     speakers: list[str]  # N ids, "" when unknown
     targets: Targets
     space: LabelSpace
-    extractor: dict  # {"name", "version", "dim"}
+    extractor: dict[str, Any]  # {"name", "version", "dim"}
     # All of the project's clips (labelled or not) for per-speaker statistics.
     stats_features: np.ndarray | None = None  # (M, D)
     stats_speakers: list[str] | None = None
@@ -82,7 +90,7 @@ class Split:
     by: str  # "speaker" or "clip"
     groups: dict[str, list[str]]  # part -> group names (speakers, or clip ids)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "by": self.by,
             "speaker_independent": self.speaker_independent,
@@ -178,10 +186,10 @@ def _hard(targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndar
 class Predictor:
     """The deployable model: everything needed to go from a feature vector to probabilities."""
 
-    extractor: dict
+    extractor: dict[str, Any]
     space: LabelSpace
     normaliser: Normaliser
-    members: list
+    members: list[EmotionMLP]
     config: TrainConfig
     temperature_core: float = 1.0
     temperature_fine: float = 1.0
@@ -222,7 +230,7 @@ class Predictor:
 
     # --- artifact -----------------------------------------------------------------------
 
-    def to_artifact(self) -> dict:
+    def to_artifact(self) -> dict[str, Any]:
         return {
             "format": ARTIFACT_FORMAT,
             "extractor": dict(self.extractor),
@@ -239,7 +247,7 @@ class Predictor:
         return buffer.getvalue()
 
     @classmethod
-    def from_artifact(cls, artifact: dict) -> Predictor:
+    def from_artifact(cls, artifact: dict[str, Any]) -> Predictor:
         if artifact.get("format") != ARTIFACT_FORMAT:
             raise ValueError(f"not an {ARTIFACT_FORMAT} artifact: {artifact.get('format')!r}")
         space = LabelSpace.from_state(artifact["space"])
@@ -268,7 +276,8 @@ class Predictor:
         return cls.from_artifact(torch.load(io.BytesIO(data), weights_only=True))
 
 
-def _arrays_to_tensors(obj: object) -> object:
+def _arrays_to_tensors(obj: Any) -> Any:
+    """The same nested dicts with every array as a tensor (a tensor-only artifact)."""
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, dict):
@@ -276,7 +285,8 @@ def _arrays_to_tensors(obj: object) -> object:
     return obj
 
 
-def _tensors_to_arrays(obj: object) -> object:
+def _tensors_to_arrays(obj: Any) -> Any:
+    """The same nested dicts with every tensor as an array."""
     if isinstance(obj, torch.Tensor):
         return obj.numpy()
     if isinstance(obj, dict):
@@ -287,7 +297,7 @@ def _tensors_to_arrays(obj: object) -> object:
 @dataclass
 class TrainResult:
     predictor: Predictor
-    metrics: dict
+    metrics: dict[str, Any]
     split: Split
     train_seconds: float
 
@@ -301,7 +311,7 @@ def _head_report(
     logits_test: np.ndarray,
     targets_test: np.ndarray,
     weights_test: np.ndarray,
-) -> tuple[float, dict]:
+) -> tuple[float, dict[str, object]]:
     """Fit this head's temperature on validation rows, then report on the test rows."""
     temperature = 1.0
     if logits_val is not None and targets_val is not None and weights_val is not None:
@@ -313,7 +323,9 @@ def _head_report(
     rows, y = _hard(targets_test, weights_test)
     before = calibration.softmax(logits_test[rows], 1.0) if len(rows) else np.zeros((0, 1))
     after = calibration.softmax(logits_test[rows], temperature) if len(rows) else before
-    report = metrics.classification_report(y, after, labels) if len(rows) else {"n": 0}
+    report: dict[str, object] = (
+        metrics.classification_report(y, after, labels) if len(rows) else {"n": 0}
+    )
     if len(rows):
         report["ece_before"] = metrics.expected_calibration_error(before, y)
         report["ece_after"] = metrics.expected_calibration_error(after, y)
@@ -356,7 +368,7 @@ def train_and_evaluate(
     core_test, fine_test = predictor.logits(
         data.features[split.test], [data.speakers[i] for i in split.test], None
     )
-    reports: dict[str, dict] = {}
+    reports: dict[str, dict[str, object]] = {}
     predictor.temperature_core, reports["core"] = _head_report(
         "core",
         data.space.core,
@@ -409,16 +421,23 @@ def fit_predictor(
     s_parts: list[list[str]] = [speakers]
     core_t = [targets.core[rows]]
     core_w = [targets.core_weight[rows]]
-    fine_t = [targets.fine[rows]] if targets.fine is not None else None
-    fine_w = [targets.fine_weight[rows]] if targets.fine_weight is not None else None
+    fine, fine_weight = targets.fine, targets.fine_weight
+    fine_t = [fine[rows]] if fine is not None else None
+    fine_w = [fine_weight[rows]] if fine_weight is not None else None
     for copy, features in data.augmented:
         x_parts.append(features[rows])
         s_parts.append([_aug_speaker(s, copy) for s in speakers])
         core_t.append(targets.core[rows])
         core_w.append(targets.core_weight[rows])
-        if fine_t is not None and fine_w is not None:
-            fine_t.append(targets.fine[rows])  # type: ignore[index]
-            fine_w.append(targets.fine_weight[rows])  # type: ignore[index]
+        # fine_t / fine_w exist exactly when fine / fine_weight do (named for mypy's sake).
+        if (
+            fine is not None
+            and fine_weight is not None
+            and fine_t is not None
+            and fine_w is not None
+        ):
+            fine_t.append(fine[rows])
+            fine_w.append(fine_weight[rows])
     x_train = np.concatenate(x_parts)
     s_train = [s for part in s_parts for s in part]
     stats_x = data.stats_features if data.stats_features is not None else data.features

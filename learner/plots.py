@@ -7,6 +7,7 @@ alone, so they can be redrawn for any stored version.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib
 
@@ -14,9 +15,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -43,13 +45,21 @@ def confusion_png(cm: list[list[int]], labels: list[str], title: str) -> bytes:
                 if counts[i, j]:
                     colour = "white" if share[i, j] > 0.5 else "black"
                     ax.text(
-                        j, i, int(counts[i, j]), ha="center", va="center", color=colour, fontsize=7
+                        j,
+                        i,
+                        str(int(counts[i, j])),
+                        ha="center",
+                        va="center",
+                        color=colour,
+                        fontsize=7,
                     )
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     return _png(fig)
 
 
-def reliability_png(before: dict, after: dict, ece_before: float, ece_after: float) -> bytes:
+def reliability_png(
+    before: dict[str, list[Any]], after: dict[str, list[Any]], ece_before: float, ece_after: float
+) -> bytes:
     """Accuracy against confidence per bin, before and after temperature scaling."""
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
@@ -81,7 +91,7 @@ def _empty(message: str) -> bytes:
     return _png(fig)
 
 
-def for_metrics(metrics: dict) -> dict[str, bytes]:
+def for_metrics(metrics: dict[str, Any]) -> dict[str, bytes]:
     """{"confusion": png, "calibration": png} for a version's recorded metrics."""
     core = metrics.get("heads", {}).get("core", {})
     if not core.get("n"):

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -97,14 +98,14 @@ class LabelSpace:
         candidate = self.ancestor_at(key, self.fine_level)
         return candidate if candidate in self._fine_set else None
 
-    def to_state(self) -> dict:
+    def to_state(self) -> dict[str, Any]:
         return {
             "fine_level": self.fine_level,
             "nodes": [[n.key, n.name, n.level, n.parent] for n in self.nodes],
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> LabelSpace:
+    def from_state(cls, state: dict[str, Any]) -> LabelSpace:
         return cls(
             nodes=[Node(k, name, int(level), parent) for k, name, level, parent in state["nodes"]],
             fine_level=int(state["fine_level"]),
@@ -143,7 +144,7 @@ def soft_targets(
     skipped: list[int] = []
     core_rows, core_w, fine_rows, fine_w = [], [], [], []
     for clip_id in sorted(by_clip):
-        labelled = [j for j in by_clip[clip_id] if j.node is not None]
+        labelled = [(j.node, j.unsure) for j in by_clip[clip_id] if j.node is not None]
         if not labelled:
             skipped.append(clip_id)
             continue
@@ -151,11 +152,11 @@ def soft_targets(
         fine = np.zeros(len(space.fine))
         total = 0.0
         fine_total = 0.0
-        for j in labelled:
-            w = unsure_weight if j.unsure else 1.0
-            core[core_index[space.ancestor_at(j.node, 0)]] += w
+        for node, unsure in labelled:
+            w = unsure_weight if unsure else 1.0
+            core[core_index[space.ancestor_at(node, 0)]] += w
             total += w
-            fine_key = space.fine_class(j.node)
+            fine_key = space.fine_class(node)
             if fine_key is not None:
                 fine[fine_index[fine_key]] += w
                 fine_total += w

@@ -75,9 +75,9 @@ def get_extractor(name: str, options: ExtractorOptions | None = None) -> Extract
     raise ValueError(f"unknown feature set {name!r}; known: {', '.join(NAMES)}")
 
 
-def describe(options: ExtractorOptions | None = None) -> list[dict]:
+def describe(options: ExtractorOptions | None = None) -> list[dict[str, object]]:
     """Every feature set with whether it can run here and why not."""
-    out = []
+    out: list[dict[str, object]] = []
     for name in NAMES:
         try:
             ex = get_extractor(name, options)

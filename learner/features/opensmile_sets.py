@@ -57,4 +57,5 @@ class OpenSmileExtractor:
         frame = _smile(self.feature_set).process_signal(
             np.asarray(wave, dtype=np.float32), sample_rate
         )
-        return np.nan_to_num(frame.to_numpy()[0].astype(np.float32))
+        row: np.ndarray = np.nan_to_num(frame.to_numpy()[0].astype(np.float32))
+        return row

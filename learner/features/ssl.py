@@ -58,7 +58,8 @@ def checkpoint_digest(path: str) -> str:
 
 
 @cache
-def _load(path: str, digest: str, default_arch: str) -> tuple[torch.nn.Module, str]:
+def _load(path: str, digest: str, default_arch: str) -> tuple[tam.Wav2Vec2Model, str]:
+    """Every architecture here (HuBERT and WavLM too) is a torchaudio Wav2Vec2Model."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
