@@ -239,3 +239,83 @@ def test_the_suggestion_shows_only_in_assisted_mode_and_is_reported_truthfully(
     assert a.heard_to_end
     assert a.play_count == 1
     assert (a.valence, a.arousal) == (-0.1, -0.25)
+
+
+def test_the_controls_work_with_the_mouse(page: Page, live_server, project, annotator, clips):
+    log_in(page, live_server, annotator)
+    open_labelling(page, live_server, project)
+    first = wait_playable(page)
+
+    ring = page.locator("#ring")
+    ring.locator('button[data-key="mad"]').click()
+    ring.locator('button[data-key="mad.hurt"]').click()
+    ring.locator('button[data-key="mad.hurt.jealous"]').click()
+    page.locator("#btn-up").click()
+    expect(page.locator("#selection")).to_contain_text(f"Chosen: {wheel_path('Mad', 'Hurt')}")
+    medium = page.locator('#intensity button[data-intensity="medium"]')
+    medium.click()
+    expect(medium).to_have_attribute("aria-pressed", "true")
+    page.locator("#btn-unsure").click()
+    expect(page.locator("#btn-unsure")).to_have_attribute("aria-pressed", "true")
+    page.locator("#btn-submit").click()
+    second = wait_playable(page, not_clip=first)
+
+    page.locator("#btn-skip").click()
+    page.locator('#skip-menu button[data-reason="other_language"]').click()
+    wait_playable(page, not_clip=second)
+    expect(page.locator("#session-count")).to_have_text("2")
+
+    wait_until(
+        lambda: Annotation.objects.filter(annotator=annotator).count() == 2,
+        timeout=15,
+        what="both submits to reach the database",
+    )
+    a = current_annotation(first, annotator)
+    assert (a.node.key, a.intensity, a.unsure) == ("mad.hurt", "medium", True)
+    assert current_annotation(second, annotator).skip_reason == "other_language"
+
+
+def test_the_player_choice_and_help_keys(page: Page, live_server, project, annotator, clips):
+    log_in(page, live_server, annotator)
+    open_labelling(page, live_server, project)
+    wait_playable(page)
+    expect(page.locator("#listen")).to_have_attribute("data-plays", "1")  # autoplay
+
+    for key, speed in [(",", "0.75"), (".", "1"), (".", "1.25")]:
+        page.keyboard.press(key)
+        expect(page.locator("#speed")).to_have_text(f"{speed}\u00d7")  # times sign
+    for key, zoom in [("=", "150 px/s"), ("+", "300 px/s"), ("-", "150 px/s")]:
+        page.keyboard.press(key)
+        expect(page.locator("#zoom")).to_have_text(zoom)
+    page.keyboard.press("a")
+    expect(page.locator("#autoplay")).not_to_be_checked()
+    assert page.evaluate("localStorage.getItem('emoloop:autoplay')") == "0"
+    heard_to_end(page)  # a replay while playing is the same listening
+    page.keyboard.press("r")
+    expect(page.locator("#listen")).to_have_attribute("data-plays", "2")
+    page.keyboard.press("[")
+    expect(page.locator("#hint")).to_have_text("There is no utterance before this one.")
+
+    selection = page.locator("#selection")
+    page.keyboard.press("1")
+    page.keyboard.press("1")
+    page.keyboard.press("Backspace")
+    expect(selection).to_have_text("Chosen: Mad (core). Enter submits it.")
+    page.keyboard.press("Escape")
+    expect(selection).to_contain_text("Nothing chosen yet")
+
+    high = page.locator('#intensity button[data-intensity="high"]')
+    page.keyboard.press("e")
+    expect(high).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("e")
+    expect(high).to_have_attribute("aria-pressed", "false")
+
+    page.keyboard.press("s")
+    expect(page.locator("#skip-menu")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#skip-menu")).to_be_hidden()
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_hidden()
+    assert not Annotation.objects.exists()
