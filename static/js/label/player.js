@@ -76,11 +76,14 @@ class Loudness {
   }
 }
 
+/**
+ * Events: "state" (playing, speed, zoom or what was heard changed) and "time" (detail: the
+ * playback position in seconds).
+ */
 export class ClipPlayer extends EventTarget {
-  constructor({ waveContainer, onTime }) {
+  constructor({ waveContainer }) {
     super();
     this.waveContainer = waveContainer;
-    this.onTime = onTime;
     this.loudness = new Loudness();
     this.ws = null;
     this.prepared = null;
@@ -254,7 +257,7 @@ export class ClipPlayer extends EventTarget {
       markCovered(listen.covered, last, t);
     }
     this.lastTime = t;
-    this.onTime?.(t);
+    this.dispatchEvent(new CustomEvent("time", { detail: t }));
   }
 
   onPause() {

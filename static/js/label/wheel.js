@@ -1,8 +1,9 @@
 // The whole taxonomy as a clickable radial wheel (inline SVG): core feelings in the inner
 // ring, secondary around them, tertiary outside. Each core feeling gets an angle in
 // proportion to its number of outermost feelings, so every segment of the outer ring has the
-// same width. Clicking a segment selects that node; the picker list offers the same choices
-// to the keyboard and to screen readers, so the drawing itself stays out of the tab order.
+// same width. Clicking a segment dispatches a "pick" event (detail: the node's key); the picker
+// list offers the same choices to the keyboard and to screen readers, so the drawing itself
+// stays out of the tab order.
 
 import { pathOf } from "./taxonomy.js";
 
@@ -58,10 +59,10 @@ function inkFor(hex) {
   return luminance > 0.4 ? "#1d2430" : "#ffffff";
 }
 
-export class Wheel {
-  constructor(container, tree, { onPick }) {
+export class Wheel extends EventTarget {
+  constructor(container, tree) {
+    super();
     this.tree = tree;
-    this.onPick = onPick;
     this.segments = new Map(); // node key -> <g>
     this.svg = el("svg", {
       viewBox: `0 0 ${SIZE} ${SIZE}`,
@@ -83,7 +84,7 @@ export class Wheel {
     this.svg.append(this.centre);
     this.svg.addEventListener("click", (event) => {
       const target = event.target.closest("[data-key]");
-      if (target) this.onPick(target.dataset.key, event);
+      if (target) this.dispatchEvent(new CustomEvent("pick", { detail: target.dataset.key }));
     });
     container.replaceChildren(this.svg);
   }
