@@ -12,7 +12,7 @@ want=$(sha256sum package-lock.json | cut -d' ' -f1)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
   && [ -f "$DEST/wavesurfer.esm.js" ] && [ -f "$DEST/plugins/spectrogram.esm.js" ] \
-  && [ -f "$DEST/plugins/regions.esm.js" ] && [ -f "$DEST/LICENSE" ]; then
+  && [ -f "$DEST/LICENSE" ]; then
   exit 0
 fi
 
@@ -27,7 +27,6 @@ SRC=node_modules/wavesurfer.js
 mkdir -p "$DEST/plugins"
 cp "$SRC/dist/wavesurfer.esm.js" "$DEST/wavesurfer.esm.js"
 cp "$SRC/dist/plugins/spectrogram.esm.js" "$DEST/plugins/spectrogram.esm.js"
-cp "$SRC/dist/plugins/regions.esm.js" "$DEST/plugins/regions.esm.js"
 cp "$SRC/LICENSE" "$DEST/LICENSE"
 echo "$want" > "$STAMP"
 echo "Vendored wavesurfer.js $(node -p 'require("./node_modules/wavesurfer.js/package.json").version') into $DEST"
