@@ -36,7 +36,12 @@ from labelling.models import (
     QueueEntry,
     TaxonomyNode,
 )
-from labelling.services import annotations
+from labelling.services.annotations import (
+    AnnotationRejected,
+    core_of,
+    forget_node_index,
+    record_annotation,
+)
 
 # An annotator holds at most this many active leases: the clip on screen and the prefetched
 # one. Asking for more hands back the oldest active lease instead of a new clip.
@@ -79,7 +84,15 @@ class _Names:
         return connection.ops.quote_name(self._model._meta.db_table)
 
     def __getattr__(self, field: str) -> str:
-        return connection.ops.quote_name(self._model._meta.get_field(field).column)
+        return _column(self._model, field)
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    """The quoted column of a model's field (a foreign key's: its `_id` column)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise LookupError(f"{model.__name__}.{name} has no column of its own")
+    return connection.ops.quote_name(field.column)
 
 
 def _sql(template: str, **parts: str) -> str:
@@ -231,7 +244,7 @@ def apply_priorities(
     with transaction.atomic(), connection.cursor() as cursor:
         for start in range(0, len(clip_ids), chunk):
             stop = min(start + chunk, len(clip_ids))
-            params: list[object] = []
+            params: list[int | float | str] = []
             for i in range(start, stop):
                 reason = reasons[i] if reasons is not None else {}
                 params += [int(clip_ids[i]), float(priorities[i]), json.dumps(reason)]
@@ -447,10 +460,10 @@ def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tupl
         entries = entries.filter(open_slots__lt=F("target"))
     else:
         entries = entries.filter(open_slots=F("target"))
-    entries = entries.order_by("priority").values("id")
+    window = entries.order_by("priority").values("id")
     if windowed:
-        entries = entries[:CANDIDATE_WINDOW]
-    sql, params = entries.query.sql_with_params()
+        window = window[:CANDIDATE_WINDOW]
+    sql, params = window.query.sql_with_params()
     names = [f"{'started' if started else 'fresh'}_{i}" for i in range(len(params))]
     # The compiled SQL holds no literal % (every value is a parameter): only placeholders.
     return sql % tuple(f"%({name})s" for name in names), dict(zip(names, params, strict=True))
@@ -463,10 +476,7 @@ def _lease_statement(project_id: int, *, windowed: bool) -> tuple[str, dict]:
     noticeable share of a lease)."""
     started, started_params = _candidate_window(project_id, started=True, windowed=windowed)
     fresh, fresh_params = _candidate_window(project_id, started=False, windowed=windowed)
-    quote = connection.ops.quote_name
-    clip_columns = ", ".join(
-        f"c.{quote(Clip._meta.get_field(name).column)}" for name in _LEASED_CLIP_FIELDS
-    )
+    clip_columns = ", ".join(f"c.{_column(Clip, name)}" for name in _LEASED_CLIP_FIELDS)
     sql = _sql(_LEASE_NEXT_PG, started=started, fresh=fresh, clip_columns=clip_columns)
     return sql, {**started_params, **fresh_params}
 
@@ -570,7 +580,7 @@ def submit(
         if replay is None:
             # Not a replay: perhaps a node id cached before an in-place edit of the taxonomy.
             if project.taxonomy_version_id:
-                annotations.forget_node_index(project.taxonomy_version_id)
+                forget_node_index(project.taxonomy_version_id)
             raise
         if replay.annotator_id != user.pk:
             raise LeaseError(
@@ -602,7 +612,7 @@ def _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, de
     if status == Lease.Status.EXPIRED or expires_at < timezone.now():
         raise LeaseError("lease_expired", "This lease expired and the clip went back to the queue.")
     clip = Clip(pk=clip_id, project=project)
-    annotation = annotations.record_annotation(
+    annotation = record_annotation(
         clip=clip, annotator=user, node_key=node_key, skip_reason=skip_reason,
         client_id=client_id, lease=Lease(pk=lease_id), project=project, membership_checked=True,
         **details,
@@ -683,7 +693,7 @@ def core_agreement(node_ids: list[int]) -> float:
     """Share of labels agreeing with the most common core feeling (1.0 for one label)."""
     if not node_ids:
         return 1.0
-    cores = Counter(annotations.core_of(node_id) for node_id in node_ids)
+    cores = Counter(core_of(node_id) for node_id in node_ids)
     return cores.most_common(1)[0][1] / len(node_ids)
 
 
@@ -694,8 +704,7 @@ def _score_gold(annotation: Annotation) -> None:
         annotation=annotation,
         gold=gold,
         correct_exact=given == gold.node_id,
-        correct_core=given is not None
-        and annotations.core_of(given) == annotations.core_of(gold.node_id),
+        correct_core=given is not None and core_of(given) == core_of(gold.node_id),
     )
 
 
@@ -742,7 +751,7 @@ def mark_gold(clip: Clip, node_key: str, user: AbstractBaseUser | None = None) -
         version_id=clip.project.taxonomy_version_id, key=node_key
     ).first()
     if node is None:
-        raise annotations.AnnotationRejected(f'"{node_key}" is not a feeling of this project.')
+        raise AnnotationRejected(f'"{node_key}" is not a feeling of this project.')
     with transaction.atomic():
         gold, _ = GoldClip.objects.update_or_create(
             clip=clip, defaults={"node": node, "created_by": user}
