@@ -36,8 +36,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--labels",
             required=True,
-            help="CSV with columns file, speaker, emotion (others are metadata); a relative "
-            "path not found as given is looked up in CORPUS_DIR.",
+            help="CSV (or .jsonl) with columns file, speaker, emotion (others are metadata); "
+            "a relative path not found as given is looked up in CORPUS_DIR.",
         )
         parser.add_argument(
             "--strategies",
