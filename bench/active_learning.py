@@ -26,22 +26,16 @@ curve.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
-# bench/ holds a queue.py, named like the standard library's `queue` that multiprocessing,
-# torch and tqdm import: take the bench folder off the import path first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import torch
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

@@ -27,22 +27,18 @@ Writes bench/results/annotator_flow.json; the last printed line holds the headli
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import random
+import shutil
+import statistics
 import sys
+import tempfile
+from pathlib import Path
 
-# bench/queue.py shadows the standard library's `queue` when this folder is on the import
-# path (it is, as the script's folder): take it off before anything else is imported.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import django
 
 REPO = Path(__file__).resolve().parents[1]
 EMODB = REPO.parent / "shared" / "data" / "emodb"
@@ -70,9 +66,8 @@ os.environ["EMOLOOP_DATA_DIR"] = str(SCRATCH)
 os.environ["MEDIA_ROOT"] = str(SCRATCH / "media")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoloop.settings")
 os.environ.setdefault("EMOLOOP_DEV", "true")
+# Run as a script, Python puts bench/ first on the import path: bench.* comes from the root.
 sys.path.insert(0, str(REPO))
-
-import django  # noqa: E402
 
 from bench.server import free_port, start_gunicorn  # noqa: E402
 

@@ -24,22 +24,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import django
+from tqdm import tqdm
+
 REPO = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts bench/ first on sys.path, and bench/queue.py would then shadow
-# the standard library's queue module (which Django and Celery import).
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+# Run as a script, Python puts bench/ first on the import path: the project's packages come
+# from the repository's root.
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoloop.settings")
 os.environ.setdefault("EMOLOOP_DEV", "true")
-
-import django  # noqa: E402
-
 django.setup()
 
+# Django's settings and models can be imported only once it is set up.
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from labelling.models import Clip, Project  # noqa: E402
 from labelling.services import ingest, storage  # noqa: E402

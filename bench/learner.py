@@ -36,30 +36,26 @@ configuration measured, and UAR is a fraction.
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import multiprocessing
 import os
+import platform
 import sys
+import time
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
 
-# bench/ holds a queue.py, named like the standard library's `queue` that multiprocessing,
-# torch and tqdm import: take the bench folder off the import path first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-import zlib  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import soundfile  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import soundfile
+import torch
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ first on the import path, where this file would stand
+# in for the `learner` package: the repository's root goes before it.
 sys.path.insert(0, str(REPO))
 
 from learner import augment, metrics  # noqa: E402

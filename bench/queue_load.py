@@ -10,41 +10,37 @@ a bounded asyncio load client with one user and token per virtual annotator:
 After every phase the bench checks in the database that no clip was handed out beyond its
 overlap (labels + active leases <= target). Results: bench/results/queue.json.
 
-    make bench-queue        # or: python bench/queue.py [--clips N] [--phase-seconds S]
+    make bench-queue        # or: python bench/queue_load.py [--clips N] [--phase-seconds S]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
+import platform
+import random
 import sys
+import time
+import uuid
+from pathlib import Path
 
-# This file is named like the standard library's `queue` module, which Python's own modules
-# import: take the bench folder off the import path before anything else is imported.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import django
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-
+# Run as a script, Python puts bench/ first on the import path: the repository's packages
+# (bench.*, labelling) come from its root.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoloop.settings")
 os.environ.setdefault("EMOLOOP_DEV", "true")
-
-import django  # noqa: E402
-
 django.setup()
 
+# Django's models can be imported only once it is set up.
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from bench.loadclient import Connection, percentile  # noqa: E402
 from bench.server import free_port, start_gunicorn  # noqa: E402
@@ -209,7 +205,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     if connection.vendor != "postgresql":
-        raise SystemExit("bench/queue.py measures PostgreSQL: set DATABASE_URL (make bench-queue)")
+        raise SystemExit(
+            "bench/queue_load.py measures PostgreSQL: set DATABASE_URL (make bench-queue)"
+        )
 
     project, tokens = prepare(args.clips, 50)
     port = free_port()
