@@ -11,18 +11,30 @@ where the caller holds that role. The rules themselves (membership, role order) 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from labelling.models import Project, Role
 from labelling.services import access
 
 RolePolicy = Role | Mapping[str, Role]
+
+# The mixins below are for these view classes only; the type checker reads them as
+# subclasses so that `self.request`, `self.kwargs` and `super()` calls are checked.
+if TYPE_CHECKING:
+    _APIViewBase = APIView
+    _GenericAPIViewBase = GenericAPIView[Any]
+else:
+    _APIViewBase = _GenericAPIViewBase = object
 
 
 class RoleRequired(PermissionDenied):
@@ -37,13 +49,26 @@ def _check_rank(project: Project, role: Role | None, minimum: Role, what: str) -
     return role
 
 
-def require_role(user: Any, project: Project, minimum: Role, *, what: str = "This") -> Role:
+def signed_in(user: access.AnyUser) -> User:
+    """The caller as a user row, for the services that record who did what.
+
+    Every door that calls this has already required sign-in (the API's IsAuthenticated,
+    login_required on pages, the admin site's staff check), so the refusal is a backstop.
+    """
+    if not user.is_authenticated:
+        raise DjangoPermissionDenied("Sign in first.")
+    return user
+
+
+def require_role(
+    user: access.AnyUser, project: Project, minimum: Role, *, what: str = "This"
+) -> Role:
     """The caller's role in a project they are known to be a member of; 403 if too low."""
     return _check_rank(project, access.role_in(user, project), minimum, what)
 
 
 def project_by_slug(
-    user: Any, slug: str, minimum: Role, *, what: str, related: tuple[str, ...] = ()
+    user: access.AnyUser, slug: str, minimum: Role, *, what: str, related: tuple[str, ...] = ()
 ) -> tuple[Project, Role]:
     """The project named in a URL and the caller's role, in one query (it runs on the
     annotator's hot path: next clip, submit); 404 for non-members, 403 below `minimum`."""
@@ -75,7 +100,7 @@ def _minimum_for(policy: RolePolicy, key: str) -> Role:
     return max(policy.values(), key=lambda role: access.ROLE_RANK[role])
 
 
-class ProjectScopedMixin:
+class ProjectScopedMixin(_APIViewBase):
     """For API views whose URL names the project (`<slug>`).
 
     `project_roles` maps an action (viewset action or lower-case HTTP method) to the minimum
@@ -88,11 +113,9 @@ class ProjectScopedMixin:
     project_roles: RolePolicy = Role.ANNOTATOR
     project: Project
     role: Role
-    request: Request
-    kwargs: dict
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
         if getattr(self, "swagger_fake_view", False):
             return
         if not request.user.is_authenticated:
@@ -105,11 +128,11 @@ class ProjectScopedMixin:
         )
 
     def required_role(self) -> Role:
-        key = getattr(self, "action", None) or self.request.method.lower()
+        key = getattr(self, "action", None) or (self.request.method or "").lower()
         return _minimum_for(self.project_roles, key)
 
 
-class ProjectObjectsMixin:
+class ProjectObjectsMixin(_GenericAPIViewBase):
     """For viewsets of objects that belong to a project (`project_field` is the path to it).
 
     Lists hold only objects of projects where the caller has the action's role (403 when
@@ -120,10 +143,9 @@ class ProjectObjectsMixin:
 
     project_field = "project"
     project_roles: RolePolicy = Role.REVIEWER
-    request: Request
 
     def required_role(self) -> Role:
-        key = getattr(self, "action", None) or self.request.method.lower()
+        key = getattr(self, "action", None) or (self.request.method or "").lower()
         return _minimum_for(self.project_roles, key)
 
     def scoped(self, queryset: QuerySet) -> QuerySet:
@@ -144,15 +166,18 @@ class ProjectObjectsMixin:
             return queryset.filter(**{f"{self.project_field}__in": allowed})
         return queryset.filter(**{f"{self.project_field}__in": access.projects_for(user)})
 
-    def check_object_permissions(self, request: Request, obj: Model) -> None:
-        super().check_object_permissions(request, obj)  # type: ignore[misc]
+    def check_object_permissions(self, request: Request, obj: Any) -> None:
+        super().check_object_permissions(request, obj)
         project = self.project_of(obj)
         require_role(request.user, project, self.required_role(), what="This operation")
 
     def project_of(self, obj: Model) -> Project:
+        found: object = obj
         for part in self.project_field.split("__"):
-            obj = getattr(obj, part)
-        return obj  # type: ignore[return-value]
+            found = getattr(found, part)
+        if not isinstance(found, Project):
+            raise TypeError(f"{type(self).__name__}.project_field does not lead to a Project")
+        return found
 
 
 # --- The admin door -----------------------------------------------------------------------
@@ -186,13 +211,14 @@ class ProjectScopedAdmin(admin.ModelAdmin):
         return queryset.filter(**{f"{self.project_field}__in": self._projects(request)})
 
     def _project_of(self, obj: Model) -> Project | None:
-        if not self.project_field:
-            return obj  # type: ignore[return-value]
-        for part in self.project_field.split("__"):
-            obj = getattr(obj, part, None)
-            if obj is None:
+        found: object = obj
+        for part in self.project_field.split("__") if self.project_field else ():
+            found = getattr(found, part, None)
+            if found is None:
                 return None
-        return obj  # type: ignore[return-value]
+        if not isinstance(found, Project):
+            raise TypeError(f"{type(self).__name__}.project_field does not lead to a Project")
+        return found
 
     def _administers(self, request: HttpRequest, obj: Model | None) -> bool:
         if not self._allowed(request):

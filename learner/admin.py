@@ -16,13 +16,13 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from emoloop.dispatch import BrokerUnavailable
-from labelling.scoping import ProjectScopedAdmin
+from labelling.scoping import ProjectScopedAdmin, signed_in
 from learner.models import ClipFeatures, LearnerSettings, ModelVersion, TrainingRun
 from learner.services import training
 from learner.tasks import start_training
 
 
-def _inline_png(name: str, alt: str) -> str:
+def _inline_png(name: str | None, alt: str) -> str:
     if not name or not default_storage.exists(name):
         return "—"
     with default_storage.open(name, "rb") as fh:
@@ -51,7 +51,7 @@ class LearnerSettingsAdmin(ProjectScopedAdmin):
         for row in queryset.select_related("project"):
             try:
                 run, created = start_training(
-                    row.project, trigger=TrainingRun.Trigger.MANUAL, user=request.user
+                    row.project, trigger=TrainingRun.Trigger.MANUAL, user=signed_in(request.user)
                 )
             except BrokerUnavailable as exc:
                 self.message_user(request, f"{row.project}: {exc.message}", messages.WARNING)

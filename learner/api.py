@@ -25,7 +25,7 @@ from emoloop.api_base import Conflict, ServiceUnavailable
 from emoloop.auth import PredictThrottle
 from labelling import audio
 from labelling.models import Clip, Role
-from labelling.scoping import ProjectScopedMixin, RoleRequired, require_role
+from labelling.scoping import ProjectScopedMixin, RoleRequired, require_role, signed_in
 from labelling.services import access
 from learner import conf
 from learner import serializers as s
@@ -105,7 +105,8 @@ class ClipPredictionView(APIView):
         role = require_role(request.user, clip.project, Role.ANNOTATOR)
         if access.ROLE_RANK[role] < access.ROLE_RANK[Role.REVIEWER]:
             blind = not clip.project.assisted
-            if blind or hasattr(clip, "gold") or not access.holds_active_lease(request.user, clip):
+            user = signed_in(request.user)
+            if blind or hasattr(clip, "gold") or not access.holds_active_lease(user, clip):
                 raise RoleRequired(
                     "Model predictions are for reviewers; annotators see a suggestion only "
                     "in assisted projects, on the clip they are labelling."
@@ -173,7 +174,7 @@ class TrainingRunListView(ProjectScopedMixin, APIView):
         run, created = start_training(
             self.project,
             trigger=TrainingRun.Trigger.MANUAL,
-            user=request.user,
+            user=signed_in(request.user),
             feature_set=body.validated_data.get("feature_set"),
         )
         data = {"created": created, "run": s.TrainingRunSerializer(run).data}

@@ -6,9 +6,8 @@ import json
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
-import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -53,7 +52,7 @@ _PARAM_OWNER: dict[str, str] = {
 }
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[numbers.Real]:
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
@@ -88,7 +87,8 @@ def validate_query_params(value: Any) -> None:
             resolve_params(_PARAM_OWNER[key], {key: item})
         except ValueError as exc:
             raise ValidationError(str(exc), code="invalid") from exc
-        if key == "candidate_factor" and item > CANDIDATE_FACTOR_MAX:
+        # resolve_params passed: a candidate_factor is an int here.
+        if key == "candidate_factor" and isinstance(item, int) and item > CANDIDATE_FACTOR_MAX:
             raise ValidationError(
                 f"candidate_factor must be at most {CANDIDATE_FACTOR_MAX}.", code="max_value"
             )
@@ -149,7 +149,7 @@ def settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
     strategy = values.get("query_strategy")
     params = values.get("query_params") or {}
-    if strategy in STRATEGIES and isinstance(params, dict):
+    if isinstance(strategy, str) and strategy in STRATEGIES and isinstance(params, dict):
         try:
             resolved = resolve_params(strategy, params)
         except ValueError as exc:
@@ -157,7 +157,11 @@ def settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
         else:
             batch = values.get("query_batch_size")
             factor = resolved.get("candidate_factor")
-            if _is_number(batch) and _is_number(factor) and batch * factor > CANDIDATES_MAX:
+            if (
+                _is_number(batch)
+                and _is_number(factor)
+                and float(batch) * float(factor) > CANDIDATES_MAX
+            ):
                 errors["query_batch_size"] = (
                     f"query_batch_size x candidate_factor ({batch} x {factor}) must be at most "
                     f"{CANDIDATES_MAX:,} candidate clips."
@@ -378,9 +382,6 @@ class ClipFeatures(models.Model):
 
     def __str__(self) -> str:
         return f"{self.extractor}@{self.version}[{self.variant}] of clip {self.clip_id}"
-
-    def array(self) -> np.ndarray:
-        return np.frombuffer(bytes(self.vector), dtype="<f4")
 
 
 class TrainingRun(models.Model):

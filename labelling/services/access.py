@@ -6,12 +6,13 @@ the user is not a member of is simply not found (404), never merely forbidden.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from labelling.models import ROLE_RANK, Clip, Lease, Membership, Project, Role
 
-AnyUser = AbstractBaseUser | AnonymousUser
+# The project uses Django's own user model (AUTH_USER_MODEL is not set).
+AnyUser = User | AnonymousUser
 
 
 def projects_for(user: AnyUser) -> QuerySet[Project]:
@@ -68,7 +69,7 @@ def project_and_role(
     return (membership.project, Role(membership.role)) if membership else None
 
 
-def annotator_may_hear(user: AnyUser, clip: Clip) -> bool:
+def annotator_may_hear(user: User, clip: Clip) -> bool:
     """An annotator hears a clip only once it was leased to them, or a segment of the same
     recording (the context playback of neighbouring segments); never the rest of the pool."""
     leases = Lease.objects.filter(annotator=user)
@@ -80,7 +81,7 @@ def annotator_may_hear(user: AnyUser, clip: Clip) -> bool:
     )
 
 
-def holds_active_lease(user: AnyUser, clip: Clip) -> bool:
+def holds_active_lease(user: User, clip: Clip) -> bool:
     return Lease.objects.filter(
         annotator=user, clip_id=clip.pk, status=Lease.Status.ACTIVE
     ).exists()
