@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ def create(
     project: Project,
     *,
     role: str,
-    by: AbstractBaseUser,
+    by: User,
     by_role: Role,
     note: str = "",
     days: int = DEFAULT_DAYS,
@@ -66,7 +66,7 @@ def find_open(token: str) -> Invitation:
 
 
 @transaction.atomic
-def accept(token: str, user: AbstractBaseUser) -> Membership:
+def accept(token: str, user: User) -> Membership:
     """Redeem a token: the user joins (or is promoted to) the invitation's role, once."""
     invitation = find_open(token)
     # Compare-and-set: of two simultaneous redemptions of one token, one wins.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from labelling.models import Membership, Project, Role
@@ -14,7 +16,7 @@ class SettingsRejected(ValueError):
 
 
 @transaction.atomic
-def create_project(fields: dict, *, creator: AbstractBaseUser) -> Project:
+def create_project(fields: dict[str, Any], *, creator: User) -> Project:
     """A new project whose creator is its first admin."""
     project = Project.objects.create(**fields)
     Membership.objects.create(user=creator, project=project, role=Role.ADMIN)
@@ -22,7 +24,7 @@ def create_project(fields: dict, *, creator: AbstractBaseUser) -> Project:
 
 
 @transaction.atomic
-def update_project(project: Project, changes: dict) -> Project:
+def update_project(project: Project, changes: dict[str, Any]) -> Project:
     """Apply validated changes; an overlap change retargets the queue, a new ordering policy
     reorders it."""
     locked = Project.objects.select_for_update().get(pk=project.pk)

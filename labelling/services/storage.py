@@ -105,8 +105,9 @@ def referenced_names(names: Iterable[str]) -> set[str]:
     return found & set(wanted)
 
 
-def remove_unreferenced(names: Iterable[str]) -> list[str]:
-    """Delete from default_storage each name no committed row references; return those deleted.
+def remove_unreferenced(names: Iterable[str | None]) -> list[str]:
+    """Delete from default_storage each name no committed row references; return those deleted
+    (empty names, such as a FileField without a file, are skipped).
 
     A storage error on one file is logged with its name and the others go on: the rows are
     already gone, and an orphaned file is worth an error in the log, not a failed request.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max, Q, QuerySet
 
@@ -69,7 +69,7 @@ def version_is_locked(version: TaxonomyVersion) -> bool:
     return lock_reason(version) is not None
 
 
-def visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Taxonomy]:
+def visible_to(user: access.AnyUser) -> QuerySet[Taxonomy]:
     """Presets, and the wheels owned or used by the user's projects."""
     if not user.is_authenticated:
         return Taxonomy.objects.none()
@@ -81,13 +81,14 @@ def visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Taxonomy]:
     ).distinct()
 
 
-def may_edit(user: AbstractBaseUser | AnonymousUser, taxonomy: Taxonomy) -> bool:
+def may_edit(user: access.AnyUser, taxonomy: Taxonomy) -> bool:
     """ML engineers of the owner project; staff for an instance-wide preset."""
     if not user.is_authenticated:
         return False
-    if taxonomy.owner_project_id is None:
+    owner = taxonomy.owner_project  # no query when there is no owner
+    if owner is None:
         return bool(user.is_staff or user.is_superuser)
-    return access.has_role(user, taxonomy.owner_project, Role.ML_ENGINEER)
+    return access.has_role(user, owner, Role.ML_ENGINEER)
 
 
 def _create_nodes(version: TaxonomyVersion, nodes: tuple[FlatNode, ...]) -> dict[str, TaxonomyNode]:
@@ -120,7 +121,7 @@ def _create_nodes(version: TaxonomyVersion, nodes: tuple[FlatNode, ...]) -> dict
 def import_document(
     document: TaxonomyDocument,
     *,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     owner_project: Project | None = None,
 ) -> TaxonomyVersion:
     """Create a new taxonomy from a validated document, as its version 1, owned by
@@ -209,7 +210,7 @@ def create_next_version(
     mapping: Mapping[str, str | None],
     *,
     note: str = "",
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> TaxonomyVersion:
     """Create the next version of a taxonomy with an explicit old-key → new-key mapping.
 
@@ -253,7 +254,7 @@ def create_next_version(
 
 
 def parse_and_import(
-    data: object, *, user: AbstractBaseUser | None = None, owner_project: Project | None = None
+    data: object, *, user: User | None = None, owner_project: Project | None = None
 ) -> TaxonomyVersion:
     return import_document(parse_document(data), user=user, owner_project=owner_project)
 
