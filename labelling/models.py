@@ -102,12 +102,6 @@ class TaxonomyNode(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.key})"
 
-    def core(self) -> TaxonomyNode:
-        node = self
-        while node.parent_id is not None:
-            node = node.parent  # type: ignore[assignment]
-        return node
-
 
 class NodeMapping(models.Model):
     """How a node of an older version maps onto the version that replaced it.
@@ -487,7 +481,7 @@ class Annotation(models.Model):
         ]
 
     def __str__(self) -> str:
-        what = self.node.key if self.node_id else f"skip:{self.skip_reason}"
+        what = self.node.key if self.node is not None else f"skip:{self.skip_reason}"
         return f"{self.annotator} → {what} on clip {self.clip_id}"
 
 

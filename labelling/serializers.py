@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from emoloop.api_base import StrictModelSerializer, StrictSerializer
@@ -22,27 +23,10 @@ from labelling.models import (
 from labelling.services.access import ROLE_RANK
 
 
-class TaxonomyNodeSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="key", read_only=True)
-
-    class Meta:
-        model = TaxonomyNode
-        fields = [
-            "key",
-            "name",
-            "description",
-            "parent",
-            "level",
-            "order",
-            "colour",
-            "hotkey",
-            "valence",
-            "arousal",
-        ]
-
-
 class TaxonomyVersionSerializer(serializers.ModelSerializer):
-    taxonomy = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    taxonomy: serializers.SlugRelatedField[Taxonomy] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     node_count = serializers.IntegerField(read_only=True)
     locked = serializers.BooleanField(read_only=True, help_text="Has annotations: immutable.")
 
@@ -186,10 +170,10 @@ class MembershipRoleSerializer(StrictModelSerializer):
 
 
 class InvitationSerializer(StrictModelSerializer):
-    created_by = serializers.SlugRelatedField(
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    accepted_by = serializers.SlugRelatedField(
+    accepted_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
     role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
@@ -237,7 +221,9 @@ EDITABLE_CLIP_FIELDS = ("speaker_id", "gender", "age_band", "language", "dialect
 
 
 class ClipSerializer(StrictModelSerializer):
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    project: serializers.SlugRelatedField[Project] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     audio_url = serializers.SerializerMethodField()
     peaks_url = serializers.SerializerMethodField()
 
@@ -302,8 +288,10 @@ class ImportItemSerializer(serializers.ModelSerializer):
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    created_by = serializers.SlugRelatedField(
+    project: serializers.SlugRelatedField[Project] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True, help_text="Null for CLI imports."
     )
     counts = serializers.SerializerMethodField()
@@ -351,8 +339,10 @@ class UploadSerializer(StrictSerializer):
 
 
 class AnnotationSerializer(serializers.ModelSerializer):
-    annotator = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    node = serializers.SlugRelatedField(
+    annotator: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    node: serializers.SlugRelatedField[TaxonomyNode] = serializers.SlugRelatedField(
         slug_field="key", read_only=True, allow_null=True, help_text="Null for a skip."
     )
 
