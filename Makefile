@@ -73,7 +73,7 @@ bench-ingest: $(STAMP) services
 
 bench-queue: $(STAMP) services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
-	$(TEST_ENV) $(PY) bench/queue.py $(ARGS)
+	$(TEST_ENV) $(PY) bench/queue_load.py $(ARGS)
 
 bench-learner: $(STAMP)
 	EMOLOOP_DEV=true $(PY) bench/learner.py $(ARGS)
