@@ -76,7 +76,7 @@ bench-queue: $(STAMP) services
 	$(TEST_ENV) $(PY) bench/queue_load.py $(ARGS)
 
 bench-learner: $(STAMP)
-	EMOLOOP_DEV=true $(PY) bench/learner.py $(ARGS)
+	EMOLOOP_DEV=true $(PY) bench/learner_loso.py $(ARGS)
 
 bench-active-learning: $(STAMP)
 	EMOLOOP_DEV=true $(PY) bench/active_learning.py $(ARGS)

@@ -31,7 +31,7 @@ where default = acoustic features with the project defaults (per-speaker normali
 augmentation on), strict = the same without statistics of test speakers, best = the best
 configuration measured, and UAR is a fraction.
 
-    python bench/learner.py [--sets acoustic,egemaps,compare,ssl] [--workers 2] [--quick]
+    python bench/learner_loso.py [--sets acoustic,egemaps,compare,ssl] [--workers 2] [--quick]
 """
 
 from __future__ import annotations
@@ -53,23 +53,19 @@ import soundfile
 import torch
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-# Run as a script, Python puts bench/ first on the import path, where this file would stand
-# in for the `learner` package: the repository's root goes before it.
-sys.path.insert(0, str(REPO))
-
-from learner import augment, metrics  # noqa: E402
-from learner.features import ExtractorOptions, ExtractorUnavailable, get_extractor  # noqa: E402
-from learner.model import TrainConfig  # noqa: E402
-from learner.normalise import GLOBAL, SPEAKER  # noqa: E402
-from learner.pipeline import (  # noqa: E402
+from learner import augment, metrics
+from learner.features import ExtractorOptions, ExtractorUnavailable, get_extractor
+from learner.model import TrainConfig
+from learner.normalise import GLOBAL, SPEAKER
+from learner.pipeline import (
     Dataset,
     PipelineConfig,
     fit_predictor,
     train_and_evaluate,
 )
-from learner.targets import Judgement, Node, label_space, soft_targets  # noqa: E402
+from learner.targets import Judgement, Node, label_space, soft_targets
 
+REPO = Path(__file__).resolve().parents[1]
 EMODB = REPO.parent / "shared" / "data" / "emodb"
 RESULTS = REPO / "bench" / "results"
 EMOTIONS = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
