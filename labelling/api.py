@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import django_filters
 from django.conf import settings
@@ -24,6 +25,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from emoloop.api_base import Conflict
 from labelling import serializers as s
@@ -48,6 +50,7 @@ from labelling.scoping import (
     RoleRequired,
     project_by_slug,
     require_role,
+    signed_in,
 )
 from labelling.services import access, ingest, invitations, projects, storage, taxonomy
 from labelling.tasks import dispatch_batch
@@ -58,7 +61,7 @@ FILTER_BACKENDS = [StrictFilterBackend, OrderingFilter]
 INT_LOOKUP = r"\d+"
 
 
-def _roles_of(user) -> dict[int, str]:
+def _roles_of(user: access.AnyUser) -> dict[int, str]:
     if not user.is_authenticated:
         return {}
     if user.is_superuser:
@@ -110,20 +113,25 @@ class ProjectViewSet(viewsets.ModelViewSet):
             require_role(self.request.user, project, minimum, what="This operation")
         return project
 
-    def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
         context["roles"] = _roles_of(self.request.user)
         return context
 
-    def perform_create(self, serializer: s.ProjectSerializer) -> None:
-        serializer.instance = projects.create_project(
-            serializer.validated_data, creator=self.request.user
+    def perform_create(self, serializer: BaseSerializer[Project]) -> None:
+        project = projects.create_project(
+            serializer.validated_data, creator=signed_in(self.request.user)
         )
-        serializer.context.setdefault("roles", {})[serializer.instance.pk] = Role.ADMIN.value
+        serializer.instance = project
+        # The response shows the caller's role in the new project (the roles dict is the one
+        # get_serializer_context put in this serializer's context).
+        serializer.context["roles"][project.pk] = Role.ADMIN.value
 
-    def perform_update(self, serializer: s.ProjectSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Project]) -> None:
+        project = serializer.instance
+        assert project is not None  # UpdateModelMixin built the serializer on get_object()
         try:
-            projects.update_project(serializer.instance, dict(serializer.validated_data))
+            projects.update_project(project, dict(serializer.validated_data))
         except projects.SettingsRejected as exc:
             raise ValidationError({"detail": str(exc)}) from exc
 
@@ -184,7 +192,7 @@ class ProjectViewSet(viewsets.ModelViewSet):
             except UnsafeURL as exc:
                 raise ValidationError({"url": str(exc)}) from exc
             batch = ingest.stage_url(
-                project, data["url"], segment=data["segment"], user=request.user
+                project, data["url"], segment=data["segment"], user=signed_in(request.user)
             )
         else:
             batch = self._stage_uploads(project, data, request)
@@ -192,12 +200,11 @@ class ProjectViewSet(viewsets.ModelViewSet):
         return Response(s.ImportBatchSerializer(batch).data, status=status.HTTP_202_ACCEPTED)
 
     @staticmethod
-    def _stage_uploads(project: Project, data: dict, request: Request) -> ImportBatch:
+    def _stage_uploads(project: Project, data: dict[str, Any], request: Request) -> ImportBatch:
+        user = signed_in(request.user)
         manifest = data.get("manifest")
         if manifest is None:
-            return ingest.stage_uploads(
-                project, data["files"], segment=data["segment"], user=request.user
-            )
+            return ingest.stage_uploads(project, data["files"], segment=data["segment"], user=user)
         suffix = Path(manifest.name or "").suffix.lower()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"manifest{suffix}"
@@ -208,7 +215,7 @@ class ProjectViewSet(viewsets.ModelViewSet):
                     data["files"],
                     manifest_path=path,
                     segment=data["segment"],
-                    user=request.user,
+                    user=user,
                 )
             except ManifestError as exc:
                 raise ValidationError({"manifest": str(exc)}) from exc
@@ -242,7 +249,7 @@ class MembershipViewSet(
             return Membership.objects.none()
         return Membership.objects.filter(project=self.project).select_related("user")
 
-    def perform_create(self, serializer: s.MembershipSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Membership]) -> None:
         user = self.request.user
         if not (user.is_staff or user.is_superuser):
             raise RoleRequired(
@@ -263,8 +270,10 @@ class MembershipViewSet(
         if not admins.exclude(pk=membership.pk).exists():
             raise Conflict("A project keeps at least one admin.", code="last_admin")
 
-    def perform_update(self, serializer: s.MembershipRoleSerializer) -> None:
-        self._keeps_an_admin(serializer.instance, serializer.validated_data.get("role"))
+    def perform_update(self, serializer: BaseSerializer[Membership]) -> None:
+        membership = serializer.instance
+        assert membership is not None  # UpdateModelMixin built the serializer on get_object()
+        self._keeps_an_admin(membership, serializer.validated_data.get("role"))
         serializer.save()
 
     def perform_destroy(self, instance: Membership) -> None:
@@ -305,18 +314,21 @@ class InvitationViewSet(
             invitation, token = invitations.create(
                 self.project,
                 role=data["role"],
-                by=request.user,
+                by=signed_in(request.user),
                 by_role=self.role,
                 note=data.get("note", ""),
                 days=data["days"],
             )
         except invitations.InvitationRefused as exc:
             raise ValidationError({"role": [str(exc)]}) from exc
-        invitation.token = token
-        invitation.accept_url = request.build_absolute_uri(f"/invitations/{token}/")
-        return Response(
-            s.CreatedInvitationSerializer(invitation).data, status=status.HTTP_201_CREATED
+        created = s.CreatedInvitationSerializer(
+            invitation,
+            context={
+                "token": token,
+                "accept_url": request.build_absolute_uri(f"/invitations/{token}/"),
+            },
         )
+        return Response(created.data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: Invitation) -> None:
         invitations.revoke(instance)
@@ -330,7 +342,7 @@ class AcceptInvitationView(viewsets.ViewSet):
         body = s.AcceptInvitationSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            membership = invitations.accept(body.validated_data["token"], request.user)
+            membership = invitations.accept(body.validated_data["token"], signed_in(request.user))
         except invitations.InvitationRefused as exc:
             raise ValidationError({"token": [str(exc)]}) from exc
         data = s.MembershipSerializer(membership).data
@@ -383,7 +395,7 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"], url_path="import")
     def import_document(self, request: Request) -> Response:
         """Create a taxonomy from a document in the emoloop-taxonomy/1 JSON format."""
-        user = request.user
+        user = signed_in(request.user)
         slug = request.query_params.get("project")
         owner = None
         if slug:
@@ -399,14 +411,15 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"document": exc.problems}) from exc
         except ValueError as exc:
             raise ValidationError({"document": [str(exc)]}) from exc
-        return Response(_version_data(version), status=status.HTTP_201_CREATED)
+        return Response(s.TaxonomyVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.TaxonomyVersionSerializer(many=True))
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, slug: str | None = None) -> Response:
         tax = self.get_object()
         page = self.paginate_queryset(tax.versions.order_by("number"))
-        return self.get_paginated_response([_version_data(v) for v in page])
+        assert page is not None  # the API always paginates (REST_FRAMEWORK, emoloop.api_base)
+        return self.get_paginated_response(s.TaxonomyVersionSerializer(page, many=True).data)
 
     @extend_schema(
         request=s.NewVersionSerializer,
@@ -426,13 +439,17 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
         try:
             document = parse_document(data["document"])
             version = taxonomy.create_next_version(
-                base, document, data["mapping"], note=data.get("note", ""), user=request.user
+                base,
+                document,
+                data["mapping"],
+                note=data.get("note", ""),
+                user=signed_in(request.user),
             )
         except TaxonomyFormatError as exc:
             raise ValidationError({"document": exc.problems}) from exc
         except taxonomy.MappingError as exc:
             raise ValidationError({"mapping": exc.problems}) from exc
-        return Response(_version_data(version), status=status.HTTP_201_CREATED)
+        return Response(s.TaxonomyVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
@@ -455,12 +472,6 @@ class TaxonomyViewSet(viewsets.ReadOnlyModelViewSet):
             except taxonomy.TaxonomyLocked as exc:
                 raise Conflict(str(exc), code="version_locked") from exc
         return Response(taxonomy.export_version(version))
-
-
-def _version_data(version: TaxonomyVersion) -> dict:
-    version.node_count = version.nodes.count()
-    version.locked = taxonomy.version_is_locked(version)
-    return s.TaxonomyVersionSerializer(version).data
 
 
 # --- Clips ------------------------------------------------------------------------------
@@ -541,7 +552,7 @@ class ClipViewSet(
             return
         if original:
             raise RoleRequired("The original upload needs the Reviewer role.")
-        if not access.annotator_may_hear(request.user, clip):
+        if not access.annotator_may_hear(signed_in(request.user), clip):
             raise RoleRequired("Annotators hear only the clips they are given to label.")
 
     @extend_schema(

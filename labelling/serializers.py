@@ -21,14 +21,15 @@ from labelling.models import (
     TaxonomyVersion,
 )
 from labelling.services.access import ROLE_RANK
+from labelling.services.taxonomy import version_is_locked
 
 
 class TaxonomyVersionSerializer(serializers.ModelSerializer):
     taxonomy: serializers.SlugRelatedField[Taxonomy] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
     )
-    node_count = serializers.IntegerField(read_only=True)
-    locked = serializers.BooleanField(read_only=True, help_text="Has annotations: immutable.")
+    node_count = serializers.SerializerMethodField()
+    locked = serializers.SerializerMethodField(help_text="Has annotations: immutable.")
 
     class Meta:
         model = TaxonomyVersion
@@ -42,6 +43,12 @@ class TaxonomyVersionSerializer(serializers.ModelSerializer):
             "node_count",
             "locked",
         ]
+
+    def get_node_count(self, version: TaxonomyVersion) -> int:
+        return version.nodes.count()
+
+    def get_locked(self, version: TaxonomyVersion) -> bool:
+        return version_is_locked(version)
 
 
 class TaxonomySerializer(serializers.ModelSerializer):
@@ -204,12 +211,21 @@ class InvitationSerializer(StrictModelSerializer):
         ]
 
 
+# The creation response. `token` and `accept_url` come from the context: only the token's
+# hash is stored, so they exist in this one response. (A comment, not a docstring: the
+# schema's description of this component stays as it was.)
 class CreatedInvitationSerializer(InvitationSerializer):
-    token = serializers.CharField(read_only=True, help_text="Shown once: send it to the invitee.")
-    accept_url = serializers.CharField(read_only=True)
+    token = serializers.SerializerMethodField(help_text="Shown once: send it to the invitee.")
+    accept_url = serializers.SerializerMethodField()
 
     class Meta(InvitationSerializer.Meta):
         fields = [*InvitationSerializer.Meta.fields, "token", "accept_url"]
+
+    def get_token(self, invitation: Invitation) -> str:
+        return str(self.context["token"])
+
+    def get_accept_url(self, invitation: Invitation) -> str:
+        return str(self.context["accept_url"])
 
 
 class AcceptInvitationSerializer(StrictSerializer):
