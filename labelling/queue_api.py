@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from emoloop.api_base import Conflict, StrictSerializer
 from labelling.models import Clip, Intensity, Project, Role, SkipReason
-from labelling.scoping import ProjectScopedMixin, require_role
+from labelling.scoping import ProjectScopedMixin, require_role, signed_in
 from labelling.services import access, queue, suggestions
 from labelling.services.annotations import AnnotationRejected
 
@@ -66,7 +66,7 @@ def leased_payload(project: Project, leased: queue.Leased) -> dict:
         "suggestion": suggestion_for(project, leased),
         "revising": (
             {
-                "node": leased.revising.node.key if leased.revising.node_id else "",
+                "node": leased.revising.node.key if leased.revising.node is not None else "",
                 "skip_reason": leased.revising.skip_reason,
             }
             if leased.revising
@@ -86,7 +86,7 @@ class NextClipView(ProjectScopedMixin, APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = self.project
-        leased = queue.next_clip(project, request.user)
+        leased = queue.next_clip(project, signed_in(request.user))
         if leased is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(leased_payload(project, leased))
@@ -141,7 +141,7 @@ class SubmitView(ProjectScopedMixin, APIView):
         try:
             result = queue.submit(
                 project,
-                request.user,
+                signed_in(request.user),
                 lease_id=data.pop("lease"),
                 client_id=data.pop("client_id"),
                 node_key=node_key,
@@ -158,7 +158,7 @@ class SubmitView(ProjectScopedMixin, APIView):
                 "annotation": {
                     "id": annotation.pk,
                     # A replay answers what was recorded then, not what this request says.
-                    "node": (annotation.node.key if annotation.node_id else "")
+                    "node": (annotation.node.key if annotation.node is not None else "")
                     if result.replayed
                     else node_key,
                     "skip_reason": annotation.skip_reason,
@@ -179,7 +179,7 @@ class UndoView(ProjectScopedMixin, APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = self.project
-        leased = queue.undo_last(project, request.user)
+        leased = queue.undo_last(project, signed_in(request.user))
         if leased is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(leased_payload(project, leased))
@@ -201,7 +201,7 @@ class GoldView(APIView):
         body = GoldSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            gold = queue.mark_gold(clip, body.validated_data["node"], request.user)
+            gold = queue.mark_gold(clip, body.validated_data["node"], signed_in(request.user))
         except AnnotationRejected as exc:
             raise ValidationError({"node": [str(exc)]}) from exc
         return Response({"clip": clip.pk, "node": gold.node.key}, status=status.HTTP_201_CREATED)
