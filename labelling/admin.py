@@ -36,7 +36,7 @@ from labelling.models import (
     TaxonomyNode,
     TaxonomyVersion,
 )
-from labelling.scoping import ProjectScopedAdmin
+from labelling.scoping import ProjectScopedAdmin, signed_in
 from labelling.serializers import EDITABLE_CLIP_FIELDS
 from labelling.services import projects, storage, taxonomy
 
@@ -78,7 +78,8 @@ class ProjectForm(forms.ModelForm):
         ]  # fmt: skip
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
         version = data.get("taxonomy_version")
         project = self.instance
         if project.pk and version is not None and version.pk != project.taxonomy_version_id:
@@ -116,7 +117,7 @@ class ProjectAdmin(ProjectScopedAdmin):
         if not change:
             obj.save()
             Membership.objects.get_or_create(
-                user=request.user, project=obj, defaults={"role": Role.ADMIN}
+                user=signed_in(request.user), project=obj, defaults={"role": Role.ADMIN}
             )
             return
         changes = {field: getattr(obj, field) for field in form.changed_data}
@@ -162,8 +163,7 @@ class InvitationAdmin(ProjectScopedAdmin):
 class VersionInline(admin.TabularInline):
     model = TaxonomyVersion
     extra = 0
-    fields = ["number", "note", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("number", "note", "created_at")
     fk_name = "taxonomy"
     can_delete = False
 
@@ -196,6 +196,7 @@ class TaxonomyAdmin(ProjectScopedAdmin):
 
 class ReadOnlyTaxonomyPart(ProjectScopedAdmin):
     read_only = True
+    taxonomy_path: str  # the lookup path from the model to its Taxonomy
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
@@ -241,8 +242,7 @@ class NodeMappingAdmin(ReadOnlyTaxonomyPart):
 class ImportItemInline(admin.TabularInline):
     model = ImportItem
     extra = 0
-    fields = ["name", "status", "reason_code", "reason", "clips_created"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "status", "reason_code", "reason", "clips_created")
     show_change_link = True
     can_delete = False
 
