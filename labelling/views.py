@@ -9,8 +9,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from labelling.models import Annotation, Clip, ImportBatch, Intensity, Role, SkipReason
-from labelling.scoping import project_page
+from labelling.models import (
+    Annotation,
+    Clip,
+    ImportBatch,
+    Intensity,
+    Role,
+    SkipReason,
+    TaxonomyNode,
+)
+from labelling.scoping import project_page, signed_in
 from labelling.services import access, invitations
 
 
@@ -32,14 +40,16 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = project_page(request, slug)
     sees_statistics = access.ROLE_RANK[role] >= access.ROLE_RANK[Role.REVIEWER]
     context: dict = {"project": project, "role": role.label, "sees_statistics": sees_statistics}
-    nodes = []
-    if project.taxonomy_version_id:
-        nodes = project.taxonomy_version.nodes.order_by("level", "order")
+    nodes: list[TaxonomyNode] = []
+    version = project.taxonomy_version  # joined by project_page
+    if version is not None:
+        ordered = version.nodes.order_by("level", "order")
         if sees_statistics:
-            nodes = nodes.annotate(
+            ordered = ordered.annotate(
                 uses=Count("annotations", filter=Q(annotations__is_current=True))
             )
-    context["tree"] = _tree(list(nodes))
+        nodes = list(ordered)
+    context["tree"] = _tree(nodes)
     if sees_statistics:
         clips = Clip.objects.filter(project=project)
         context["stats"] = clips.aggregate(
@@ -132,14 +142,14 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "labelling/invitation.html", {"error": str(exc)}, status=404)
     if request.method == "POST":
         try:
-            membership = invitations.accept(token, request.user)
+            membership = invitations.accept(token, signed_in(request.user))
         except invitations.InvitationRefused as exc:
             return render(request, "labelling/invitation.html", {"error": str(exc)}, status=409)
         return redirect("project-detail", slug=membership.project.slug)
     return render(request, "labelling/invitation.html", {"offer": offer})
 
 
-def _tree(nodes: list) -> list[dict]:
+def _tree(nodes: list[TaxonomyNode]) -> list[dict]:
     children: dict[int | None, list] = {}
     for node in nodes:
         children.setdefault(node.parent_id, []).append(node)
