@@ -23,8 +23,9 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -280,7 +281,7 @@ def _open(archive: Path, limits: ExpandLimits) -> Iterator[Entry]:
             for info in zf.infolist():
                 mode = (info.external_attr >> 16) & 0o170000
                 kind = "dir" if info.is_dir() else ("link" if mode == 0o120000 else "file")
-                yield info.filename, info.file_size, kind, (lambda i=info: zf.open(i))
+                yield info.filename, info.file_size, kind, partial(zf.open, info)
         return
     with archive.open("rb") as raw, _decompressed(raw) as stream:
         seen = [0]
@@ -288,6 +289,8 @@ def _open(archive: Path, limits: ExpandLimits) -> Iterator[Entry]:
             stream,
             lambda: limits.total_bytes + _TAR_OVERHEAD_PER_MEMBER * (seen[0] + 1),
         )
+        # typeshed asks every fileobj for write() and close(); reading with a fileobj of one's
+        # own, tarfile calls neither.
         with tarfile.open(fileobj=bounded, mode="r:") as tf:  # type: ignore[call-overload]
             for info in tf:
                 seen[0] += 1
@@ -299,7 +302,7 @@ def _open(archive: Path, limits: ExpandLimits) -> Iterator[Entry]:
                     kind = "file"
                 else:
                     kind = "device"
-                yield info.name, info.size, kind, (lambda i=info: _tar_member(tf, i))
+                yield info.name, info.size, kind, partial(_tar_member, tf, info)
 
 
 def _tar_member(tf: tarfile.TarFile, info: tarfile.TarInfo) -> AbstractContextManager[IO[bytes]]:
@@ -309,7 +312,15 @@ def _tar_member(tf: tarfile.TarFile, info: tarfile.TarInfo) -> AbstractContextMa
     return source
 
 
-def _decompressed(raw: BinaryIO) -> AbstractContextManager[BinaryIO]:
+class _Stream(Protocol):
+    """What the tar reader needs of the (decompressed) archive stream."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+    def tell(self) -> int: ...
+
+
+def _decompressed(raw: BinaryIO) -> AbstractContextManager[_Stream]:
     """The tar stream inside a (possibly compressed) file, chosen by magic bytes."""
     head = raw.read(6)
     raw.seek(0)
@@ -340,7 +351,7 @@ class _BoundedStream:
     skips, backward restarts from the beginning. Past ``limit()`` it raises ArchiveTooLarge.
     """
 
-    def __init__(self, stream: BinaryIO, limit: Callable[[], int]) -> None:
+    def __init__(self, stream: _Stream, limit: Callable[[], int]) -> None:
         self._stream = stream
         self._limit = limit
         self._work = 0
