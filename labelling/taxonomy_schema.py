@@ -162,12 +162,18 @@ def _load_json(text: str) -> object:
             object_pairs_hook=_object_without_duplicates,
             parse_constant=_refuse_constant,
         )
+    except TaxonomyFormatError:
+        raise  # from the hooks below: a repeated member, NaN or Infinity
     except json.JSONDecodeError as exc:
         raise TaxonomyFormatError(
             [f"document: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]
         ) from None
     except RecursionError:
         raise TaxonomyFormatError(["document: JSON nested too deeply"]) from None
+    except ValueError:
+        # json.loads refuses an integer longer than sys.get_int_max_str_digits() (4300) with
+        # a plain ValueError, not a JSONDecodeError.
+        raise TaxonomyFormatError(["document: a number in it has too many digits"]) from None
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -487,8 +493,13 @@ def _show(value: object, limit: int = 40) -> str:
     """A value quoted for a problem message: JSON-escaped (no control characters), truncated."""
     try:
         shown = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        shown = json.dumps(repr(value), ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            shown = json.dumps(repr(value), ensure_ascii=True)
+        except (ValueError, RecursionError):
+            # An int past sys.get_int_max_str_digits() has no str or repr at all (and a
+            # structure nested past the recursion limit none either): name its type.
+            shown = f"<{_json_type(value)} too large to show>"
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 

@@ -280,6 +280,24 @@ def test_nan_is_not_json():
     assert problems_of(text) == ["document: NaN is not a valid JSON number"]
 
 
+def test_a_number_with_more_digits_than_python_converts_is_one_clear_problem():
+    # Regression (found by tests/test_taxonomy_properties.py): json.loads refuses an integer
+    # past sys.get_int_max_str_digits() with a plain ValueError, which escaped the parser.
+    text = '{"format": "emoloop-taxonomy/1", "version": 1' + "0" * 5000 + "}"
+
+    assert problems_of(text) == ["document: a number in it has too many digits"]
+
+
+def test_a_huge_integer_in_a_decoded_document_is_named_not_shown():
+    # Regression: quoting such a value in a problem raised ValueError (it has no str()).
+    data = small_document()
+    data["nodes"][1]["valence"] = -(10**5000)
+
+    assert problems_of(data) == [
+        "nodes[1].valence: must be between -1 and 1, got <number too large to show>"
+    ]
+
+
 def test_a_member_written_twice_in_one_object_is_refused():
     text = '{"format": "emoloop-taxonomy/1", "name": "A", "name": "B"}'
 
