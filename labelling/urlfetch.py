@@ -305,7 +305,7 @@ def _literal_address(host: str) -> IPAddress | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _connect_socket(ip: str, port: int, timeout: float) -> socket.socket:
+def _connect_socket(ip: str, port: int, timeout: float | None) -> socket.socket:
     """Open the TCP connection. The single place that connects (tests spy on it)."""
     sock = socket.create_connection((ip, port), timeout=timeout)
     with contextlib.suppress(OSError):  # platforms without TCP_NODELAY
