@@ -13,6 +13,7 @@ from django.utils import timezone
 from labelling.models import Annotation, GoldResult, Lease, QueueEntry
 from labelling.queue_api import leased_payload
 from labelling.services import queue
+from labelling.services.queue import lease
 from tests.conftest import make_user
 from tests.factories import ClipFactory
 
@@ -107,7 +108,8 @@ def test_stale_used_and_foreign_leases_are_refused_clearly(
 
 
 def test_an_abandoned_lease_expires_and_the_clip_goes_back(client_for, project, monkeypatch):
-    monkeypatch.setattr(queue, "RECLAIM_EVERY_S", 0.0)  # no throttling of the reclaim
+    # Read where the lease uses it (the package does not re-export it): no throttling.
+    monkeypatch.setattr(lease, "RECLAIM_EVERY_S", 0.0)
     project.annotators_per_clip = 1
     project.save()
     (clip,) = _clips(project, 1)

@@ -1,7 +1,7 @@
 """The queue's behaviour tests, run a second time on SQLite (`make run`'s database).
 
 The queue has one statement per backend where they differ (the lease: one PostgreSQL
-statement with SKIP LOCKED, the ORM elsewhere; see labelling/services/queue.py), so its
+statement with SKIP LOCKED, the ORM elsewhere; see labelling/services/queue/lease.py), so its
 behaviour tests must pass on both. pytest-django knows one database per run: this test runs
 the modules below in a child pytest on a fresh SQLite database, configured as `make run`
 configures it (file cache, filesystem broker), and fails if any of their tests fails, errors,

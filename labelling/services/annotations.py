@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from labelling.models import Annotation, Clip, Lease, Project, Role, SkipReason, TaxonomyNode
@@ -49,7 +49,7 @@ def forget_node_index(version_id: int) -> None:
 def core_of(node_id: int) -> int:
     """The core feeling above a node (the node itself for a core one): the one definition,
     read from the cached per-version node index. Agreement routing and gold scoring
-    (services/queue.py) compare labels by it."""
+    (services/queue/submit.py, services/queue/gold.py) compare labels by it."""
     version_id = TaxonomyNode.objects.values_list("version_id", flat=True).get(pk=node_id)
     cores = dict(node_index(version_id).values())
     if node_id not in cores:  # the version was edited in place since the index was built
@@ -61,7 +61,7 @@ def core_of(node_id: int) -> int:
 def record_annotation(
     *,
     clip: Clip,
-    annotator: AbstractBaseUser,
+    annotator: User,
     node_key: str = "",
     skip_reason: str = "",
     intensity: str = "",
@@ -122,12 +122,14 @@ def record_annotation(
                     arousal=arousal, client_id=client_id, lease=lease,
                 )  # fmt: skip
         except IntegrityError:
+            version_id = project.taxonomy_version_id  # set whenever node_id is
             if (
                 not savepoint
                 or attempt
                 or node_id is None
+                or version_id is None
                 or TaxonomyNode.objects.filter(pk=node_id).exists()
             ):
                 raise
-            forget_node_index(project.taxonomy_version_id)  # the version was edited
+            forget_node_index(version_id)  # the version was edited
     raise AssertionError("unreachable")

@@ -1,0 +1,314 @@
+"""Leasing: handing an annotator the next clip, and taking slots back from leases that
+expired. Nothing else takes a slot of a clip's overlap.
+
+The regular lease has two paths with the same behaviour (tests/test_queue_sqlite.py runs the
+queue's tests on both): on PostgreSQL one statement (`_LEASE_NEXT_PG`, built from model
+metadata and from `pool.wanting_labels`) picks the entry with SKIP LOCKED, takes a slot and
+creates the lease; elsewhere (SQLite, `make run`) the ORM does the same in a short
+transaction with a compare-and-set on `open_slots`.
+
+Tunables (`MAX_ACTIVE_LEASES`, `CANDIDATE_WINDOW`, `RECLAIM_EVERY_S`) are read from this
+module when a lease is made: change them here, not through the package's re-exports.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import User
+from django.db import connection, models, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from labelling.models import Annotation, Clip, Lease, Project, QueueEntry
+from labelling.services.queue.gold import take_gold
+from labelling.services.queue.pool import wanting_labels
+from labelling.services.queue.sql import column, render
+
+# An annotator holds at most this many active leases: the clip on screen and the prefetched
+# one. Asking for more hands back the oldest active lease instead of a new clip.
+MAX_ACTIVE_LEASES = 2
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A lease handed to an annotator, with its clip (and, under undo, the annotation being
+    revised)."""
+
+    lease: Lease
+    clip: Clip
+    revising: Annotation | None = None
+
+
+def reclaim_expired(project: Project) -> int:
+    """Expire overdue leases and give their slots back (revising leases hold no slot)."""
+    now = timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Lease.objects.select_for_update(skip_locked=True)
+            .filter(project=project, status=Lease.Status.ACTIVE, expires_at__lt=now)
+            .values_list("id", "clip_id", "revises_id", "is_gold")
+        )
+        if not expired:
+            return 0
+        Lease.objects.filter(id__in=[row[0] for row in expired]).update(status=Lease.Status.EXPIRED)
+        slots = Counter(clip for _, clip, revises, gold in expired if revises is None and not gold)
+        for clip_id, n in slots.items():
+            QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + n)
+    return len(expired)
+
+
+def new_lease(project: Project, user: User, clip_id: int, **extra: object) -> Lease:
+    """Create an active lease on a clip (gold and undo leases too); the caller has taken
+    the slot it needs, if any."""
+    return Lease.objects.create(
+        id=uuid.uuid4(),
+        project=project,
+        clip_id=clip_id,
+        annotator=user,
+        expires_at=timezone.now() + timedelta(seconds=project.lease_seconds),
+        **extra,
+    )
+
+
+def _already_seen(user: User) -> models.QuerySet[Lease]:
+    """Clips this annotator holds or has done (an expired lease does not count)."""
+    return Lease.objects.filter(
+        clip=OuterRef("clip_id"),
+        annotator=user,
+        status__in=[Lease.Status.ACTIVE, Lease.Status.DONE],
+    )
+
+
+def _take_regular(project: Project, user: User) -> int | None:
+    """Take one slot of the best open clip; returns the clip id or None."""
+    candidates = (
+        wanting_labels(project)
+        .exclude(Exists(_already_seen(user)))
+        .exclude(
+            Exists(
+                Annotation.objects.filter(clip=OuterRef("clip_id"), annotator=user, is_current=True)
+            )
+        )
+        .order_by("priority")
+    )
+    for _attempt in range(5):
+        with transaction.atomic():
+            picked = candidates.select_for_update(skip_locked=True).values_list("id", "clip_id")[:1]
+            row = picked.first()
+            if row is None:
+                return None
+            entry_id, clip_id = row
+            # Compare-and-set: only succeeds while a slot is open.
+            if QueueEntry.objects.filter(pk=entry_id, open_slots__gt=0).update(
+                open_slots=F("open_slots") - 1
+            ):
+                return clip_id
+    return None
+
+
+def next_clip(project: Project, user: User, *, rng: random.Random | None = None) -> Leased | None:
+    """Lease the next clip to an annotator, or None when nothing is left for them."""
+    if not project.is_active:
+        return None
+    _reclaim_now_and_then(project)
+    chance = rng.random if rng is not None else random.random
+    if project.gold_rate > 0 and chance() < project.gold_rate:
+        clip_id = take_gold(project, user)
+        if clip_id is not None:
+            return load_leased(new_lease(project, user, clip_id, is_gold=True))
+    if connection.vendor == "postgresql":
+        leased = _lease_regular_pg(project, user)
+    else:
+        leased = _lease_regular_portable(project, user)
+    return leased or _oldest_if_at_limit(project, user)
+
+
+def _oldest_if_at_limit(project: Project, user: User) -> Leased | None:
+    """An annotator at the lease limit (page reloaded) gets their oldest lease again."""
+    active = list(
+        Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).order_by(
+            "created_at"
+        )[:MAX_ACTIVE_LEASES]
+    )
+    if len(active) < MAX_ACTIVE_LEASES:
+        return None
+    lease = active[0]
+    lease.expires_at = timezone.now() + timedelta(seconds=project.lease_seconds)
+    lease.save(update_fields=["expires_at"])
+    return load_leased(lease)
+
+
+def _lease_regular_portable(project: Project, user: User) -> Leased | None:
+    """The ORM path (SQLite for `make run`); PostgreSQL uses `_lease_regular_pg`."""
+    if (
+        Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).count()
+        >= MAX_ACTIVE_LEASES
+    ):
+        return None
+    clip_id = _take_regular(project, user)
+    if clip_id is None:
+        return None
+    try:
+        lease = new_lease(project, user, clip_id)
+    except Exception:
+        # Give the slot back rather than leak it.
+        QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + 1)
+        raise
+    return load_leased(lease)
+
+
+# One statement: pick the best open entry this annotator has not seen (skipping rows other
+# requests hold), take a slot with a guarded decrement, create the lease and return the
+# clip. The check constraint on open_slots backs the guard.
+#
+# Candidates come from two bounded windows of `wanting_labels` in priority order: clips some
+# annotators have started (open_slots < target) and untouched clips (open_slots = target),
+# each served by its partial index (QueueEntry.Meta). Without the windows, an annotator's own
+# half-labelled clips (waiting for a second annotator) pile up at the head of the queue and
+# every request would step over all of them. A request that finds nothing in the windows
+# falls back to unbounded ones.
+_LEASE_NEXT_PG = """
+WITH mine AS (
+    SELECT count(*) AS n FROM {Lease}
+    WHERE {Lease.annotator} = %(user)s AND {Lease.project} = %(project)s
+      AND {Lease.status} = %(active)s
+), candidates AS (
+    ({started}) UNION ALL ({fresh})
+), picked AS (
+    SELECT q.{QueueEntry.id} FROM {QueueEntry} q JOIN candidates c ON c.id = q.{QueueEntry.id}
+    WHERE q.{QueueEntry.open_slots} > 0
+      AND (SELECT n FROM mine) < %(max_active)s
+      -- Scalar subqueries with LIMIT stay per-row index probes whatever the table
+      -- statistics say (NOT EXISTS may be planned as a scan of all of the user's rows).
+      AND (SELECT 1 FROM {Lease} l
+           WHERE l.{Lease.clip} = q.{QueueEntry.clip} AND l.{Lease.annotator} = %(user)s
+             AND l.{Lease.status} IN (%(active)s, %(done)s) LIMIT 1) IS NULL
+      AND (SELECT 1 FROM {Annotation} a
+           WHERE a.{Annotation.clip} = q.{QueueEntry.clip} AND a.{Annotation.annotator} = %(user)s
+             AND a.{Annotation.is_current} LIMIT 1) IS NULL
+    ORDER BY q.{QueueEntry.priority}
+    LIMIT 1
+    FOR UPDATE OF q SKIP LOCKED
+), taken AS (
+    UPDATE {QueueEntry} q SET {QueueEntry.open_slots} = q.{QueueEntry.open_slots} - 1
+    FROM picked WHERE q.{QueueEntry.id} = picked.{QueueEntry.id} AND q.{QueueEntry.open_slots} > 0
+    RETURNING q.{QueueEntry.clip} AS clip_id
+), leased AS (
+    INSERT INTO {Lease}
+        ({Lease.id}, {Lease.project}, {Lease.clip}, {Lease.annotator}, {Lease.status},
+         {Lease.is_gold}, {Lease.revises}, {Lease.created_at}, {Lease.expires_at})
+    SELECT %(lease)s, %(project)s, taken.clip_id, %(user)s, %(active)s, false, NULL, now(),
+           now() + %(seconds)s * interval '1 second'
+    FROM taken
+    RETURNING {Lease.clip} AS clip_id, {Lease.created_at} AS created_at,
+              {Lease.expires_at} AS expires_at
+)
+SELECT leased.created_at, leased.expires_at, {clip_columns}
+FROM leased JOIN {Clip} c ON c.{Clip.id} = leased.clip_id
+"""
+# Wide enough that concurrent annotators (each locking one row) rarely exhaust it.
+CANDIDATE_WINDOW = 64
+# The Clip fields the lease statement returns: what the annotator's page shows.
+_LEASED_CLIP_FIELDS = ("id", "duration_s", "transcript", "language", "channel", "dialect",
+                       "rms_dbfs", "recording_id", "start_s", "speaker_id", "gender")  # fmt: skip
+
+
+def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tuple[str, dict]:
+    """One candidate window of the lease statement, compiled from `wanting_labels`, with
+    named placeholders (the statement around it uses named ones)."""
+    entries = wanting_labels(Project(pk=project_id))
+    if started:
+        entries = entries.filter(open_slots__lt=F("target"))
+    else:
+        entries = entries.filter(open_slots=F("target"))
+    window = entries.order_by("priority").values("id")
+    if windowed:
+        window = window[:CANDIDATE_WINDOW]
+    sql, params = window.query.sql_with_params()
+    names = [f"{'started' if started else 'fresh'}_{i}" for i in range(len(params))]
+    # The compiled SQL holds no literal % (every value is a parameter): only placeholders.
+    return sql % tuple(f"%({name})s" for name in names), dict(zip(names, params, strict=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _lease_statement(project_id: int, *, windowed: bool) -> tuple[str, dict]:
+    """The lease statement for a project, with its candidate windows' parameters (compiled
+    once per process and project: compiling the windows costs a few tenths of a ms, a
+    noticeable share of a lease)."""
+    started, started_params = _candidate_window(project_id, started=True, windowed=windowed)
+    fresh, fresh_params = _candidate_window(project_id, started=False, windowed=windowed)
+    clip_columns = ", ".join(f"c.{column(Clip, name)}" for name in _LEASED_CLIP_FIELDS)
+    sql = render(_LEASE_NEXT_PG, started=started, fresh=fresh, clip_columns=clip_columns)
+    return sql, {**started_params, **fresh_params}
+
+
+def _lease_regular_pg(project: Project, user: User) -> Leased | None:
+    lease_id = uuid.uuid4()
+    params: dict[str, int | str] = {
+        "user": user.pk, "project": project.pk, "lease": str(lease_id),
+        "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,
+        "active": Lease.Status.ACTIVE.value, "done": Lease.Status.DONE.value,
+    }  # fmt: skip
+    row = None
+    with connection.cursor() as cursor:
+        for windowed in (True, False):
+            sql, window_params = _lease_statement(project.pk, windowed=windowed)
+            cursor.execute(sql, {**window_params, **params})
+            row = cursor.fetchone()
+            if row is not None:
+                break
+    if row is None:
+        return None
+    created_at, expires_at, *clip_fields = row
+    clip = Clip(project=project, **dict(zip(_LEASED_CLIP_FIELDS, clip_fields, strict=True)))
+    lease = Lease(
+        id=lease_id, project=project, clip_id=clip.pk, annotator=user,
+        status=Lease.Status.ACTIVE, created_at=created_at, expires_at=expires_at,
+    )  # fmt: skip
+    return Leased(lease=lease, clip=clip)
+
+
+# Expired leases are reclaimed at most this often per process and project on the hot path;
+# the beat task `reclaim_expired_leases` covers idle projects.
+RECLAIM_EVERY_S = 2.0
+_last_reclaim: dict[int, float] = {}
+
+
+def _reclaim_now_and_then(project: Project) -> None:
+    now = time.monotonic()
+    if now - _last_reclaim.get(project.pk, -RECLAIM_EVERY_S) >= RECLAIM_EVERY_S:
+        _last_reclaim[project.pk] = now
+        reclaim_expired(project)
+
+
+def load_leased(lease: Lease, revising: Annotation | None = None) -> Leased:
+    """A lease with its clip loaded as the annotator's page shows it (also for undo)."""
+    clip = Clip.objects.select_related("recording").defer("peaks").get(pk=lease.clip_id)
+    return Leased(lease=lease, clip=clip, revising=revising)
+
+
+def context_neighbours(clip: Clip) -> tuple[int | None, int | None]:
+    """The utterances just before and after a clip cut from a longer recording."""
+    if clip.recording_id is None or clip.start_s is None:
+        return None, None
+    siblings = Clip.objects.filter(recording_id=clip.recording_id)
+    before = (
+        siblings.filter(start_s__lt=clip.start_s)
+        .order_by("-start_s")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    after = (
+        siblings.filter(start_s__gt=clip.start_s)
+        .order_by("start_s")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return before, after

@@ -1,0 +1,223 @@
+"""Submitting: recording an annotator's judgement under a lease, undoing the last one, and
+keeping a clip's open slots in line with its labels (agreement routing included).
+
+A submit is idempotent by its client-generated id (a unique column): a retried request
+gets the recorded annotation back. Slot changes are made relative to the locked row, never
+recomputed from a snapshot that a concurrent lease could have moved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from labelling.models import Annotation, Clip, Lease, Project, QueueEntry
+from labelling.services.annotations import core_of, forget_node_index, record_annotation
+from labelling.services.queue.gold import score_gold
+from labelling.services.queue.lease import Leased, load_leased, new_lease
+
+
+class LeaseError(Exception):
+    """A submit against a lease that cannot take it; `code` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The recorded annotation; `replayed` when a retried submit found it already there."""
+
+    annotation: Annotation
+    replayed: bool
+
+
+def submit(
+    project: Project,
+    user: User,
+    *,
+    lease_id: uuid.UUID,
+    client_id: uuid.UUID,
+    node_key: str = "",
+    skip_reason: str = "",
+    **details: Any,
+) -> Submitted:
+    """Record the annotator's judgement of a leased clip (idempotent by client_id).
+
+    The caller has checked that the user is a member of the project.
+    """
+    try:
+        with transaction.atomic():
+            return Submitted(
+                _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, details),
+                replayed=False,
+            )
+    except IntegrityError:
+        # The client_id is unique: a retried request, or a double click racing itself.
+        replay = Annotation.objects.filter(client_id=client_id).first()
+        if replay is None:
+            # Not a replay: perhaps a node id cached before an in-place edit of the taxonomy.
+            if project.taxonomy_version_id:
+                forget_node_index(project.taxonomy_version_id)
+            raise
+        if replay.annotator_id != user.pk:
+            raise LeaseError(
+                "client_id_taken", "This submission id belongs to someone else."
+            ) from None
+        return Submitted(replay, replayed=True)
+    except LeaseError as exc:
+        # A retry of a submit that already went through finds its lease used: answer with
+        # the recorded annotation, not an error.
+        if exc.code == "lease_used":
+            replay = Annotation.objects.filter(client_id=client_id, annotator=user).first()
+            if replay is not None:
+                return Submitted(replay, replayed=True)
+        raise
+
+
+def _submit_locked(
+    project: Project,
+    user: User,
+    lease_id: uuid.UUID,
+    client_id: uuid.UUID,
+    node_key: str,
+    skip_reason: str,
+    details: dict[str, Any],
+) -> Annotation:
+    """The submit inside its transaction: lock the lease, check it, record, adjust slots."""
+    row = (
+        Lease.objects.select_for_update()
+        .filter(pk=lease_id, project=project)
+        .values_list("annotator_id", "status", "expires_at", "clip_id", "is_gold", "revises_id")
+        .first()
+    )
+    if row is None or row[0] != user.pk:
+        raise LeaseError("lease_foreign", "This lease is not yours: fetch the next clip.")
+    _annotator, status, expires_at, clip_id, is_gold, revises_id = row
+    if status == Lease.Status.DONE:
+        raise LeaseError("lease_used", "This clip was already submitted under this lease.")
+    if status == Lease.Status.EXPIRED or expires_at < timezone.now():
+        raise LeaseError("lease_expired", "This lease expired and the clip went back to the queue.")
+    clip = Clip(pk=clip_id, project=project)
+    annotation = record_annotation(
+        clip=clip, annotator=user, node_key=node_key, skip_reason=skip_reason,
+        client_id=client_id, lease=Lease(pk=lease_id), project=project, membership_checked=True,
+        **details,
+    )  # fmt: skip
+    Lease.objects.filter(pk=lease_id).update(status=Lease.Status.DONE)
+    if is_gold:
+        score_gold(annotation)
+    elif project.agreement_routing:
+        entry = QueueEntry.objects.select_for_update().filter(clip_id=clip_id).first()
+        if entry is not None and not entry.is_gold:
+            _recount(entry, project)
+    else:
+        _release_slot_change(clip_id, revises_id, is_label=bool(node_key))
+    return annotation
+
+
+def _release_slot_change(clip_id: int, revises_id: int | None, *, is_label: bool) -> None:
+    """Adjust the clip's open slots for what this submit changed, relative to the row as it
+    is now (never recomputed from a snapshot, which could undo a concurrent lease).
+
+    A label under a fresh lease turns its slot from leased into labelled: no change. A skip
+    gives the slot back. A revision (undo) changes the count only when it turns a label
+    into a skip (+1) or a skip into a label (-1, refused if the clip filled up meanwhile).
+    """
+    if revises_id is None:
+        delta = 0 if is_label else 1
+    else:
+        was_label = Annotation.objects.filter(pk=revises_id, node__isnull=False).exists()
+        delta = int(was_label) - int(is_label)
+    if delta == 0:
+        return
+    try:
+        QueueEntry.objects.filter(clip_id=clip_id, is_gold=False).update(
+            open_slots=F("open_slots") + delta
+        )
+    except IntegrityError:  # the check constraint: the clip would go past its overlap
+        # The transaction is aborted; raising rolls all of this submit back.
+        raise LeaseError("clip_full", "This clip already has all the labels it needs.") from None
+
+
+def recount_clip(clip: Clip) -> None:
+    """Bring a clip's queue entry in line with its labels (never fails: a clip labelled
+    beyond its target is just full). For maintenance and test set-up that recorded labels
+    without a lease; the API writes labels only through `submit`."""
+    with transaction.atomic():
+        entry = QueueEntry.objects.select_for_update().filter(clip=clip).first()
+        if entry is not None and not entry.is_gold:
+            _recount(entry, clip.project, clamp=True)
+
+
+def _recount(entry: QueueEntry, project: Project, *, clamp: bool = False) -> None:
+    """Recompute a locked entry's open slots from the facts; route on disagreement."""
+    labels = list(
+        Annotation.objects.filter(clip_id=entry.clip_id, is_current=True, node__isnull=False)
+        .exclude(lease__is_gold=True)
+        .values_list("node_id", flat=True)
+    )
+    active = Lease.objects.filter(
+        clip_id=entry.clip_id, status=Lease.Status.ACTIVE, revises__isnull=True, is_gold=False
+    ).count()
+    target = entry.target
+    if (
+        project.agreement_routing
+        and len(labels) >= target
+        and target < project.max_annotators_per_clip
+        and core_agreement(labels) < project.agreement_target
+    ):
+        target += 1
+    open_slots = target - len(labels) - active
+    if open_slots < 0 and clamp:
+        open_slots = 0
+    if open_slots < 0:
+        raise LeaseError("clip_full", "This clip already has all the labels it needs.")
+    QueueEntry.objects.filter(pk=entry.pk).update(target=target, open_slots=open_slots)
+
+
+def core_agreement(node_ids: list[int]) -> float:
+    """Share of labels agreeing with the most common core feeling (1.0 for one label)."""
+    if not node_ids:
+        return 1.0
+    cores = Counter(core_of(node_id) for node_id in node_ids)
+    return cores.most_common(1)[0][1] / len(node_ids)
+
+
+def undo_last(project: Project, user: User) -> Leased | None:
+    """Lease the annotator's most recently submitted clip back to them for revision."""
+    with transaction.atomic():
+        done = (
+            Lease.objects.select_for_update()
+            .filter(project=project, annotator=user, status=Lease.Status.DONE)
+            .exclude(
+                Exists(
+                    Lease.objects.filter(
+                        annotator=user, status=Lease.Status.ACTIVE, revises__lease=OuterRef("pk")
+                    )
+                )
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if done is None:
+            return None
+        annotation = (
+            Annotation.objects.filter(clip_id=done.clip_id, annotator=user, is_current=True)
+            .order_by("-pk")
+            .first()
+        )
+        if annotation is None:
+            return None
+        lease = new_lease(project, user, done.clip_id, revises=annotation, is_gold=done.is_gold)
+        # The revised lease stands in for the old one in the "done" history.
+        Lease.objects.filter(pk=done.pk).update(status=Lease.Status.EXPIRED)
+    return load_leased(lease, revising=annotation)
