@@ -90,7 +90,8 @@ def exception_handler(exc: Exception, context: dict) -> Any:
             "errors": {k: v for k, v in errors.items() if k != "detail"} or errors,
         }
         return response
-    if isinstance(data, Mapping) and "detail" in data:
+    # DRF answers only APIExceptions (the Django ones were converted above).
+    if isinstance(data, Mapping) and "detail" in data and isinstance(exc, exceptions.APIException):
         response.data = {"detail": str(data["detail"]), "code": _code_of(exc)}
     return response
 

@@ -48,7 +48,7 @@ from django.contrib.auth.views import LoginView
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -478,7 +478,7 @@ class ThrottledLoginView(LoginView):
         return self.form_invalid(form)
 
 
-def admin_login(request: HttpRequest) -> HttpResponse:
+def admin_login(request: HttpRequest) -> HttpResponseBase:
     """The Django admin's login page (AdminSite.login, Django 5.2) behind the login guard.
 
     Mounted at admin/login/ ahead of admin.site.urls: the admin is a door too.
@@ -543,7 +543,7 @@ class CountingRateThrottle(BaseThrottle):
         if identity is None:
             return True
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope) or self.default_rate
-        requests, seconds = parse_rate(rate)
+        requests, seconds = parse_rate(str(rate))
         counter = SlidingCounter(caches[CACHE_ALIAS], f"{KEY_PREFIX}:{self.scope}", seconds, now)
         outcome = counter.reserve(_digest(identity), requests)
         self._full = outcome if isinstance(outcome, Full) else None
