@@ -7,20 +7,19 @@
     queue_priority = score(DEFAULT_STRATEGY, pool)
 
 Modules: `uncertainty` (measures), `diversity` (k-center, k-means++, BADGE), `coverage`
-(quotas), `strategies` (Pool, EmbeddingRows, registry, select, score), `rescore` (model
-callable -> MC-dropout probabilities, row blocks). No Django, no Celery: the learner's tasks
-call these with arrays. Bench-only helpers (a .npy row reader without a memory map, a
-single-pass `predict_pool`) live in bench/rank_support.py.
+(quotas), `pool` (Pool, EmbeddingRows: the input, checked once), `strategies` (registry,
+select, score), `rescore` (model callable -> MC-dropout probabilities, row blocks). No
+Django, no Celery: the learner's tasks call these with arrays. Bench-only helpers (a .npy
+row reader without a memory map, a single-pass `predict_pool`) live in bench/rank_support.py.
 """
 
 from learner.ranking.coverage import Quotas, apply_quotas
+from learner.ranking.pool import EmbeddingRows, Pool
 from learner.ranking.rescore import Predict, predict_pool_mc, row_blocks
 from learner.ranking.strategies import (
     COLD_START_STRATEGY,
     DEFAULT_STRATEGY,
     STRATEGIES,
-    EmbeddingRows,
-    Pool,
     Selection,
     StrategySpec,
     get_strategy,
