@@ -12,13 +12,14 @@ import re
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def audio_response(
     request: HttpRequest, name: str, content_type: str, download_name: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Stream a stored file with HTTP Range support (browsers seek <audio> with ranges)."""
     size = default_storage.size(name)
     handle = default_storage.open(name, "rb")
@@ -34,9 +35,9 @@ def audio_response(
             start = max(size - int(last), 0)
         if start > end or start >= size:
             handle.close()
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return response
+            refused = HttpResponse(status=416)
+            refused["Content-Range"] = f"bytes */{size}"
+            return refused
         status = 206
     handle.seek(start)
     length = end - start + 1

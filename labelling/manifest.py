@@ -10,6 +10,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 # The column naming the file, first match wins.
 FILE_COLUMNS = ("file", "filename", "file_name", "path", "name", "audio")
@@ -70,7 +71,7 @@ class ClipMetadata:
         return {"fields": self.fields, "extra": self.extra}
 
     @classmethod
-    def from_json(cls, data: dict) -> ClipMetadata:
+    def from_json(cls, data: dict[str, Any]) -> ClipMetadata:
         return cls(fields=dict(data.get("fields", {})), extra=dict(data.get("extra", {})))
 
 

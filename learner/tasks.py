@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from celery import chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -86,7 +86,7 @@ def start_training(
     project: Project,
     *,
     trigger: str,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     feature_set: str | None = None,
 ) -> tuple[TrainingRun, bool]:
     """Open a run (or return the open one) and send its task once the row is committed.
@@ -164,7 +164,9 @@ def dispatch_pending() -> dict[str, int]:
     """
     counts = {"sent": 0, "resent": 0, "rescorings": 0}
     stale = timezone.now() - timedelta(seconds=conf.training_redispatch_seconds())
-    jobs = [(run_id, None, "sent") for run_id in training.undispatched_run_ids()]
+    jobs: list[tuple[int, datetime | None, str]] = [
+        (run_id, None, "sent") for run_id in training.undispatched_run_ids()
+    ]
     jobs += [(run_id, stale, "resent") for run_id in training.stalled_queued_run_ids()]
     try:
         for run_id, before, key in jobs:

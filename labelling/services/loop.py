@@ -101,7 +101,9 @@ def node_keys_in_active_version(project: Project) -> dict[int, str | None]:
     used) -> the key in the active version, following the taxonomy's node mappings; None
     where an update dropped the feeling."""
     version_id = project.taxonomy_version_id
-    current = dict(TaxonomyNode.objects.filter(version_id=version_id).values_list("pk", "key"))
+    current: dict[int, str | None] = dict(
+        TaxonomyNode.objects.filter(version_id=version_id).values_list("pk", "key")
+    )
     used = set(
         Annotation.objects.filter(clip__project=project, node__isnull=False)
         .exclude(node__version_id=version_id)
@@ -114,7 +116,7 @@ def node_keys_in_active_version(project: Project) -> dict[int, str | None]:
             target_version__taxonomy_id=project.taxonomy_version.taxonomy_id
         ).values_list("source_id", "target_id")
     )
-    out: dict[int, str | None] = dict(current)
+    out = dict(current)
     for node_id in used:
         seen: set[int] = set()
         step: int | None = node_id

@@ -69,6 +69,15 @@ def active_version(project: Project) -> ModelVersion:
     return version
 
 
+def artifact_name(version: ModelVersion) -> str:
+    """The stored name of the version's model file (every version row has one: it is
+    created only after its artifact is saved)."""
+    name = version.artifact.name
+    if not name:
+        raise FileNotFoundError(f"model version {version.pk} has no artifact")
+    return name
+
+
 def load_predictor(version: ModelVersion) -> Predictor:
     """The version's model, loaded once per process (keyed by version and artifact hash)."""
     key = (version.pk, version.artifact_sha256)
@@ -76,7 +85,7 @@ def load_predictor(version: ModelVersion) -> Predictor:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    with default_storage.open(version.artifact.name, "rb") as fh:
+    with default_storage.open(artifact_name(version), "rb") as fh:
         predictor = Predictor.from_bytes(fh.read())
     with _cache_lock:
         _cache[key] = predictor

@@ -141,14 +141,18 @@ def score_chunk(ranking_id: int, clip_ids: list[int]) -> int:
     pool = strategies.Pool(probs_core=core, probs_fine=fine, embeddings=vectors)
     scores = strategies.score(ranking.strategy, pool, params=ranking.params,
                               seed=ranking.pk * 7919 + todo[0])  # fmt: skip
-    top = core.argmax(axis=1) if core is not None else None
-    keys = predict.core_keys(ranking.model_version) if core is not None else None
+    top_core: list[str] = [""] * len(todo)
+    top_probability: list[float | None] = [None] * len(todo)
+    if core is not None and ranking.model_version is not None:
+        keys = predict.core_keys(ranking.model_version)
+        top = core.argmax(axis=1)
+        top_core = [keys[t] for t in top]
+        top_probability = [float(core[i, t]) for i, t in enumerate(top)]
     ClipScore.objects.bulk_create(
         [
             ClipScore(
                 ranking=ranking, clip_id=cid, score=float(scores[i]),
-                top_core=keys[top[i]] if keys is not None else "",
-                top_probability=float(core[i, top[i]]) if core is not None else None,
+                top_core=top_core[i], top_probability=top_probability[i],
             )
             for i, cid in enumerate(todo)
         ],

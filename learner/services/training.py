@@ -25,12 +25,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -56,7 +56,7 @@ from learner.normalise import GLOBAL, SPEAKER
 from learner.pipeline import Dataset, InsufficientData, PipelineConfig, Predictor, TrainResult
 from learner.pipeline import train_and_evaluate as _train_and_evaluate
 from learner.services import features as feature_cache
-from learner.services import project_settings
+from learner.services import predict, project_settings
 from learner.targets import Judgement, Node, label_space, soft_targets
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def open_run(
     project: Project,
     *,
     trigger: str,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     feature_set: str | None = None,
 ) -> tuple[TrainingRun, bool]:
     """Queue a training of the project, or return the one already queued or running.
@@ -264,15 +264,15 @@ def due_trigger(project: Project) -> str | None:
         .order_by("-labels_until")
         .first()
     )
-    since = last.labels_until if last is not None else None
+    since: datetime | None = last.labels_until if last is not None else None
     # Clamped: a row written past the validators and constraints (before migration 0003,
     # or by hand in SQL) must not overflow timedelta and stop the beat for every project.
     wanted = min(max(int(row.retrain_after_labels or 0), 0), RETRAIN_AFTER_LABELS_MAX)
     if wanted and loop.count_labels(project, since=since, limit=wanted) >= wanted:
         return TrainingRun.Trigger.LABELS
     hours = min(max(int(row.retrain_interval_hours or 0), 0), RETRAIN_INTERVAL_HOURS_MAX)
-    if hours and last is not None:
-        due = last.labels_until + timedelta(hours=hours)
+    if hours and since is not None:
+        due = since + timedelta(hours=hours)
         if timezone.now() >= due and loop.count_labels(project, since=since, limit=1):
             return TrainingRun.Trigger.SCHEDULE
     return None
@@ -488,7 +488,7 @@ def on_activation(hook: Callable[[int, int], object]) -> None:
 
 def activate(version: ModelVersion) -> ModelVersion:
     """Make an existing version active again (a rollback), once its artifact loads."""
-    with default_storage.open(version.artifact.name, "rb") as fh:
+    with default_storage.open(predict.artifact_name(version), "rb") as fh:
         try:
             Predictor.from_bytes(fh.read())
         except Exception as exc:

@@ -101,7 +101,8 @@ def process_recording(
     repeated += taken
     if taken:  # lost to a concurrent import of the same segments: our copies may go
         writes.discard(
-            keep=[recording_name] + [n for c in saved for n in (c.original.name, c.canonical.name)]
+            keep=[recording_name]
+            + [n for c in saved for n in (c.original.name, c.canonical.name) if n]
         )
     if not saved:
         finish_item(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
 
@@ -41,7 +41,7 @@ _MANIFEST_FILE = "manifest.json"  # the batch's manifest, parsed, for its archiv
 
 
 def _new_batch(
-    project: Project, source: str, origin: str, segment: bool, user: AbstractBaseUser | None
+    project: Project, source: str, origin: str, segment: bool, user: User | None
 ) -> ImportBatch:
     batch = ImportBatch.objects.create(
         project=project, source=source, origin=origin[:500], segment=segment, created_by=user
@@ -109,7 +109,7 @@ def stage_folder(
     *,
     manifest_path: Path | None = None,
     segment: bool = False,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     source: str = ClipSource.FOLDER,
 ) -> ImportBatch:
     """Stage every file below a folder (or one archive file) as a new batch."""
@@ -196,7 +196,7 @@ def stage_uploads(
     *,
     manifest_path: Path | None = None,
     segment: bool = False,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> ImportBatch:
     """Stage uploaded files as a new batch; an archive is one item, expanded by a worker."""
     manifest = read_manifest(manifest_path) if manifest_path else None
@@ -245,7 +245,7 @@ def stage_uploads(
 
 
 def stage_url(
-    project: Project, url: str, *, segment: bool = False, user: AbstractBaseUser | None = None
+    project: Project, url: str, *, segment: bool = False, user: User | None = None
 ) -> ImportBatch:
     """A batch with one pending item whose bytes the worker downloads (see fetch_url_item)."""
     batch = _new_batch(project, ClipSource.URL, url, segment, user)
