@@ -17,14 +17,14 @@ presets in `labelling/presets/` are loaded through it, and the tests run without
 
 Every string here is untrusted (it comes from uploaded files and ends up in HTML, where the
 templates escape it); control characters and bidirectional overrides are refused rather than
-stored, and problem messages quote values JSON-escaped and truncated.
+stored; JSON text is decoded strictly (no repeated members, no NaN) and problem messages
+quote values JSON-escaped and truncated, both by `labelling.untrusted_json`.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import json
 import math
 import re
 import unicodedata
@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from labelling.untrusted_json import JSONInputError, json_type, quoted, strict_loads
 
 FORMAT = "emoloop-taxonomy/1"
 MAX_DEPTH = 3  # core, secondary, tertiary
@@ -157,40 +159,9 @@ def _load_json(text: str) -> object:
             [f"document: larger than {MAX_DOCUMENT_CHARS} characters, got {len(text)}"]
         )
     try:
-        return json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except TaxonomyFormatError:
-        raise  # from the hooks below: a repeated member, NaN or Infinity
-    except json.JSONDecodeError as exc:
-        raise TaxonomyFormatError(
-            [f"document: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]
-        ) from None
-    except RecursionError:
-        raise TaxonomyFormatError(["document: JSON nested too deeply"]) from None
-    except ValueError:
-        # json.loads refuses an integer longer than sys.get_int_max_str_digits() (4300) with
-        # a plain ValueError, not a JSONDecodeError.
-        raise TaxonomyFormatError(["document: a number in it has too many digits"]) from None
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads would keep the last of two equal members silently; a repeated "name" is a
-    # mistake the author should see.
-    obj: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in obj:
-            raise TaxonomyFormatError(
-                [f"document: member {_show(name)} appears twice in one JSON object"]
-            )
-        obj[name] = value
-    return obj
-
-
-def _refuse_constant(name: str) -> float:
-    raise TaxonomyFormatError([f"document: {name} is not a valid JSON number"])
+        return strict_loads(text)
+    except JSONInputError as exc:
+        raise TaxonomyFormatError([f"document: {exc}"]) from None
 
 
 @dataclass
@@ -224,13 +195,13 @@ class _Parser:
 
     def document(self, data: object) -> TaxonomyDocument:
         if not isinstance(data, Mapping):
-            raise TaxonomyFormatError([f"document: must be a JSON object, got {_json_type(data)}"])
+            raise TaxonomyFormatError([f"document: must be a JSON object, got {json_type(data)}"])
         self.unknown_fields(data, _DOCUMENT_FIELDS, "")
 
         if "format" not in data:
-            self.problem("format", f"required; expected {_show(FORMAT)}")
+            self.problem("format", f"required; expected {quoted(FORMAT)}")
         elif data["format"] != FORMAT:
-            self.problem("format", f"expected {_show(FORMAT)}, got {_show(data['format'])}")
+            self.problem("format", f"expected {quoted(FORMAT)}, got {quoted(data['format'])}")
         name = self.text(data, "name", "name", required=True, max_length=MAX_DOCUMENT_NAME_LENGTH)
         slug = self.slug(data)
         description = self.text(
@@ -247,7 +218,7 @@ class _Parser:
         if version is not None and (
             isinstance(version, bool) or not isinstance(version, int) or version < 1
         ):
-            self.problem("version", f"must be a positive integer, got {_show(version)}")
+            self.problem("version", f"must be a positive integer, got {quoted(version)}")
 
         if "nodes" not in data or data["nodes"] is None:
             self.problem("nodes", "required; a taxonomy has at least one core node")
@@ -271,7 +242,7 @@ class _Parser:
             self.problem(
                 "slug",
                 "must be 1-80 lower-case letters, digits, '_' or '-', starting with a letter "
-                f"or digit; got {_show(value)}",
+                f"or digit; got {quoted(value)}",
             )
             return ""
         return value
@@ -281,7 +252,7 @@ class _Parser:
     def ring(self, value: object, path: str, *, parent_key: str | None, level: int) -> None:
         """Check one list of siblings (the core ring, or a node's children)."""
         if not isinstance(value, list):
-            self.problem(path, f"must be a list of nodes, got {_json_type(value)}")
+            self.problem(path, f"must be a list of nodes, got {json_type(value)}")
             return
         if not value:
             return
@@ -301,14 +272,14 @@ class _Parser:
                 return
             self.node_count += 1
             if not isinstance(item, Mapping):
-                self.problem(item_path, f"must be an object, got {_json_type(item)}")
+                self.problem(item_path, f"must be an object, got {json_type(item)}")
                 continue
             draft = self.node(item, item_path, parent_key=parent_key, level=level, order=order)
             if draft.hotkey is not None:
                 if draft.hotkey in hotkey_paths:
                     self.problem(
                         f"{item_path}.hotkey",
-                        f"duplicate hotkey {_show(draft.hotkey)} among siblings "
+                        f"duplicate hotkey {quoted(draft.hotkey)} among siblings "
                         f"(first at {hotkey_paths[draft.hotkey]})",
                     )
                 else:
@@ -355,11 +326,11 @@ class _Parser:
             self.problem(
                 path,
                 "must be 1-80 lower-case letters, digits, '_', '.' or '-', starting with a "
-                f'letter or digit (e.g. "mad.hurt"); got {_show(value)}',
+                f'letter or digit (e.g. "mad.hurt"); got {quoted(value)}',
             )
             return ""
         if value in self.key_paths:
-            self.problem(path, f"duplicate key {_show(value)} (first at {self.key_paths[value]})")
+            self.problem(path, f"duplicate key {quoted(value)} (first at {self.key_paths[value]})")
         else:
             self.key_paths[value] = path
         return value
@@ -369,7 +340,7 @@ class _Parser:
         if value is None:
             return None
         if not isinstance(value, str) or not COLOUR_PATTERN.fullmatch(value):
-            self.problem(path, f'must be "#rrggbb", got {_show(value)}')
+            self.problem(path, f'must be "#rrggbb", got {quoted(value)}')
             return None
         return value.lower()
 
@@ -378,7 +349,7 @@ class _Parser:
         if value is None:
             return None
         if not isinstance(value, str) or not HOTKEY_PATTERN.fullmatch(value):
-            self.problem(path, f"must be one character from 1-9 or a-z, got {_show(value)}")
+            self.problem(path, f"must be one character from 1-9 or a-z, got {quoted(value)}")
             return None
         return value
 
@@ -387,11 +358,11 @@ class _Parser:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(path, f"must be a number, got {_json_type(value)}")
+            self.problem(path, f"must be a number, got {json_type(value)}")
             return None
         # Compare before converting: float() of a huge int overflows.
         if not (-1 <= value <= 1) or (isinstance(value, float) and not math.isfinite(value)):
-            self.problem(path, f"must be between -1 and 1, got {_show(value)}")
+            self.problem(path, f"must be between -1 and 1, got {quoted(value)}")
             return None
         return float(value)
 
@@ -413,7 +384,7 @@ class _Parser:
                 self.problem(path, "required")
             return ""
         if not isinstance(value, str):
-            self.problem(path, f"must be a string, got {_json_type(value)}")
+            self.problem(path, f"must be a string, got {json_type(value)}")
             return ""
         text = value.strip()
         if required and not text:
@@ -489,40 +460,10 @@ def _refused_character(text: str, *, multiline: bool) -> str | None:
     return None
 
 
-def _show(value: object, limit: int = 40) -> str:
-    """A value quoted for a problem message: JSON-escaped (no control characters), truncated."""
-    try:
-        shown = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError, RecursionError):
-        try:
-            shown = json.dumps(repr(value), ensure_ascii=True)
-        except (ValueError, RecursionError):
-            # An int past sys.get_int_max_str_digits() has no str or repr at all (and a
-            # structure nested past the recursion limit none either): name its type.
-            shown = f"<{_json_type(value)} too large to show>"
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
-
-
 def _field_path(path: str, name: str) -> str:
     if _FIELD_NAME.fullmatch(name):
         return f"{path}.{name}" if path else name
-    return f"{path or 'document'}[{_show(name)}]"
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
-    return type(value).__name__
+    return f"{path or 'document'}[{quoted(name)}]"
 
 
 # --- Serialising --------------------------------------------------------------------------

@@ -298,6 +298,12 @@ def test_a_huge_integer_in_a_decoded_document_is_named_not_shown():
     ]
 
 
+def test_json_nested_past_the_recursion_limit_is_one_clear_problem():
+    text = "[" * 100_000 + "]" * 100_000  # under MAX_DOCUMENT_CHARS, past Python's stack
+
+    assert problems_of(text) == ["document: JSON nested too deeply"]
+
+
 def test_a_member_written_twice_in_one_object_is_refused():
     text = '{"format": "emoloop-taxonomy/1", "name": "A", "name": "B"}'
 
