@@ -229,7 +229,7 @@ def client_address(request: HttpRequest) -> str:
     peer = _parse_address(peer_text)
     if peer is None:
         return peer_text[:100] or "unknown"
-    trusted = _trusted_networks(tuple(getattr(settings, "EMOLOOP_TRUSTED_PROXIES", ())))
+    trusted = _trusted_networks(tuple(settings.EMOLOOP_TRUSTED_PROXIES))
     if not any(peer in network for network in trusted):
         return _bucket(peer)
     hops = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
@@ -256,8 +256,10 @@ def normalise_username(username: str) -> str:
 # --- The login guard ---------------------------------------------------------------------
 
 
-def _positive_int(name: str, default: int) -> int:
-    value = getattr(settings, name, default)
+def _positive_int(name: str) -> int:
+    """A limit from the settings (emoloop/settings.py reads it from the environment and
+    bounds it; tests that override it through the settings fixture are checked here too)."""
+    value = getattr(settings, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ImproperlyConfigured(f"{name} must be a whole number of at least 1, got {value!r}")
     return value
@@ -273,10 +275,10 @@ class LoginLimits:
     @classmethod
     def from_settings(cls) -> LoginLimits:
         return cls(
-            max_failures_per_account=_positive_int("EMOLOOP_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
-            max_failures_per_client=_positive_int("EMOLOOP_LOGIN_MAX_FAILURES_PER_CLIENT", 20),
-            failure_window_s=_positive_int("EMOLOOP_LOGIN_FAILURE_WINDOW_S", 900),
-            attempts_per_minute=_positive_int("EMOLOOP_LOGIN_ATTEMPTS_PER_MINUTE", 60),
+            max_failures_per_account=_positive_int("EMOLOOP_LOGIN_MAX_FAILURES_PER_ACCOUNT"),
+            max_failures_per_client=_positive_int("EMOLOOP_LOGIN_MAX_FAILURES_PER_CLIENT"),
+            failure_window_s=_positive_int("EMOLOOP_LOGIN_FAILURE_WINDOW_S"),
+            attempts_per_minute=_positive_int("EMOLOOP_LOGIN_ATTEMPTS_PER_MINUTE"),
         )
 
 

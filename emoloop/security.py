@@ -62,8 +62,8 @@ def check_secret_key(key: str, *, dev_mode: bool) -> None:
         word in lowered for word in _PLACEHOLDER_WORDS
     ):
         raise ImproperlyConfigured(
-            "SECRET_KEY is a placeholder (such as the value in docker/.env.example), not a "
-            "secret. " + HOW_TO_GENERATE
+            "SECRET_KEY is a placeholder (such as 'change-me' or a documentation example), "
+            "not a secret. " + HOW_TO_GENERATE
         )
     if len(key) < MIN_LENGTH or len(set(key)) < MIN_DISTINCT_CHARACTERS:
         raise ImproperlyConfigured(

@@ -513,7 +513,7 @@ class QueueEntry(models.Model):
             models.CheckConstraint(condition=Q(open_slots__gte=0), name="queue_open_slots_gte_0"),
         ]
         indexes = [
-            # The next-clip query's two candidate windows (services/queue.py): open clips
+            # The next-clip query's two candidate windows (services/queue/lease.py): open clips
             # that some annotators have started, and untouched ones, each in priority order.
             models.Index(
                 fields=["project", "priority"],

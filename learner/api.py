@@ -31,7 +31,7 @@ from learner import conf
 from learner import serializers as s
 from learner.features import ExtractorUnavailable, describe
 from learner.models import ModelVersion, TrainingRun
-from learner.services import predict, training
+from learner.services import predict, project_settings, training
 from learner.tasks import start_training
 
 
@@ -195,7 +195,7 @@ class LearnerSettingsView(ProjectScopedMixin, APIView):
 
     @extend_schema(responses={200: s.LearnerSettingsSerializer})
     def get(self, request: Request, slug: str) -> Response:
-        row = training.current_settings(self.project)
+        row = project_settings.settings_for(self.project)
         return Response(s.LearnerSettingsSerializer(row).data)
 
     @extend_schema(
@@ -203,10 +203,10 @@ class LearnerSettingsView(ProjectScopedMixin, APIView):
     )
     def patch(self, request: Request, slug: str) -> Response:
         body = s.LearnerSettingsSerializer(
-            training.current_settings(self.project), data=request.data, partial=True
+            project_settings.settings_for(self.project), data=request.data, partial=True
         )
         body.is_valid(raise_exception=True)
-        row = training.update_settings(self.project, body.validated_data)
+        row = project_settings.update_settings(self.project, body.validated_data)
         return Response(s.LearnerSettingsSerializer(row).data)
 
 

@@ -7,7 +7,7 @@ change and can be normalised together), and a random mix of:
   is downloaded);
 - reverberation with a synthetic room impulse response (exponentially decaying noise with an
   RT60 drawn from `rt60_s`, plus the direct path), applied with fftconvolve.
-Whether this helps is measured by bench/learner.py; the project default is off.
+Whether this helps is measured by bench/learner_loso.py; the project default is off.
 """
 
 from __future__ import annotations

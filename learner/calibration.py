@@ -16,8 +16,9 @@ MIN_T, MAX_T = 0.05, 20.0
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    e: np.ndarray = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def fit_temperature(
@@ -49,10 +50,11 @@ def fit_temperature(
         optimiser.zero_grad()
         log_probs = torch.log_softmax(logits_t / log_t.exp(), dim=1)
         loss = -(w * (target_t * log_probs).sum(dim=1)).sum() / w.sum()
-        loss.backward()
+        # torch leaves Tensor.backward and LBFGS.step unannotated (the stubs, not the calls)
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    optimiser.step(closure)
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
     value = float(log_t.detach().exp())
     if not np.isfinite(value):
         return 1.0

@@ -61,7 +61,9 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(ece)
 
 
-def reliability_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> dict[str, list]:
+def reliability_bins(
+    probs: np.ndarray, y_true: np.ndarray, bins: int = 15
+) -> dict[str, list[float | int | None]]:
     """Per confidence bin: mean confidence, accuracy and row count (for reliability plots)."""
     probs = np.asarray(probs, dtype=np.float64)
     confidence = probs.max(axis=1) if probs.size else np.zeros(0)
@@ -72,7 +74,12 @@ def reliability_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> d
     )
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    out: dict[str, list] = {"edges": edges.tolist(), "confidence": [], "accuracy": [], "count": []}
+    out: dict[str, list[float | int | None]] = {
+        "edges": edges.tolist(),
+        "confidence": [],
+        "accuracy": [],
+        "count": [],
+    }
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())

@@ -1,5 +1,5 @@
 """Training and honest evaluation, end to end, on arrays. No Django: the training service
-gathers rows into a `Dataset` and stores what comes back; bench/learner.py calls the same
+gathers rows into a `Dataset` and stores what comes back; bench/learner_loso.py calls the same
 functions for its leave-one-speaker-out folds.
 
 One run:

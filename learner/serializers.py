@@ -127,9 +127,9 @@ class LearnerSettingsSerializer(StrictModelSerializer):
     and the rules between fields (a strategy's parameters, minimum vs maximum shares, batch x
     candidate_factor) are checked on the settings as they will be saved.
 
-    For a PATCH, pass the current row as `instance` (training.current_settings): the rules
+    For a PATCH, pass the current row as `instance` (project_settings.settings_for): the rules
     between fields are then checked against it. Without one they are checked among the
-    fields sent, and training.update_settings checks the whole row again before saving.
+    fields sent, and project_settings.update_settings checks the whole row again before saving.
     """
 
     feature_set = serializers.ChoiceField(choices=list(FEATURE_SETS))

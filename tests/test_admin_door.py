@@ -124,9 +124,9 @@ def test_staff_see_only_projects_they_administer(client, project, other_project)
 
 
 def test_learner_settings_are_bounded_in_the_admin_too(client, root, project):
-    from learner.services import training
+    from learner.services import project_settings
 
-    row = training.settings_for(project)
+    row = project_settings.settings_for(project)
     response = client.post(
         f"/admin/learner/learnersettings/{project.pk}/change/",
         {

@@ -75,13 +75,6 @@ class ArtifactError(RuntimeError):
     """The stored artifact does not load or does not predict like the trained model."""
 
 
-# TEMPORARY (issue 9 in progress): the learner settings moved to project_settings; these
-# names go once learner/api.py and the tests read them from there.
-settings_for = project_settings.settings_for
-update_settings = project_settings.update_settings
-current_settings = project_settings.settings_for
-
-
 def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

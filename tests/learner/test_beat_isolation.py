@@ -13,7 +13,7 @@ from django.utils import timezone
 from labelling.models import Annotation, Clip, Project
 from learner import tasks
 from learner.models import ClipFeatures, LearnerSettings, TrainingRun
-from learner.services import training
+from learner.services import project_settings, training
 from tests.factories import ClipFactory
 
 pytestmark = [pytest.mark.django_db]
@@ -37,7 +37,7 @@ def _drop_bounds() -> None:
 
 
 def _poison(project: Project, **values: object) -> None:
-    training.settings_for(project)
+    project_settings.settings_for(project)
     _drop_bounds()
     LearnerSettings.objects.filter(project=project).update(**values)
 
@@ -62,7 +62,7 @@ def test_a_retrain_interval_that_overflowed_the_beat_no_longer_does(
     Annotation.objects.filter(clip__project=poisoned_first).update(created_at=timezone.now())
     _poison(poisoned_first, retrain_interval_hours=134_377_414, retrain_after_labels=0)
     _labelled(project, annotator, 6)
-    training.update_settings(project, {"retrain_after_labels": 5})
+    project_settings.update_settings(project, {"retrain_after_labels": 5})
     assert poisoned_first.pk < project.pk
 
     assert training.due_trigger(poisoned_first) is None  # clamped to a year, not an overflow
@@ -80,7 +80,7 @@ def test_a_project_whose_scheduling_fails_is_recorded_and_the_others_still_train
     _labelled(poisoned_first, annotator, 6)
     _poison(poisoned_first, feature_set="nonsense", retrain_after_labels=5)
     _labelled(project, annotator, 6)
-    training.update_settings(project, {"retrain_after_labels": 5})
+    project_settings.update_settings(project, {"retrain_after_labels": 5})
     assert poisoned_first.pk < project.pk
 
     with caplog.at_level(logging.ERROR, logger="learner.tasks"):

@@ -23,7 +23,7 @@ from labelling.models import Annotation, Clip, Project
 from labelling.services import queue
 from learner import tasks
 from learner.models import ModelVersion, Ranking, TrainingRun
-from learner.services import rescoring, training
+from learner.services import project_settings, rescoring, training
 from tests.broker import broker_down
 from tests.conftest import wait_until
 from tests.factories import ClipFactory
@@ -56,7 +56,7 @@ def _labelled_tones(project: Project, annotator, n: int = 24) -> list[Clip]:
         clips.append(clip)
         labels.append(Annotation(clip=clip, annotator=annotator, node=nodes[key]))
     Annotation.objects.bulk_create(labels)
-    training.update_settings(
+    project_settings.update_settings(
         project, {"epochs": 20, "augmentation": False, "min_labelled_clips": 10}
     )
     return clips
@@ -143,7 +143,7 @@ def test_the_beat_saves_what_it_cannot_send_and_sends_it_later(
         Annotation(clip=clip, annotator=annotator, node=project.taxonomy_version.nodes.first())
         for clip in [ClipFactory(project=project) for _ in range(3)]
     )
-    training.update_settings(project, {"retrain_after_labels": 3})
+    project_settings.update_settings(project, {"retrain_after_labels": 3})
 
     with broker_down():
         started = tasks.schedule_training()

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from learner.models import ClipFeatures, ModelVersion, TrainingRun
-from learner.services import training
+from learner.services import project_settings, training
 
 pytestmark = [pytest.mark.django_db]
 
@@ -62,7 +62,7 @@ def test_a_model_versions_admin_page_shows_its_confusion_matrix_and_reliability_
 
 
 def test_train_now_from_the_admin_queues_one_run(project, staff_client):
-    settings_row = training.settings_for(project)
+    settings_row = project_settings.settings_for(project)
     for _ in range(2):
         staff_client.post(
             "/admin/learner/learnersettings/",

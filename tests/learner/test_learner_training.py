@@ -18,7 +18,7 @@ from django.utils import timezone
 from labelling.models import Annotation, Clip
 from learner.models import ClipFeatures, ModelVersion, TrainingRun
 from learner.pipeline import Predictor
-from learner.services import predict, training
+from learner.services import predict, project_settings, training
 
 pytestmark = [pytest.mark.django_db]
 Status = TrainingRun.Status
@@ -257,7 +257,7 @@ def test_the_reaper_fails_runs_whose_heartbeat_stopped(labelled_project):
 
 
 def test_n_new_labels_since_the_last_run_make_the_project_due(labelled_project, second_annotator):
-    row = training.settings_for(labelled_project)
+    row = project_settings.settings_for(labelled_project)
     row.retrain_after_labels = 5
     row.save()
     assert training.due_trigger(labelled_project) == "labels"  # never trained, enough labels
@@ -286,7 +286,7 @@ def test_an_older_version_can_be_made_active_again(labelled_project):
 
 @pytest.mark.slow
 def test_augmented_copies_are_cached_and_used(labelled_project):
-    training.settings_for(labelled_project)
+    project_settings.settings_for(labelled_project)
     labelled_project.learner_settings.augmentation = True
     labelled_project.learner_settings.save()
 

@@ -15,7 +15,7 @@ from learner.models import (
     LearnerSettings,
 )
 from learner.serializers import LearnerSettingsSerializer
-from learner.services import training
+from learner.services import project_settings
 from tests.conftest import make_user
 
 pytestmark = [pytest.mark.django_db]
@@ -76,13 +76,13 @@ WRONG_TYPE = [
 def test_the_api_refuses_a_value_out_of_bounds_or_of_the_wrong_type(
     project, engineer, client_for, field, value
 ):
-    before = training.current_settings(project)
+    before = project_settings.settings_for(project)
 
     response = client_for(engineer).patch(URL, {field: value}, format="json")
 
     assert response.status_code == 400, response.content
     assert field in response.json()["errors"]
-    after = training.current_settings(project)
+    after = project_settings.settings_for(project)
     assert getattr(after, field) == getattr(before, field)
 
 
@@ -99,7 +99,7 @@ def test_the_api_refuses_keys_it_does_not_take(project, engineer, client_for, bo
 
     assert response.status_code == 400, response.content
     assert set(response.json()["errors"]) == set(body) - {"epochs"}
-    assert training.current_settings(project).epochs is None
+    assert project_settings.settings_for(project).epochs is None
 
 
 def test_the_query_strategy_settings_can_be_changed_through_the_api(project, engineer, client_for):
@@ -150,13 +150,15 @@ def test_parameters_the_chosen_strategy_does_not_take_are_refused(project, engin
 
 
 def test_rules_between_fields_are_checked_against_the_saved_row(project):
-    row = training.update_settings(project, {"query_strategy": "random", "query_params": {}})
+    row = project_settings.update_settings(
+        project, {"query_strategy": "random", "query_params": {}}
+    )
 
     alone = LearnerSettingsSerializer(
         instance=row, data={"query_params": {"alpha": 0.3}}, partial=True
     )
     switch = LearnerSettingsSerializer(
-        instance=training.update_settings(
+        instance=project_settings.update_settings(
             project, {"query_strategy": "margin", "query_params": {"alpha": 0.3}}
         ),
         data={"query_strategy": "random"},
@@ -182,10 +184,10 @@ def test_a_rule_between_a_sent_field_and_a_saved_one_is_a_400_at_the_api(
 
 
 def test_the_service_checks_the_whole_row_before_saving(project):
-    training.update_settings(project, {"query_strategy": "random"})
+    project_settings.update_settings(project, {"query_strategy": "random"})
 
     with pytest.raises(ValidationError) as caught:
-        training.update_settings(project, {"query_params": {"alpha": 0.3}})
+        project_settings.update_settings(project, {"query_params": {"alpha": 0.3}})
 
     assert "query_params" in caught.value.message_dict
     assert LearnerSettings.objects.get(project=project).query_params == {}
@@ -229,7 +231,7 @@ def _admin_form(row: LearnerSettings, **changes) -> dict:
     ],
 )
 def test_the_admin_form_refuses_what_the_api_refuses(project, admin_client, field, value):
-    row = training.settings_for(project)
+    row = project_settings.settings_for(project)
     before = getattr(row, field)
     url = f"/admin/learner/learnersettings/{row.pk}/change/"
 
@@ -242,7 +244,7 @@ def test_the_admin_form_refuses_what_the_api_refuses(project, admin_client, fiel
 
 
 def test_the_admin_form_saves_values_within_bounds(project, admin_client):
-    row = training.settings_for(project)
+    row = project_settings.settings_for(project)
     url = f"/admin/learner/learnersettings/{row.pk}/change/"
 
     page = admin_client.post(url, _admin_form(row, epochs=40, query_strategy="entropy"))
@@ -269,7 +271,7 @@ def test_the_admin_form_saves_values_within_bounds(project, admin_client):
     ],
 )
 def test_the_database_refuses_a_row_written_past_the_validators(project, changes):
-    training.settings_for(project)
+    project_settings.settings_for(project)
 
     with pytest.raises(IntegrityError), transaction.atomic():
         LearnerSettings.objects.filter(project=project).update(**changes)
