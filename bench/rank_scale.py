@@ -29,39 +29,29 @@ with the same settings) and redraws bench/results/rank_scale.png. The last line 
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import resource
 import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
-# bench/ holds a queue.py, named like the standard library's `queue` that torch and tqdm
-# import: take the bench folder off the import path before anything else is imported.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import numpy as np
+import torch
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from learner.ranking import COLD_START_STRATEGY, DEFAULT_STRATEGY, Pool, Quotas, score, select
 
 REPO = Path(__file__).resolve().parents[1]
+# `python bench/rank_scale.py` puts bench/ on the path, not the repository (bench is not an
+# installed package, unlike learner).
 sys.path.insert(0, str(REPO))
 
 from bench.rank_support import NpyRows, predict_pool  # noqa: E402
-from learner.ranking import (  # noqa: E402
-    COLD_START_STRATEGY,
-    DEFAULT_STRATEGY,
-    Pool,
-    Quotas,
-    score,
-    select,
-)
 
 RESULTS = REPO / "bench" / "results"
 BLOCK_ROWS = 65_536
