@@ -1,4 +1,10 @@
-"""Projects, feelings-wheel taxonomies, clips, annotations and import batches."""
+"""Projects, feelings-wheel taxonomies, clips, annotations and import batches.
+
+Why this module is long: it is the labelling app's schema, and its invariants live in the
+database (check constraints, partial unique indexes, the queue's covering indexes) that refer
+across tables; one file keeps every constraint readable beside the fields it binds, as
+Django's migrations see them. The logic on these tables lives in labelling/services/.
+"""
 
 from __future__ import annotations
 
