@@ -105,6 +105,54 @@ def test_a_url_import_to_an_internal_address_is_refused_by_the_worker(
     assert not Clip.objects.exists()
 
 
+# --- Refused at the API, before any batch exists ----------------------------------------
+
+
+def test_a_url_with_a_user_name_is_refused_at_the_api(client_for, project, engineer):
+    response = client_for(engineer).post(
+        f"/api/projects/{project.slug}/imports/",
+        {"url": "https://someone:secret@example.org/a.wav"},
+        format="json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert "user name or password" in str(response.json()["errors"]["url"])
+    assert not ImportBatch.objects.exists()
+
+
+def test_a_url_import_is_refused_when_the_server_disables_it(
+    client_for, project, engineer, settings
+):
+    settings.EMOLOOP_URL_IMPORT_ENABLED = False
+
+    response = client_for(engineer).post(
+        f"/api/projects/{project.slug}/imports/",
+        {"url": "https://example.org/a.wav"},
+        format="json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert "URL import is disabled" in str(response.json()["errors"]["url"])
+    assert not ImportBatch.objects.exists()
+
+
+def test_a_manifest_that_is_neither_csv_nor_jsonl_is_refused_at_the_api(
+    client_for, project, engineer
+):
+    response = client_for(engineer).post(
+        f"/api/projects/{project.slug}/imports/",
+        {
+            "files": [SimpleUploadedFile("a.wav", tone_wav(0.6, 220), content_type="audio/wav")],
+            "manifest": SimpleUploadedFile("meta.txt", b"file,speaker\na.wav,s1\n"),
+        },
+        format="multipart",
+    )
+
+    assert response.status_code == 400, response.content
+    assert "must be .csv or .jsonl" in str(response.json()["errors"]["manifest"])
+    assert not ImportBatch.objects.exists()
+
+
 # --- Broker outages ---------------------------------------------------------------------
 
 
