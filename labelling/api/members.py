@@ -47,7 +47,12 @@ class MembershipViewSet(
     def get_queryset(self) -> QuerySet[Membership]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no project
             return Membership.objects.none()
-        return Membership.objects.filter(project=self.project).select_related("user")
+        # Ordered: pagination over an unordered queryset may repeat or skip members.
+        return (
+            Membership.objects.filter(project=self.project)
+            .select_related("user")
+            .order_by("user__username", "pk")
+        )
 
     def perform_create(self, serializer: BaseSerializer[Membership]) -> None:
         user = self.request.user
