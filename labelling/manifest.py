@@ -112,7 +112,14 @@ def normalise_row(row: dict[str, object]) -> ClipMetadata:
     return meta
 
 
-def _rows(path: Path) -> list[dict[str, object]]:
+def read_rows(path: Path) -> list[dict[str, object]]:
+    """The rows of a CSV or JSON-lines file as written: no column is mapped or dropped.
+
+    The one reader of tabular metadata: `read_manifest` maps these rows onto clip fields;
+    callers that need the columns as they are (the simulator's labels file) take them here.
+    A CSV row's keys are the header's names, its values strings (None where the row is
+    short). Raises ManifestError when the file cannot be read or is neither .csv nor .jsonl.
+    """
     suffix = path.suffix.lower()
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -136,20 +143,9 @@ def _rows(path: Path) -> list[dict[str, object]]:
     raise ManifestError(f"Manifest {path.name} must be .csv or .jsonl")
 
 
-def read_rows(path: Path) -> list[dict[str, object]]:
-    """The rows of a CSV or JSON-lines file as written: no column is mapped or dropped.
-
-    The one reader of tabular metadata: `read_manifest` maps these rows onto clip fields;
-    callers that need the columns as they are (the simulator's labels file) take them here.
-    A CSV row's keys are the header's names, its values strings (None where the row is
-    short). Raises ManifestError when the file cannot be read or is neither .csv nor .jsonl.
-    """
-    return _rows(path)
-
-
 def read_manifest(path: Path) -> dict[str, ClipMetadata]:
     """File name (as written in the manifest, POSIX separators) -> its metadata."""
-    rows = _rows(path)
+    rows = read_rows(path)
     if not rows:
         return {}
     columns = {column.strip().lower(): column for column in rows[0]}
