@@ -196,6 +196,20 @@ def client_for() -> Callable[[object], APIClient]:
 # --- Waiting without sleeping blindly ----------------------------------------------------
 
 
+def start_django(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Load the settings and set Django up in a fresh process with `env` (start-up checks
+    run at import time, so they are tested in a process of their own)."""
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
     """Poll a condition until it holds; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import NamedTuple
 import pytest
 
 from learner import conf
-from tests.conftest import REPO
+from tests.conftest import REPO, start_django
 
 SETTINGS = REPO / "emoloop" / "settings.py"
 EXAMPLE = REPO / "docker" / ".env.example"
@@ -360,14 +358,7 @@ def test_the_learner_accessors_follow_the_settings_fixture(settings, accessor, s
 
 def test_a_learner_variable_out_of_bounds_stops_start_up():
     env = {**os.environ, "EMOLOOP_TRAINING_STALE_SECONDS": "5"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_django(env)
 
     assert result.returncode != 0
     assert "EMOLOOP_TRAINING_STALE_SECONDS must be at least 10" in result.stderr

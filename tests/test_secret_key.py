@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from emoloop.security import check_secret_key
-from tests.conftest import REPO
+from tests.conftest import start_django
 
 GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(50))"'
 # Fixed, so that no parameter can start with a placeholder word by chance.
@@ -68,14 +66,7 @@ def test_settings_refuse_the_example_placeholder_outside_development():
     env["DJANGO_SETTINGS_MODULE"] = "emoloop.settings"
     # docker/.env.example held this value before its SECRET_KEY was left empty.
     env["SECRET_KEY"] = "change-me-to-a-long-random-string"
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_django(env)
     assert result.returncode != 0
     assert "ImproperlyConfigured: SECRET_KEY is a placeholder" in result.stderr
     assert GENERATE in result.stderr

@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from labelling.models import Clip, Taxonomy
 from labelling.services import taxonomy
-from tests.conftest import REPO
+from tests.conftest import REPO, start_django
 from tests.factories import ClipFactory
 
 XSS = '<script>alert("x")</script>'
@@ -20,28 +20,14 @@ XSS = '<script>alert("x")</script>'
 def test_settings_refuse_to_start_without_a_secret_key_outside_development():
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "EMOLOOP_DEV", "DEBUG")}
     env["DJANGO_SETTINGS_MODULE"] = "emoloop.settings"
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_django(env)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
 
 
 def test_settings_refuse_a_malformed_number():
     env = {**os.environ, "EMOLOOP_MAX_FILE_BYTES": "lots"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_django(env)
     assert result.returncode != 0
     assert "EMOLOOP_MAX_FILE_BYTES must be a number" in result.stderr
 
