@@ -19,7 +19,7 @@ from pathlib import Path
 import grimp
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("emoloop", "labelling", "learner")
+PACKAGES = ("emoloop", "exports", "labelling", "learner")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
