@@ -45,6 +45,9 @@ The rule for new groups (the same on a first version, where every group is new):
    new groups are at least as many as the splits that have none: on a first version, whenever
    there are at least as many groups as splits (three for train/dev/test). Otherwise (fewer
    groups than splits) some split stays empty; that is reported in `counts`, not an error.
+   With few large speakers (EmoDB: 10 speakers of 35-71 clips, 80/10/10), one speaker
+   overshoots a 10% split, so chi-square alone keeps choosing train and this rule is what
+   fills dev and test: with the last new groups in seed order.
 
 Output. `SplitResult`: `assignment` (group -> split, the groups of these clips), `by_clip`
 (clip id -> split), `history` (`previous` updated with `assignment`: pass it as the next
@@ -194,7 +197,7 @@ def assign_splits(
     history = dict(sorted({**previous, **assignment}.items()))
     labels = sorted({label for label, _ in totals})
     genders = sorted({gender for _, gender in totals})
-    counts = {}
+    counts: dict[str, SplitCounts] = {}
     for split, _ in order:
         per_label: Counter[str] = Counter()
         per_gender: Counter[str] = Counter()
