@@ -48,7 +48,8 @@ MiB = 1 << 20
 # 300,000 rows make a 17 MiB CSV, 38 MiB JSONL; streaming holds the 1 MiB write buffer and
 # one row (measured: 1.2 MiB).
 TABLE_MEMORY_BOUND = 4 * MiB
-# A 50 MiB file streamed: a few CHUNK_BYTES (read chunk, sink buffer, the chunk yielded).
+# A 50 MiB file streamed: a few CHUNK_BYTES (read chunk, sink buffer, the chunk yielded;
+# measured: 4.5 MiB).
 ZIP_MEMORY_BOUND = 8 * MiB
 UNZIP = Path("/usr/bin/unzip")
 COLUMNS = ["clip_id", "file_name", "duration_s", "unsure", "valence", "speaker"]
