@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "labelling",
     "learner",
+    "exports",
 ]
 
 MIDDLEWARE = [

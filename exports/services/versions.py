@@ -1,0 +1,118 @@
+"""Creating dataset versions and finding their files (the rules the doors share)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from exports.models import DatasetVersion, default_split_targets
+from labelling.models import ImportBatch, Project
+
+# Where versions live, relative to MEDIA_ROOT (next to clips/ and recordings/).
+DATASETS_DIR = "datasets"
+MAX_SEED = 2**32 - 1
+
+
+class NotReady(Exception):
+    """The version's files are not there yet (or it failed)."""
+
+
+def code_version() -> str:
+    """`git describe` of the source tree when it is a checkout, else the package version.
+
+    Local only (no fetch); recorded once when a version is created so a rebuild gives the
+    same version.json.
+    """
+    git = shutil.which("git")
+    try:
+        if git is None:
+            raise FileNotFoundError("git")
+        described = subprocess.run(  # noqa: S603 (fixed arguments)
+            [git, "describe", "--always", "--dirty", "--tags"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        described = ""
+    if described:
+        return f"git:{described}"[:80]
+    try:
+        return f"emoloop {metadata.version('emoloop')}"
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def create_version(
+    project: Project,
+    *,
+    user: User | None,
+    seed: int = 0,
+    import_batch: int | None = None,
+) -> DatasetVersion:
+    """A new queued version numbered after the project's last one (1, 2, …).
+
+    Raises ValueError for a seed out of range or an import batch of another project. Two
+    concurrent creations race for the same number; the unique constraint makes the loser
+    retry with the next one.
+    """
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and {MAX_SEED}")
+    query: dict[str, object] = {"clips": "labelled"}
+    if import_batch is not None:
+        if not ImportBatch.objects.filter(project=project, pk=import_batch).exists():
+            raise ValueError(f"import batch {import_batch} is not in this project")
+        query["import_batch"] = import_batch
+    described = code_version()
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                last = DatasetVersion.objects.filter(project=project).aggregate(n=Max("number"))
+                number = (last["n"] or 0) + 1
+                return DatasetVersion.objects.create(
+                    project=project,
+                    number=number,
+                    query=query,
+                    taxonomy_version=project.taxonomy_version,
+                    split_seed=seed,
+                    split_targets=default_split_targets(),
+                    code_version=described,
+                    created_by=user,
+                    created_at=timezone.now(),
+                    folder=f"{DATASETS_DIR}/{project.slug}-v{number}",
+                    progress={"stage": "queued", "done": 0, "total": 0},
+                )
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not number the dataset version (too many concurrent creations)")
+
+
+def folder_of(version: DatasetVersion) -> Path:
+    return Path(settings.MEDIA_ROOT) / version.folder
+
+
+def ready_folder(version: DatasetVersion) -> Path:
+    """The folder of a ready version; NotReady otherwise."""
+    if version.status != DatasetVersion.Status.READY:
+        raise NotReady(f"Dataset version {version.number} is {version.status}, not ready.")
+    return folder_of(version)
+
+
+def manifest(version: DatasetVersion) -> dict[str, str]:
+    """path -> sha256 from the version's SHA256SUMS (the list of files that may be served)."""
+    text = (ready_folder(version) / "SHA256SUMS").read_text(encoding="utf-8")
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        entries[name] = digest
+    return entries
