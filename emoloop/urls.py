@@ -26,4 +26,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("labelling.urls")),
     path("api/", include("learner.urls")),
+    path("api/", include("exports.urls")),
 ]

@@ -35,8 +35,10 @@ from django.db import transaction
 from django.forms import MultiWidget
 from django.test import Client, RequestFactory, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from exports.models import DatasetVersion
 from labelling.models import Annotation, Clip, Project, Role, TaxonomyVersion
 from labelling.services import taxonomy
 from tests import access_fixtures as fx
@@ -78,6 +80,23 @@ def _obj(name: str, attr: str = "pk") -> Callable[[fx.World], object]:
 
 def _blind(world: fx.World) -> None:
     Project.objects.filter(slug=fx.SLUG_A).update(assisted=False)
+
+
+def _datasets(world: fx.World) -> None:
+    """Version 1 of a dataset in A and in B, queued (a ready one is served in
+    tests/exports/test_export_api.py): allowed callers get 200 or 409 not_ready."""
+    for slug in (fx.SLUG_A, fx.SLUG_B):
+        DatasetVersion.objects.create(
+            project=Project.objects.get(slug=slug), number=1, created_at=timezone.now()
+        )
+
+
+def _dataset(slug: str, **more: object) -> Target:
+    return Target(
+        "A" if slug == fx.SLUG_A else "B",
+        lambda w: {"slug": slug, "number": 1, **more},
+        setup=_datasets,
+    )
 
 
 TARGETS: dict[str, Target] = {
@@ -132,6 +151,10 @@ TARGETS: dict[str, Target] = {
     "other_wheel": Target("B", lambda w: {"slug": fx.WHEEL_B, "number": 1}),
     "into_project": Target("A", query=f"?project={fx.SLUG_A}"),
     "into_other_project": Target("B", query=f"?project={fx.SLUG_B}"),
+    "dataset": _dataset(fx.SLUG_A),
+    "other_dataset": _dataset(fx.SLUG_B),
+    "dataset_file": _dataset(fx.SLUG_A, path="version.json"),
+    "other_dataset_file": _dataset(fx.SLUG_B, path="version.json"),
 }
 
 PROJECTS = ("project", "other_project")
@@ -226,6 +249,18 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/api/projects/{slug}/learner-settings", "PATCH", ML_ENGINEER, on=PROJECTS,
         body={"epochs": 30}),
     Row("/api/learner/feature-sets", "GET", SIGNED_IN),
+    # Dataset versions: ML engineers and admins only (issue 10: an annotator cannot create
+    # or download a dataset; reviewers neither).
+    Row("/api/projects/{slug}/datasets/", "GET", ML_ENGINEER, on=PROJECTS),
+    Row("/api/projects/{slug}/datasets/", "POST", ML_ENGINEER, on=PROJECTS, body={"seed": 3}),
+    Row("/api/projects/{slug}/datasets/{number}/", "GET", ML_ENGINEER,
+        on=("dataset", "other_dataset")),
+    Row("/api/projects/{slug}/datasets/{number}/files/", "GET", ML_ENGINEER,
+        on=("dataset", "other_dataset")),
+    Row("/api/projects/{slug}/datasets/{number}/files/{path}", "GET", ML_ENGINEER,
+        on=("dataset_file", "other_dataset_file")),
+    Row("/api/projects/{slug}/datasets/{number}/download.zip", "GET", ML_ENGINEER,
+        on=("dataset", "other_dataset")),
     # Clips: annotators reach only the audio of what they were leased, never the pool.
     # A list with no ?project= needs the role in some project (an annotator: 403).
     Row("/api/clips/", "GET", REVIEWER, on=("-", "?project=project", "?project=other_project")),

@@ -1,0 +1,141 @@
+"""Dataset version API: create (ML engineer), list, detail, files, one file, the zip.
+
+Every view is project-scoped (labelling.scoping): non-members get 404, annotators and
+reviewers 403 (issue 10: an annotator cannot create or download a dataset; corpus labels
+and the pseudonymised raters are ML-engineer material, so reviewers are kept out too).
+Files are served only when the version is ready (409 otherwise) and only by a name listed
+in its SHA256SUMS, so no path from the URL ever reaches the file system unchecked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import FileResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from emoloop.api_base import Conflict
+from exports import serializers as s
+from exports.core.archive import MANIFEST, iter_zip
+from exports.models import DatasetVersion
+from exports.services import versions
+from exports.tasks import start_version
+from labelling.models import Role
+from labelling.scoping import ProjectScopedMixin, signed_in
+
+
+class PassthroughRenderer(BaseRenderer):
+    """Lets file responses through content negotiation whatever the Accept header; errors
+    still go out as the API's JSON error shape."""
+
+    media_type = "*/*"
+    format = "file"
+
+    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
+        if isinstance(data, dict | list):
+            response = (renderer_context or {}).get("response")
+            if response is not None:
+                response["Content-Type"] = "application/json"
+            return JSONRenderer().render(data)
+        return data
+
+
+class _DatasetView(ProjectScopedMixin, APIView):
+    project_roles = Role.ML_ENGINEER
+
+    def version(self, number: int) -> DatasetVersion:
+        return get_object_or_404(DatasetVersion, project=self.project, number=number)
+
+    def ready_folder(self, version: DatasetVersion):
+        try:
+            return versions.ready_folder(version)
+        except versions.NotReady as exc:
+            raise Conflict(str(exc), code="not_ready") from exc
+
+
+class DatasetListView(_DatasetView):
+    @extend_schema(responses={200: s.DatasetVersionSerializer(many=True)})
+    def get(self, request: Request, slug: str) -> Response:
+        found = (
+            DatasetVersion.objects.filter(project=self.project)
+            .select_related("created_by")
+            .order_by("-number")[:100]
+        )
+        return Response(s.DatasetVersionSerializer(found, many=True).data)
+
+    @extend_schema(
+        request=s.CreateDatasetSerializer,
+        responses={201: s.DatasetVersionSerializer},
+        description="Create a dataset version (ML engineer): it is queued and built by a "
+        "task; poll the detail for progress. 503 broker_unavailable when the task queue is "
+        "down (the version is saved and stays queued).",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        body = s.CreateDatasetSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            version = start_version(
+                self.project,
+                user=signed_in(request.user),
+                seed=body.validated_data["seed"],
+                import_batch=body.validated_data.get("import_batch"),
+            )
+        except ValueError as exc:
+            raise ValidationError({"import_batch": [str(exc)]}) from exc
+        return Response(s.DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailView(_DatasetView):
+    @extend_schema(responses={200: s.DatasetVersionSerializer})
+    def get(self, request: Request, slug: str, number: int) -> Response:
+        return Response(s.DatasetVersionSerializer(self.version(number)).data)
+
+
+class DatasetFilesView(_DatasetView):
+    @extend_schema(
+        responses={200: s.DatasetFileSerializer(many=True)},
+        description="Every file of a ready version with its size and SHA-256 (409 otherwise).",
+    )
+    def get(self, request: Request, slug: str, number: int) -> Response:
+        version = self.version(number)
+        folder = self.ready_folder(version)
+        listed = versions.manifest(version)
+        rows = [
+            {"path": name, "size": (folder / name).stat().st_size, "sha256": digest}
+            for name, digest in sorted(listed.items())
+        ]
+        return Response(s.DatasetFileSerializer(rows, many=True).data)
+
+
+class DatasetFileView(_DatasetView):
+    renderer_classes = [PassthroughRenderer]
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, slug: str, number: int, path: str) -> FileResponse:
+        """One file of a ready version, by its name in SHA256SUMS (or SHA256SUMS itself)."""
+        version = self.version(number)
+        folder = self.ready_folder(version)
+        if path != MANIFEST and path not in versions.manifest(version):
+            raise NotFound("No such file in this dataset version.")
+        return FileResponse((folder / path).open("rb"), as_attachment=True)
+
+
+class DatasetZipView(_DatasetView):
+    renderer_classes = [PassthroughRenderer]
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request: Request, slug: str, number: int) -> StreamingHttpResponse:
+        """The whole ready version as one zip, streamed (entries sorted, fixed dates)."""
+        version = self.version(number)
+        folder = self.ready_folder(version)
+        response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
+        return response
