@@ -1,0 +1,74 @@
+"""python manage.py export SLUG [--out DIR] [--seed N] [--zip] [--import-batch ID]"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from exports.core.archive import deterministic_zip
+from exports.models import DatasetVersion
+from exports.services import build, versions
+from labelling.models import Project
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a dataset version of the project (native format, docs/datasets.md) and "
+        "build it here with a progress bar, as the Celery task would; with --out, copy the "
+        "folder (or, with --zip, write its zip) there."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("project_slug")
+        parser.add_argument("--out", type=Path, help="Copy the version's folder here.")
+        parser.add_argument("--zip", action="store_true", help="Write DIR/<name>.zip instead.")
+        parser.add_argument("--seed", type=int, default=0, help="Split seed (default 0).")
+        parser.add_argument("--import-batch", type=int, help="Only clips of this import batch.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        project = Project.objects.filter(slug=options["project_slug"]).first()
+        if project is None:
+            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        out: Path | None = options["out"]
+        try:
+            version = versions.create_version(
+                project, user=None, seed=options["seed"], import_batch=options["import_batch"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        bar = tqdm(unit="clip", disable=options["verbosity"] == 0)
+        beat = build.beat(version.pk)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            beat(stage, done, total)
+            bar.set_description(stage)
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            built = build.run_build(version.pk, progress)
+        except Exception as exc:
+            raise CommandError(f"Dataset version {version.number} failed: {exc}") from exc
+        finally:
+            bar.close()
+        if built is None or built.status != DatasetVersion.Status.READY:
+            raise CommandError(f"Dataset version {version.number} was not built here.")
+        folder = versions.folder_of(built)
+        self.stdout.write(f"Dataset version {built.number} is ready: {folder}")
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        if options["zip"]:
+            target = out / f"{folder.name}.zip"
+            deterministic_zip(folder, target)
+        else:
+            target = out / folder.name
+            if target.exists():
+                raise CommandError(f"{target} exists already; choose another --out.")
+            shutil.copytree(folder, target)
+        self.stdout.write(f"Written to {target}")
