@@ -29,6 +29,7 @@ from exports.core import agreement
 from exports.core.archive import CsvWriter, JsonlWriter, Row, sha256_file, write_sha256sums
 from exports.core.splits import SplitClip, assign_splits, group_of
 from exports.models import DatasetVersion
+from exports.services import datasheet
 from exports.services.versions import folder_of
 from labelling.models import Annotation, Clip, GoldClip, TaxonomyNode
 
@@ -264,7 +265,7 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     # (clip, rater) -> the label given on a gold clip, for gold.csv.
     gold_given: dict[tuple[int, str], str] = {}
     ratings: list[list[agg.Rating]] = [[] for _ in range(rings)]
-    _table(
+    annotation_count = _table(
         folder,
         "annotations",
         ANNOTATION_COLUMNS,
@@ -341,9 +342,13 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     _write_json(folder / "splits.json", splits.history)
     version.split_history = splits.history
 
+    # clip -> (duration, gender, speaker) for the datasheet: one small tuple per clip.
+    sheet_clips: dict[int, tuple[float, str, str]] = {}
+
     def clip_rows() -> Iterator[Row]:
         for done, clip in enumerate(clips.iterator(chunk_size=CHUNK), start=1):
             name = f"audio/{clip.pk}.wav"
+            sheet_clips[clip.pk] = (clip.duration_s, clip.gender, clip.speaker_id)
             digest = _copy_audio(clip, folder / name)
             if done % PROGRESS_EVERY == 0:
                 progress("clips", done, total)
@@ -376,6 +381,16 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
         "created_at": _iso(version.created_at),
         "created_by": version.created_by.username if version.created_by else None,
     })  # fmt: skip
+    sheet = datasheet.figures(
+        meta={"project": version.project.slug, "number": version.number},
+        split_of=splits.by_clip,
+        clips=sheet_clips,
+        consensus={RINGS[ring]: consensus[ring] for ring in range(rings)},
+        raters=len({r.rater for r in ratings[0]}),
+        annotations=annotation_count,
+        agreement=figures,
+    )
+    datasheet.write(folder, _rounded(sheet))
     write_sha256sums(folder)
 
 

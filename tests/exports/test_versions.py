@@ -112,7 +112,8 @@ def test_a_built_version_has_the_native_layout_and_a_manifest_that_verifies(
                   "labels_tertiary", "gold"):  # fmt: skip
         assert (folder / f"{table}.csv").is_file()
         assert (folder / f"{table}.jsonl").is_file()
-    for name in ("agreement.json", "splits.json", "version.json", MANIFEST):
+    for name in ("agreement.json", "splits.json", "version.json", "datasheet.json",
+                 "datasheet.md", MANIFEST):  # fmt: skip
         assert (folder / name).is_file()
     assert verify_sha256sums(folder) == []
     assert sorted(p.name for p in (folder / "audio").iterdir()) == sorted(
@@ -131,6 +132,11 @@ def test_a_built_version_has_the_native_layout_and_a_manifest_that_verifies(
     assert meta["created_by"] == "emil"
     assert meta["created_at"] == version.created_at.isoformat().replace("+00:00", "Z")
     assert version.split_history == json.loads((folder / "splits.json").read_text())
+    sheet = json.loads((folder / "datasheet.json").read_text())
+    assert sheet["composition"]["clips"] == 6
+    assert sheet["collection"] == {"raters": 3, "annotations": 18}
+    assert sum(s["clips"] for s in sheet["composition"]["splits"].values()) == 6
+    assert "# Datasheet: callcentre v1" in (folder / "datasheet.md").read_text()
 
 
 def test_the_majority_at_each_ring_matches_the_hand_count(project, labelled, engineer):
