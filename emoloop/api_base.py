@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -145,3 +146,22 @@ class Pagination(PageNumberPagination):
                 {"page_size": [f"A whole number from 1 to {self.max_page_size}."]}
             )
         return size
+
+
+class PassthroughRenderer(BaseRenderer):
+    """Lets a file response (audio, a dataset file or zip) through content negotiation
+    whatever the Accept header; an error on the way (403, 404, 409) still goes out as the
+    API's JSON error shape. Subclasses name the `format`."""
+
+    media_type = "*/*"
+    format = "file"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> Any:
+        if isinstance(data, dict | list):
+            response = (renderer_context or {}).get("response")
+            if response is not None:
+                response["Content-Type"] = "application/json"
+            return JSONRenderer().render(data)
+        return data

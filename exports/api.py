@@ -9,20 +9,17 @@ in its SHA256SUMS, so no path from the URL ever reaches the file system unchecke
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from emoloop.api_base import Conflict
+from emoloop.api_base import Conflict, PassthroughRenderer
 from exports import serializers as s
 from exports.core.archive import MANIFEST, iter_zip
 from exports.models import DatasetVersion
@@ -30,22 +27,6 @@ from exports.services import versions
 from exports.tasks import start_version
 from labelling.models import Role
 from labelling.scoping import ProjectScopedMixin, signed_in
-
-
-class PassthroughRenderer(BaseRenderer):
-    """Lets file responses through content negotiation whatever the Accept header; errors
-    still go out as the API's JSON error shape."""
-
-    media_type = "*/*"
-    format = "file"
-
-    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
-        if isinstance(data, dict | list):
-            response = (renderer_context or {}).get("response")
-            if response is not None:
-                response["Content-Type"] = "application/json"
-            return JSONRenderer().render(data)
-        return data
 
 
 class _DatasetView(ProjectScopedMixin, APIView):

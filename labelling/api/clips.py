@@ -11,10 +11,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from emoloop.api_base import PassthroughRenderer
 from labelling import serializers as s
 from labelling.api.common import FILTER_BACKENDS, INT_LOOKUP
 from labelling.audio_response import audio_response
@@ -39,20 +39,10 @@ class ClipFilter(StrictFilterSet):
         return queryset.filter(~Exists(labelled)) if value else queryset.filter(Exists(labelled))
 
 
-class PassthroughRenderer(BaseRenderer):
-    """Lets audio responses through content negotiation whatever the Accept header; an
-    error on the way (403, 404, 400) still goes out as the API's JSON error shape."""
+class AudioRenderer(PassthroughRenderer):
+    """Audio files through content negotiation (api_base.PassthroughRenderer)."""
 
-    media_type = "*/*"
     format = "audio"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        if isinstance(data, dict | list):
-            response = (renderer_context or {}).get("response")
-            if response is not None:
-                response["Content-Type"] = "application/json"
-            return JSONRenderer().render(data)
-        return data
 
 
 class ClipViewSet(
@@ -106,7 +96,7 @@ class ClipViewSet(
         parameters=[OpenApiParameter("variant", str, enum=["canonical", "original"])],
         responses={(200, "audio/*"): OpenApiTypes.BINARY},
     )
-    @action(detail=True, methods=["get"], renderer_classes=[PassthroughRenderer])
+    @action(detail=True, methods=["get"], renderer_classes=[AudioRenderer])
     def audio(self, request: Request, pk: str | None = None):
         """The clip's audio (canonical 16 kHz WAV by default), with Range support."""
         clip = self.get_object()
