@@ -23,18 +23,7 @@ from exports.core.aggregation import (
     majority_vote,
     soft_labels,
 )
-
-PROPERTY = settings(max_examples=60, deadline=None, derandomize=True)
-
-
-def ratings_of(table: dict[str | int, dict[str, str]]) -> list[Rating]:
-    """{item: {rater: label}} -> ratings."""
-    return [
-        Rating(item=item, rater=rater, label=label)
-        for item, raters in table.items()
-        for rater, label in raters.items()
-    ]
-
+from tests.exports.rating_tables import PROPERTY, ratings_of
 
 # {(item, rater): label} keeps one rating per pair, as the functions require.
 rating_sets = st.dictionaries(

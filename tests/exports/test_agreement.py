@@ -9,7 +9,7 @@ import random
 from dataclasses import asdict
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 
@@ -23,18 +23,7 @@ from exports.core.agreement import (
     krippendorff_alpha,
     rater_vs_consensus,
 )
-
-PROPERTY = settings(max_examples=60, deadline=None, derandomize=True)
-
-
-def ratings_of(table: dict[str | int, dict[str, str]]) -> list[Rating]:
-    """{item: {rater: label}} -> ratings."""
-    return [
-        Rating(item=item, rater=rater, label=label)
-        for item, raters in table.items()
-        for rater, label in raters.items()
-    ]
-
+from tests.exports.rating_tables import PROPERTY, ratings_of
 
 # Five clips, three raters, labels a, b, c (r3 did not rate i4).
 FIVE = {
