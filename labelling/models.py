@@ -432,6 +432,15 @@ class Intensity(models.TextChoices):
     HIGH = "high", "High"
 
 
+class LabelSource(models.TextChoices):
+    """Where an annotation came from: the project's own annotators, or an imported corpus
+    (a named, inactive rater such as `corpus:emodb`). Corpus labels are kept apart: they
+    take no queue slot and count in no annotator's work, stats or agreement figures."""
+
+    HUMAN = "human", "Project annotator"
+    CORPUS = "corpus", "Imported corpus"
+
+
 class Annotation(models.Model):
     """One annotator's judgement of one clip.
 
@@ -465,6 +474,9 @@ class Annotation(models.Model):
         "Lease", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
     )
     is_current = models.BooleanField(default=True)
+    label_source = models.CharField(
+        max_length=8, choices=LabelSource.choices, default=LabelSource.HUMAN
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -605,3 +617,7 @@ class GoldResult(models.Model):
 
     def __str__(self) -> str:
         return f"gold {self.gold_id}: core={self.correct_core} exact={self.correct_exact}"
+
+
+# Weak labels (external models' predictions) live beside, in their own module.
+from labelling.models_interop import WeakLabel  # noqa: E402, F401
