@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "labelling",
     "learner",
     "exports",
+    "audit",
+    "ops",
 ]
 
 MIDDLEWARE = [

@@ -4,12 +4,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from emoloop import auth
+from exports import views as export_views
 from labelling import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("projects/<slug:slug>/label/", views.label, name="label"),
+    path("projects/<slug:slug>/datasets/", export_views.datasets, name="datasets"),
     path("invitations/<str:token>/", views.invitation, name="invitation"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", auth.ThrottledLoginView.as_view(), name="login"),
@@ -27,4 +29,5 @@ urlpatterns = [
     path("api/", include("labelling.urls")),
     path("api/", include("learner.urls")),
     path("api/", include("exports.urls")),
+    path("", include("ops.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Operations for admins: workers, queues, failed tasks, readiness (issue 11)."""
