@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "exports",
     "audit",
     "ops",
+    "review",
 ]
 
 MIDDLEWARE = [

@@ -30,4 +30,5 @@ urlpatterns = [
     path("api/", include("learner.urls")),
     path("api/", include("exports.urls")),
     path("", include("ops.urls")),
+    path("", include("review.urls")),
 ]

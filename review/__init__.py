@@ -1,0 +1,1 @@
+"""Quality and review for reviewers: annotator figures, agreement, adjudication (issue 11)."""
