@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "audit",
     "ops",
     "review",
+    "console",
 ]
 
 MIDDLEWARE = [

@@ -31,4 +31,5 @@ urlpatterns = [
     path("api/", include("exports.urls")),
     path("", include("ops.urls")),
     path("", include("review.urls")),
+    path("", include("console.urls")),
 ]

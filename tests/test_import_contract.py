@@ -19,7 +19,7 @@ from pathlib import Path
 import grimp
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("audit", "emoloop", "exports", "labelling", "learner", "ops", "review")
+PACKAGES = ("audit", "console", "emoloop", "exports", "labelling", "learner", "ops", "review")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
