@@ -1,0 +1,180 @@
+// The panel of one ready version: facts, download (per format), datasheet with its plots,
+// the comparison with another version, and the file list.
+
+import { getJson } from "../label/api.js";
+import { byId, el, formatBytes, formatTime, formatValue } from "./dom.js";
+import { arrayView, datasheetView, humanise, MAX_ROWS } from "./tables.js";
+
+const DATASHEET = "datasheet.json";
+
+function fileUrl(base, path) {
+  return `${base}files/${path.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+function facts(version) {
+  const rows = [
+    ["Status", version.status],
+    ["Split seed", version.split_seed],
+    ["Clips", version.query],
+    ["Taxonomy version", version.taxonomy_version],
+    ["Code version", version.code_version],
+    ["Created", `${formatTime(version.created_at)} by ${version.created_by || "–"}`],
+    ["Finished", formatTime(version.finished_at)],
+    ["Manifest SHA-256", version.manifest_sha256],
+  ];
+  return rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, formatValue(value))]);
+}
+
+function filesRows(base, files) {
+  // Audio files can number 100,000: list the others in full and only the first audio files.
+  const audio = files.filter((f) => f.path.startsWith("audio/"));
+  const shown = [...files.filter((f) => !f.path.startsWith("audio/")), ...audio.slice(0, MAX_ROWS)];
+  const rows = shown.map((f) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, el("a", { href: fileUrl(base, f.path), download: f.path.split("/").pop() }, f.path)),
+      el("td", {}, formatBytes(f.size)),
+      el("td", {}, el("code", { title: f.sha256 }, f.sha256.slice(0, 12))),
+    ),
+  );
+  if (audio.length > MAX_ROWS) {
+    const more = `… and ${audio.length - MAX_ROWS} more audio files (all of them are in the zip).`;
+    rows.push(el("tr", {}, el("td", { colspan: 3, class: "muted" }, more)));
+  }
+  return rows;
+}
+
+function plotFigures(base, files) {
+  return files
+    .filter((f) => f.path.startsWith("plots/") && f.path.endsWith(".png"))
+    .map((f) => {
+      const name = f.path.slice("plots/".length, -".png".length);
+      return el(
+        "figure",
+        { class: "ds-plot" },
+        el("img", { src: fileUrl(base, f.path), alt: humanise(name.replace(/[-.]/g, "_")), loading: "lazy" }),
+        el("figcaption", {}, f.path),
+      );
+    });
+}
+
+function diffView(diff) {
+  const parts = [];
+  const summary = diff.summary || {};
+  const rows = [];
+  for (const [key, value] of Object.entries(summary)) {
+    if (value !== null && typeof value === "object") {
+      for (const [ring, n] of Object.entries(value)) rows.push([`${humanise(key)} (${ring})`, n]);
+    } else {
+      rows.push([humanise(key), value]);
+    }
+  }
+  parts.push(
+    el("h4", {}, `From v${diff.from} to v${diff.to}`),
+    el(
+      "table",
+      { class: "grid ds-kv", id: "diff-summary" },
+      el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, formatValue(v))))),
+    ),
+  );
+  for (const key of ["clips_added", "clips_removed", "split_moves"]) {
+    if (Array.isArray(diff[key])) {
+      parts.push(el("details", {}, el("summary", {}, `${humanise(key)} (${diff[key].length})`), arrayView(diff[key])));
+    }
+  }
+  for (const [ring, changes] of Object.entries(diff.labels_changed || {})) {
+    if (Array.isArray(changes)) {
+      const title = `Labels changed at ${ring} (${changes.length})`;
+      parts.push(el("details", {}, el("summary", {}, title), arrayView(changes)));
+    }
+  }
+  return parts;
+}
+
+/** The detail panel. `show(version, readyVersions)` fills it; a later call wins. */
+export class Detail {
+  constructor({ listUrl }) {
+    this.listUrl = listUrl;
+    this.version = null;
+    this.token = 0;
+    this.diffToken = 0;
+    byId("format").addEventListener("change", () => this.updateDownload());
+    byId("compare-with").addEventListener("change", (event) => this.compare(event.target.value));
+  }
+
+  base() {
+    return `${this.listUrl}${this.version.number}/`;
+  }
+
+  updateDownload() {
+    if (!this.version) return;
+    const format = encodeURIComponent(byId("format").value);
+    byId("download").href = `${this.base()}download.zip?format=${format}`;
+  }
+
+  /** The versions a ready one can be compared with. */
+  setCompareChoices(readyVersions) {
+    const select = byId("compare-with");
+    const current = select.value;
+    const others = readyVersions.filter((v) => !this.version || v.number !== this.version.number);
+    select.replaceChildren(
+      el("option", { value: "" }, "Choose a version…"),
+      ...others.map((v) => el("option", { value: v.number, selected: String(v.number) === current }, `v${v.number}`)),
+    );
+  }
+
+  async show(version, readyVersions) {
+    const token = ++this.token;
+    this.diffToken += 1;
+    this.version = version;
+    const panel = byId("detail");
+    panel.hidden = false;
+    panel.dataset.number = version.number;
+    panel.dataset.loaded = "false";
+    byId("detail-heading").textContent = `Version ${version.number}`;
+    byId("detail-facts").replaceChildren(...facts(version));
+    byId("diff").replaceChildren();
+    this.setCompareChoices(readyVersions);
+    byId("compare-with").value = "";
+    this.updateDownload();
+    const base = this.base();
+    const { data: files } = await getJson(`${base}files/`);
+    if (token !== this.token) return;
+    byId("file-count").textContent = String(files.length);
+    byId("files").querySelector("tbody").replaceChildren(...filesRows(base, files));
+    const plots = plotFigures(base, files);
+    byId("plots").replaceChildren(...(plots.length ? [el("h4", {}, "Plots"), ...plots] : []));
+    byId("plots").hidden = plots.length === 0;
+    const hasSheet = files.some((f) => f.path === DATASHEET);
+    byId("datasheet-missing").hidden = hasSheet;
+    let tables = [];
+    if (hasSheet) {
+      const { data: sheet } = await getJson(`${base}files/${DATASHEET}`);
+      if (token !== this.token) return;
+      tables = datasheetView(sheet);
+    }
+    byId("datasheet-tables").replaceChildren(...tables);
+    panel.dataset.loaded = "true";
+  }
+
+  async compare(other) {
+    const target = byId("diff");
+    if (!other || !this.version) {
+      target.replaceChildren();
+      return;
+    }
+    const token = ++this.diffToken;
+    const [from, to] = [Number(other), this.version.number].sort((a, b) => a - b);
+    target.replaceChildren(el("p", { class: "muted" }, `Comparing v${from} with v${to}…`));
+    try {
+      const { data } = await getJson(`${this.listUrl}${from}/diff/${to}/`);
+      if (token !== this.diffToken) return;
+      target.replaceChildren(...diffView(data));
+    } catch (error) {
+      if (token !== this.diffToken) return;
+      const why = error.status === 404 ? "this server has no diff of versions yet" : error.message;
+      target.replaceChildren(el("p", { class: "error" }, `No comparison: ${why}.`));
+    }
+  }
+}
