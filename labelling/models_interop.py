@@ -51,3 +51,41 @@ class WeakLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.model_version} on clip {self.clip_id}"
+
+
+# --- A new corpus clip's annotation ---------------------------------------------------------
+
+# The manifest columns a corpus import (labelling/services/interop/corpus.py) gives each new
+# file: its rater and the node its corpus label maps to. They reach the clip's metadata.
+CORPUS_RATER_KEY, CORPUS_NODE_KEY = "corpus_rater", "corpus_node"
+
+
+def _annotate_new_corpus_clip(
+    sender: type, instance: models.Model, created: bool, **_: object
+) -> None:
+    """Write a new corpus clip's corpus annotation in the transaction that creates the clip,
+    in whichever process ingests it (a Celery worker or the CLI). A receiver because the
+    ingestion does not know about corpora, and it must run wherever clips are created."""
+    from django.contrib.auth import get_user_model
+
+    from labelling.models import Annotation, Clip, ClipSource, LabelSource, TaxonomyNode
+
+    if not created or not isinstance(instance, Clip) or instance.source != ClipSource.CORPUS:
+        return
+    meta = instance.metadata or {}
+    rater_name, node_key = meta.get(CORPUS_RATER_KEY), meta.get(CORPUS_NODE_KEY)
+    if not rater_name or not node_key:
+        return
+    who = get_user_model().objects.filter(username=rater_name, is_active=False).first()
+    version_id = instance.project.taxonomy_version_id
+    node = TaxonomyNode.objects.filter(version_id=version_id, key=node_key).first()
+    if who is None or node is None:
+        return  # the rater or the wheel changed since the import was planned
+    Annotation.objects.create(
+        clip=instance, annotator=who, node=node, label_source=LabelSource.CORPUS
+    )
+
+
+models.signals.post_save.connect(
+    _annotate_new_corpus_clip, sender="labelling.Clip", dispatch_uid="interop-corpus-clip"
+)
