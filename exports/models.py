@@ -24,6 +24,16 @@ def default_query() -> dict[str, object]:
     return {"clips": "labelled"}
 
 
+# How a version carries its audio (DatasetVersion.options["audio"]): "copy" writes
+# audio/<clip_id>.wav; "reference" writes no audio and names each clip's canonical file in
+# storage (clips.audio_uri), for large exports and benchmarks (docs/datasets.md).
+AUDIO_MODES = ("copy", "reference")
+
+
+def default_options() -> dict[str, object]:
+    return {"audio": "copy"}
+
+
 def default_aggregation() -> dict[str, object]:
     return {"policies": ["majority", "soft", "dawid_skene"], "dawid_skene": {"n_iter": 100,
             "tol": 1e-5}, "majority_tie": "dataset frequency, then smallest key"}  # fmt: skip
@@ -52,6 +62,8 @@ class DatasetVersion(models.Model):
     # from it so old speakers keep their split.
     split_history = models.JSONField(default=dict, blank=True)
     lineage = models.JSONField(default=dict, blank=True)
+    # Build options that do not change which clips or labels a version holds (AUDIO_MODES).
+    options = models.JSONField(default=default_options)
     code_version = models.CharField(max_length=80, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from exports.core import agreement
 from exports.core.archive import CsvWriter, JsonlWriter, Row, sha256_file, write_sha256sums
 from exports.core.splits import SplitClip, assign_splits, group_of
 from exports.models import DatasetVersion
-from exports.services import datasheet
+from exports.services import datasheet, labels, lineage
 from exports.services.versions import folder_of
 from labelling.models import Annotation, Clip, GoldClip, TaxonomyNode
 
@@ -56,25 +57,8 @@ CLIP_COLUMNS = (
     "source",
     "import_batch_id",
     "sha256",
-)
-ANNOTATION_COLUMNS = (
-    "annotation_id",
-    "clip_id",
-    "annotator",
-    "label_source",
-    "core",
-    "secondary",
-    "tertiary",
-    "skip_reason",
-    "unsure",
-    "intensity",
-    "valence",
-    "arousal",
-    "time_spent_ms",
-    "play_count",
-    "heard_to_end",
-    "suggestion_shown",
-    "created_at",
+    "audio_uri",
+    "original_sha256",
 )
 LABEL_COLUMNS = (
     "clip_id",
@@ -87,6 +71,7 @@ LABEL_COLUMNS = (
     "dawid_skene_probability",
     "agreement",
 )
+NO_LABEL = "(none)"
 GOLD_COLUMNS = ("clip_id", "annotator", "gold_label", "label", "correct")
 
 Progress = Callable[[str, int, int], None]
@@ -97,16 +82,23 @@ def _none(_stage: str, _done: int, _total: int) -> None:
 
 
 def _table(folder: Path, name: str, columns: tuple[str, ...], rows: Iterator[Row]) -> int:
-    """Write the rows once to CSV while keeping them for the JSONL twin (same rows, order)."""
-    kept: list[Row] = []
+    """Write the rows once to CSV while spooling them (pickled, to a temporary file: memory
+    stays flat however many rows) for the JSONL twin (same rows, same order)."""
+    with tempfile.TemporaryFile(dir=folder) as spool:
 
-    def tee() -> Iterator[Row]:
-        for row in rows:
-            kept.append(row)
-            yield row
+        def tee() -> Iterator[Row]:
+            for row in rows:
+                pickle.dump(row, spool, protocol=pickle.HIGHEST_PROTOCOL)
+                yield row
 
-    count = CsvWriter(columns).write(folder / f"{name}.csv", tee())
-    JsonlWriter(columns).write(folder / f"{name}.jsonl", kept)
+        count = CsvWriter(columns).write(folder / f"{name}.csv", tee())
+        spool.seek(0)
+
+        def replay() -> Iterator[Row]:
+            for _ in range(count):
+                yield pickle.load(spool)  # noqa: S301 (our own rows, written just above)
+
+        JsonlWriter(columns).write(folder / f"{name}.jsonl", replay())
     return count
 
 
@@ -123,12 +115,6 @@ def _rounded(value: Any) -> Any:
 def _write_json(path: Path, data: Any) -> None:
     text = json.dumps(_rounded(data), sort_keys=True, indent=2, ensure_ascii=False)
     path.write_text(text + "\n", encoding="utf-8")
-
-
-def _iso(moment: Any) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def selected_clips(version: DatasetVersion) -> QuerySet[Clip]:
@@ -168,57 +154,6 @@ def _rings(version: DatasetVersion) -> int:
     return 1 + int(deepest or 0)
 
 
-def _annotation_rows(
-    version: DatasetVersion,
-    clip_ids: QuerySet[Clip],
-    names: dict[int, str],
-    ratings: list[list[agg.Rating]],
-    gold: tuple[dict[int, str], dict[tuple[int, str], str]],
-) -> Iterator[Row]:
-    """Current annotations of the clips (labels and skips), collecting ratings per ring."""
-    rows = (
-        Annotation.objects.filter(
-            clip_id__in=clip_ids.values("pk"),
-            is_current=True,
-            created_at__lte=version.created_at,
-        )
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "clip_id",
-            "annotator_id",
-            "node__key",
-            "skip_reason",
-            "unsure",
-            "intensity",
-            "valence",
-            "arousal",
-            "time_spent_ms",
-            "play_count",
-            "heard_to_end",
-            "suggestion_shown",
-            "created_at",
-        )
-    )
-    for (pk, clip_id, user_id, key, skip, unsure, intensity, valence, arousal, spent, plays,
-         heard, shown, created) in rows.iterator(chunk_size=CHUNK):  # fmt: skip
-        rater = names[user_id]
-        if key and clip_id in gold[0]:
-            gold[1][(clip_id, rater)] = key
-        at = [agg.at_ring(key, ring) if key else None for ring in range(3)]
-        for ring, label in enumerate(at[: len(ratings)]):
-            if label is not None:
-                ratings[ring].append(agg.Rating(item=clip_id, rater=rater, label=label))
-        yield {
-            "annotation_id": pk, "clip_id": clip_id, "annotator": rater,
-            "label_source": "human", "core": at[0], "secondary": at[1], "tertiary": at[2],
-            "skip_reason": skip or None, "unsure": unsure, "intensity": intensity or None,
-            "valence": valence, "arousal": arousal, "time_spent_ms": spent,
-            "play_count": plays, "heard_to_end": heard, "suggestion_shown": shown,
-            "created_at": _iso(created),
-        }  # fmt: skip
-
-
 def _label_rows(ratings: list[agg.Rating]) -> tuple[list[Row], dict[agg.Item, str]]:
     """labels_<ring> rows (sorted by clip) and the majority label per clip."""
     majority = agg.majority_vote(ratings)
@@ -249,28 +184,72 @@ def _copy_audio(clip: Clip, target: Path) -> str:
     return digest.hexdigest()
 
 
+def _agreement(
+    ratings: list[list[agg.Rating]], consensus: list[dict[agg.Item, str]], gold: dict[int, str]
+) -> dict[str, Any]:
+    """agreement.json: human ratings only (corpus labels never count here)."""
+    figures: dict[str, Any] = {}
+    for ring, rated in enumerate(ratings):
+        gold_at: dict[agg.Item, str] = {
+            clip: label for clip, key in gold.items() if (label := agg.at_ring(key, ring))
+        }
+        figures[RINGS[ring]] = {
+            "alpha": agreement.krippendorff_alpha(rated),
+            "alpha_per_class": agreement.alpha_per_class(rated),
+            "rater_vs_majority": {
+                rater: vars(result)
+                for rater, result in agreement.rater_vs_consensus(rated, consensus[ring]).items()
+            },
+            "gold_accuracy": {
+                rater: vars(result)
+                for rater, result in agreement.gold_accuracy(rated, gold_at).items()
+            },
+        }
+    return figures
+
+
+def _previous_history(version: DatasetVersion) -> dict[str, str]:
+    previous = (
+        DatasetVersion.objects.filter(
+            project_id=version.project_id,
+            number__lt=version.number,
+            status=DatasetVersion.Status.READY,
+        )
+        .order_by("-number")
+        .values_list("split_history", flat=True)
+        .first()
+    )
+    return previous or {}
+
+
 def write_version(version: DatasetVersion, folder: Path, progress: Progress = _none) -> None:
     """Write the whole native layout of `version` into `folder` (which must not exist)."""
     folder.mkdir(parents=True)
-    (folder / "audio").mkdir()
+    copy_audio = version.options.get("audio", "copy") == "copy"
+    if copy_audio:
+        (folder / "audio").mkdir()
     clips = selected_clips(version)
     total = clips.count()
     names = pseudonyms(version)
     rings = _rings(version)
+    keys = labels.key_map(version, clips)
 
     progress("annotations", 0, total)
-    gold_keys: dict[int, str] = dict(
-        GoldClip.objects.filter(clip_id__in=clips.values("pk")).values_list("clip_id", "node__key")
-    )
-    # (clip, rater) -> the label given on a gold clip, for gold.csv.
-    gold_given: dict[tuple[int, str], str] = {}
-    ratings: list[list[agg.Rating]] = [[] for _ in range(rings)]
+    gold_keys: dict[int, str] = {
+        clip: key
+        for clip, node in GoldClip.objects.filter(clip_id__in=clips.values("pk")).values_list(
+            "clip_id", "node_id"
+        )
+        if (key := keys.key(node)) is not None
+    }
+    collected = labels.Collected(ratings=[[] for _ in range(rings)], gold_keys=gold_keys)
     annotation_count = _table(
         folder,
         "annotations",
-        ANNOTATION_COLUMNS,
-        _annotation_rows(version, clips, names, ratings, (gold_keys, gold_given)),
+        labels.ANNOTATION_COLUMNS,
+        labels.annotation_rows(version, clips, names, keys, collected),
     )
+    ratings = collected.ratings
 
     progress("aggregation", 0, total)
     consensus: list[dict[agg.Item, str]] = []
@@ -283,73 +262,56 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
         (
             {"clip_id": clip, "annotator": rater, "gold_label": gold_keys[clip], "label": key,
              "correct": agg.at_ring(key, 0) == agg.at_ring(gold_keys[clip], 0)}
-            for (clip, rater), key in gold_given.items()
+            for (clip, rater), key in collected.gold_given.items()
         ),
         key=lambda row: (row["clip_id"], row["annotator"]),
     )  # fmt: skip
     _table(folder, "gold", GOLD_COLUMNS, iter(gold_rows))
-
-    figures: dict[str, Any] = {}
-    for ring in range(rings):
-        gold_at: dict[agg.Item, str] = {
-            clip: label
-            for clip, key in gold_keys.items()
-            if (label := agg.at_ring(key, ring)) is not None
-        }
-        figures[RINGS[ring]] = {
-            "alpha": agreement.krippendorff_alpha(ratings[ring]),
-            "alpha_per_class": agreement.alpha_per_class(ratings[ring]),
-            "rater_vs_majority": {
-                rater: vars(result)
-                for rater, result in agreement.rater_vs_consensus(
-                    ratings[ring], consensus[ring]
-                ).items()
-            },
-            "gold_accuracy": {
-                rater: vars(result)
-                for rater, result in agreement.gold_accuracy(ratings[ring], gold_at).items()
-            },
-        }
+    figures = _agreement(ratings, consensus, gold_keys)
     _write_json(folder / "agreement.json", figures)
+
+    progress("lineage", 0, total)
+    summary = lineage.LineageSummary()
+    selections = lineage.lineage_rows(version, clips, summary)
+    _table(folder, "lineage", lineage.LINEAGE_COLUMNS, selections)
+    version.lineage = summary.as_json(total)
 
     progress("splits", 0, total)
     split_input = [
         SplitClip(
             clip_id=pk,
             group=group_of(speaker, recording, pk),
-            label=consensus[0][pk],
+            # A clip with no human label at the core ring (only corpus labels, or labels a
+            # taxonomy update dropped) is still in the dataset, in its own stratum.
+            label=consensus[0].get(pk, NO_LABEL),
             gender=gender or "unknown",
         )
         for pk, speaker, recording, gender in clips.values_list(
             "pk", "speaker_id", "recording_id", "gender"
         ).iterator(chunk_size=CHUNK)
     ]
-    previous = (
-        DatasetVersion.objects.filter(
-            project_id=version.project_id,
-            number__lt=version.number,
-            status=DatasetVersion.Status.READY,
-        )
-        .order_by("-number")
-        .values_list("split_history", flat=True)
-        .first()
-    )
     splits = assign_splits(
-        split_input, version.split_targets, version.split_seed, previous=previous or {}
-    )
+        split_input, version.split_targets, version.split_seed,
+        previous=_previous_history(version),
+    )  # fmt: skip
     groups = {c.clip_id: c.group for c in split_input}
     del split_input
     _write_json(folder / "splits.json", splits.history)
     version.split_history = splits.history
 
-    # clip -> (duration, gender, speaker) for the datasheet: one small tuple per clip.
-    sheet_clips: dict[int, tuple[float, str, str]] = {}
+    # clip -> (duration, gender, speaker, age band, language, channel) for the datasheet.
+    sheet_clips: dict[int, datasheet.ClipFacts] = {}
 
     def clip_rows() -> Iterator[Row]:
         for done, clip in enumerate(clips.iterator(chunk_size=CHUNK), start=1):
-            name = f"audio/{clip.pk}.wav"
-            sheet_clips[clip.pk] = (clip.duration_s, clip.gender, clip.speaker_id)
-            digest = _copy_audio(clip, folder / name)
+            sheet_clips[clip.pk] = (clip.duration_s, clip.gender, clip.speaker_id,
+                                    clip.age_band, clip.language, clip.channel)  # fmt: skip
+            if copy_audio:
+                name: str | None = f"audio/{clip.pk}.wav"
+                uri = None
+                digest: str | None = _copy_audio(clip, folder / f"audio/{clip.pk}.wav")
+            else:
+                name, uri, digest = None, str(clip.canonical.name), None
             if done % PROGRESS_EVERY == 0:
                 progress("clips", done, total)
             yield {
@@ -360,7 +322,8 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
                 "language": clip.language or None, "dialect": clip.dialect or None,
                 "channel": clip.channel or None, "recording_id": clip.recording_id,
                 "start_s": clip.start_s, "end_s": clip.end_s, "source": clip.source,
-                "import_batch_id": clip.batch_id, "sha256": digest,
+                "import_batch_id": clip.batch_id, "sha256": digest, "audio_uri": uri,
+                "original_sha256": clip.sha256,
             }  # fmt: skip
 
     _table(folder, "clips", CLIP_COLUMNS, clip_rows())
@@ -369,26 +332,35 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     taxonomy = version.taxonomy_version
     _write_json(folder / "version.json", {
         "project": version.project.slug, "number": version.number,
-        "format_version": FORMAT_VERSION, "query": version.query,
+        "format_version": FORMAT_VERSION, "query": version.query, "options": version.options,
         "taxonomy": {
             "taxonomy": taxonomy.taxonomy.slug if taxonomy else None,
             "version": taxonomy.number if taxonomy else None,
-            "mapping": None,
+            "mapping": keys.applied,
         },
         "aggregation": version.aggregation,
         "split": {"seed": version.split_seed, "targets": version.split_targets},
         "lineage": version.lineage, "code_version": version.code_version,
-        "created_at": _iso(version.created_at),
+        "created_at": labels.iso(version.created_at),
         "created_by": version.created_by.username if version.created_by else None,
     })  # fmt: skip
     sheet = datasheet.figures(
-        meta={"project": version.project.slug, "number": version.number},
-        split_of=splits.by_clip,
-        clips=sheet_clips,
-        consensus={RINGS[ring]: consensus[ring] for ring in range(rings)},
-        raters=len({r.rater for r in ratings[0]}),
-        annotations=annotation_count,
-        agreement=figures,
+        datasheet.SheetInput(
+            meta={"project": version.project.slug, "number": version.number},
+            split_of=splits.by_clip,
+            clips=sheet_clips,
+            consensus={RINGS[ring]: consensus[ring] for ring in range(rings)},
+            collected=collected,
+            annotations=annotation_count,
+            agreement=figures,
+            project={
+                "annotators_per_clip": version.project.annotators_per_clip,
+                "gold_rate": version.project.gold_rate,
+                "assisted": version.project.assisted,
+            },
+            lineage=version.lineage,
+            mapping=keys.applied,
+        )
     )
     datasheet.write(folder, _rounded(sheet))
     write_sha256sums(folder)
@@ -422,7 +394,7 @@ def build(version: DatasetVersion, progress: Progress = _none) -> DatasetVersion
     version.progress = {"stage": "ready", "done": version.progress.get("total", 0),
                         "total": version.progress.get("total", 0)}  # fmt: skip
     version.save(update_fields=["manifest_sha256", "status", "finished_at", "progress",
-                                "split_history"])  # fmt: skip
+                                "split_history", "lineage"])  # fmt: skip
     return version
 
 

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from exports.models import DatasetVersion, default_split_targets
+from exports.models import AUDIO_MODES, DatasetVersion, default_split_targets
 from labelling.models import ImportBatch, Project
 
 # Where versions live, relative to MEDIA_ROOT (next to clips/ and recordings/).
@@ -59,15 +59,21 @@ def create_version(
     user: User | None,
     seed: int = 0,
     import_batch: int | None = None,
+    audio: str = "copy",
 ) -> DatasetVersion:
     """A new queued version numbered after the project's last one (1, 2, …).
 
-    Raises ValueError for a seed out of range or an import batch of another project. Two
+    `audio` is "copy" (the canonical audio is copied into the version) or "reference" (no
+    audio is copied; clips.csv names each clip's canonical file in storage).
+    Raises ValueError for a seed out of range, an unknown audio mode or an import batch of
+    another project. Two
     concurrent creations race for the same number; the unique constraint makes the loser
     retry with the next one.
     """
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be between 0 and {MAX_SEED}")
+    if audio not in AUDIO_MODES:
+        raise ValueError(f"audio must be one of {', '.join(AUDIO_MODES)}")
     query: dict[str, object] = {"clips": "labelled"}
     if import_batch is not None:
         if not ImportBatch.objects.filter(project=project, pk=import_batch).exists():
@@ -84,6 +90,7 @@ def create_version(
                     number=number,
                     query=query,
                     taxonomy_version=project.taxonomy_version,
+                    options={"audio": audio},
                     split_seed=seed,
                     split_targets=default_split_targets(),
                     code_version=described,

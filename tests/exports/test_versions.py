@@ -134,7 +134,8 @@ def test_a_built_version_has_the_native_layout_and_a_manifest_that_verifies(
     assert version.split_history == json.loads((folder / "splits.json").read_text())
     sheet = json.loads((folder / "datasheet.json").read_text())
     assert sheet["composition"]["clips"] == 6
-    assert sheet["collection"] == {"raters": 3, "annotations": 18}
+    assert (sheet["collection"]["annotators"], sheet["collection"]["annotations"]) == (3, 18)
+    assert sheet["collection"]["raters_per_clip"]["histogram"] == {"3": 6}
     assert sum(s["clips"] for s in sheet["composition"]["splits"].values()) == 6
     assert "# Datasheet: callcentre v1" in (folder / "datasheet.md").read_text()
 

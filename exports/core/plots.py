@@ -1,0 +1,117 @@
+"""The datasheet's plots as PNG, drawn from datasheet.json's figures (no Django).
+
+Byte-identical on a rebuild: matplotlib's object API on the Agg canvas (no pyplot, no global
+backend switch, safe in a worker thread), a fixed size and dpi, the bundled DejaVu font, and
+no `Software` text chunk in the PNG (`metadata={"Software": None}`); matplotlib writes no
+timestamp into PNGs. The same figures with the same matplotlib give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COVERAGE = ("gender", "age_band", "language", "channel")
+DPI = 100
+PNG_METADATA: dict[str, str | None] = {"Software": None}
+
+
+def names(rings: list[str]) -> list[str]:
+    """The plot files a datasheet with these rings has (relative to the version folder)."""
+    return sorted(
+        [f"plots/class_balance_{ring}.png" for ring in rings]
+        + ["plots/coverage.png", "plots/agreement.png"]
+    )
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    figure.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
+
+
+def _grouped_bars(axes: Any, categories: list[str], series: dict[str, list[float]]) -> None:
+    width = 0.8 / max(len(series), 1)
+    for index, (name, values) in enumerate(series.items()):
+        positions = [i + index * width for i in range(len(categories))]
+        axes.bar(positions, values, width=width, label=name)
+    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(categories))])
+    axes.set_xticklabels(categories, rotation=60, ha="right", fontsize=7)
+    if series:
+        axes.legend(fontsize=7)
+
+
+def class_balance(splits: dict[str, Any], ring: str, path: Path) -> None:
+    """Clips per majority label, one bar per split (as shares of the split, so a small test
+    split is comparable with train)."""
+    labels = sorted({label for row in splits.values() for label in row["classes"][ring]})
+    series: dict[str, list[float]] = {}
+    for split, row in splits.items():
+        counts = row["classes"][ring]
+        total = sum(counts.values()) or 1
+        series[f"{split} (n={sum(counts.values())})"] = [
+            counts.get(label, 0) / total for label in labels
+        ]
+    figure = Figure(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.0))
+    axes = figure.add_subplot()
+    _grouped_bars(axes, labels, series)
+    axes.set_ylabel("share of the split's clips")
+    axes.set_title(f"Class balance per split, {ring} ring")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def coverage(splits: dict[str, Any], path: Path) -> None:
+    """Speakers per split, and clips per gender, age band, language and channel per split."""
+    figure = Figure(figsize=(12.0, 7.0))
+    grid = figure.subplots(2, 3)
+    cells = [ax for row in grid for ax in row]
+    names_ = list(splits)
+    cells[0].bar(names_, [splits[s]["speakers"] for s in names_])
+    cells[0].set_title("speakers", fontsize=9)
+    for ax, facet in zip(cells[1:], COVERAGE, strict=False):
+        values = sorted({v for row in splits.values() for v in row[facet]})
+        _grouped_bars(
+            ax, values, {s: [float(splits[s][facet].get(v, 0)) for v in values] for s in names_}
+        )
+        ax.set_title(f"clips by {facet.replace('_', ' ')}", fontsize=9)
+    cells[5].bar(names_, [splits[s]["duration_s"] for s in names_])
+    cells[5].set_title("duration (s)", fontsize=9)
+    figure.suptitle("Coverage per split")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def agreement(figures: dict[str, Any], path: Path) -> None:
+    """Per ring: alpha per class (one-vs-rest) as bars, overall alpha as a line; an
+    undefined alpha is drawn as nothing and said in the title."""
+    rings = list(figures)
+    figure = Figure(figsize=(10.0, 3.2 * max(len(rings), 1)))
+    axes_list = figure.subplots(max(len(rings), 1), 1, squeeze=False)
+    for (axes,), ring in zip(axes_list, rings, strict=False):
+        per_class = figures[ring]["alpha_per_class"]
+        labels = sorted(per_class)
+        values = [per_class[k] if per_class[k] is not None else 0.0 for k in labels]
+        axes.bar(range(len(labels)), values)
+        axes.set_xticks(range(len(labels)))
+        axes.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+        alpha = figures[ring]["alpha"]
+        if alpha is not None:
+            axes.axhline(alpha, color="black", linestyle="--", linewidth=1)
+        axes.set_ylim(min(-0.2, *values) if values else -0.2, 1.0)
+        axes.set_title(f"{ring}: alpha {alpha if alpha is not None else 'undefined'}", fontsize=9)
+    figure.suptitle("Krippendorff's alpha per ring (bars: per class; dashed: overall)")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def write_all(folder: Path, data: dict[str, Any]) -> None:
+    """Every plot of a datasheet (datasheet.json's content) into `folder`."""
+    folder.mkdir(exist_ok=True)
+    splits = data["composition"]["splits"]
+    for ring in data["agreement"]:
+        class_balance(splits, ring, folder / f"class_balance_{ring}.png")
+    coverage(splits, folder / "coverage.png")
+    agreement(data["agreement"], folder / "agreement.png")

@@ -1,0 +1,186 @@
+"""A version's labels: the taxonomy mapping onto the version's taxonomy version, and the
+annotations table streamed from the database with the ratings that aggregation needs.
+
+**Mapping rule** (the same rule as `labelling.services.loop.node_keys_in_active_version`,
+applied to the version's recorded taxonomy version rather than the project's current one,
+so a rebuild after the project moved on gives the same bytes): a label given on a node of
+the version's taxonomy version keeps its key; a label given on an older version follows the
+taxonomy's `NodeMapping` chain (old node -> node of the next version -> …) until it reaches
+a node of the version's taxonomy version; a chain that ends in a dropped feeling (a null
+target) or never reaches it maps to nothing, and the annotation is exported with empty
+ring columns (its `given_label` keeps what the annotator chose) and counts in no
+aggregate. The mapping applied is recorded in version.json as {old key: new key or null}
+for every older node that the version's labels or gold answers use.
+
+loop's own function is not reused because it maps onto the project's *current* version and
+reads every annotation of the project; this one reads only the distinct nodes used before
+the version's `created_at` (one query) and the taxonomy's mappings (a few hundred rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from django.db.models import QuerySet
+
+from exports.core import aggregation as agg
+from exports.core.archive import Row
+from exports.models import DatasetVersion
+from labelling.models import Annotation, Clip, GoldClip, NodeMapping, TaxonomyNode
+
+CHUNK = 2000
+HUMAN = "human"
+ANNOTATION_COLUMNS = (
+    "annotation_id",
+    "clip_id",
+    "annotator",
+    "label_source",
+    "core",
+    "secondary",
+    "tertiary",
+    "skip_reason",
+    "unsure",
+    "intensity",
+    "valence",
+    "arousal",
+    "time_spent_ms",
+    "play_count",
+    "heard_to_end",
+    "suggestion_shown",
+    "created_at",
+    "given_label",
+)
+
+
+def iso(moment: Any) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class KeyMap:
+    """node id -> key in the version's taxonomy version (None: dropped), and the mapping
+    applied to older nodes as recorded in version.json."""
+
+    by_node: dict[int, str | None]
+    applied: dict[str, str | None] = field(default_factory=dict)
+
+    def key(self, node_id: int | None) -> str | None:
+        return None if node_id is None else self.by_node.get(node_id)
+
+
+def key_map(version: DatasetVersion, clips: QuerySet[Clip]) -> KeyMap:
+    """The mapping of every node the version's annotations and gold answers use."""
+    target = version.taxonomy_version
+    used = set(
+        Annotation.objects.filter(
+            clip_id__in=clips.values("pk"), node__isnull=False,
+            created_at__lte=version.created_at,
+        ).values_list("node_id", flat=True).distinct()
+    ) | set(
+        GoldClip.objects.filter(clip_id__in=clips.values("pk")).values_list("node_id", flat=True)
+    )  # fmt: skip
+    if target is None:
+        return KeyMap(dict(TaxonomyNode.objects.filter(pk__in=used).values_list("pk", "key")))
+    current: dict[int, str | None] = dict(
+        TaxonomyNode.objects.filter(version=target).values_list("pk", "key")
+    )
+    older = used - set(current)
+    if not older:
+        return KeyMap(current)
+    steps: dict[int, int | None] = dict(
+        NodeMapping.objects.filter(target_version__taxonomy_id=target.taxonomy_id).values_list(
+            "source_id", "target_id"
+        )
+    )
+    by_node = dict(current)
+    for node_id in older:
+        seen: set[int] = set()
+        step: int | None = node_id
+        while step is not None and step not in current and step not in seen:
+            seen.add(step)
+            step = steps.get(step)
+        by_node[node_id] = current.get(step) if step is not None else None
+    described = TaxonomyNode.objects.filter(pk__in=older).values_list(
+        "pk", "key", "version__number"
+    )
+    names = sorted(described, key=lambda row: (row[1], row[2]))
+    keys = [key for _pk, key, _n in names]
+    applied: dict[str, str | None] = {}
+    for pk, key, number in names:
+        # The same key on two older versions may map differently: then each says its version.
+        name = key if keys.count(key) == 1 else f"{key}@v{number}"
+        applied[name] = by_node[pk]
+    return KeyMap(by_node, applied)
+
+
+@dataclass
+class Collected:
+    """What the annotations pass keeps for the rest of the build (small tuples only)."""
+
+    ratings: list[list[agg.Rating]]
+    gold_keys: dict[int, str]
+    # (clip, rater) -> the (mapped) label given on a gold clip, for gold.csv.
+    gold_given: dict[tuple[int, str], str] = field(default_factory=dict)
+    # clip -> number of human raters with a label, for the datasheet's overlap figures.
+    raters_per_clip: dict[int, int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
+    suggestion_shown: int = 0
+    labels: int = 0
+    dropped: int = 0
+
+
+def annotation_rows(
+    version: DatasetVersion,
+    clips: QuerySet[Clip],
+    names: dict[int, str],
+    keys: KeyMap,
+    out: Collected,
+) -> Iterator[Row]:
+    """Current annotations of the clips (labels and skips) made before the version,
+    mapped onto its taxonomy version; collects human ratings per ring into `out`."""
+    rings = len(out.ratings)
+    rows = (
+        Annotation.objects.filter(
+            clip_id__in=clips.values("pk"),
+            is_current=True,
+            created_at__lte=version.created_at,
+        )
+        .order_by("pk")
+        .values_list(
+            "pk", "clip_id", "annotator_id", "node_id", "node__key", "skip_reason", "unsure",
+            "intensity", "valence", "arousal", "time_spent_ms", "play_count", "heard_to_end",
+            "suggestion_shown", "created_at",
+        )
+    )  # fmt: skip
+    for (pk, clip_id, user_id, node_id, given, skip, unsure, intensity, valence, arousal,
+         spent, plays, heard, shown, created) in rows.iterator(chunk_size=CHUNK):  # fmt: skip
+        rater = names[user_id]
+        source = HUMAN
+        key = keys.key(node_id)
+        out.sources[source] = out.sources.get(source, 0) + 1
+        if node_id is not None and key is None:
+            out.dropped += 1
+        if key is not None and source == HUMAN:
+            out.labels += 1
+            out.suggestion_shown += bool(shown)
+            out.raters_per_clip[clip_id] = out.raters_per_clip.get(clip_id, 0) + 1
+            if clip_id in out.gold_keys:
+                out.gold_given[(clip_id, rater)] = key
+        at = [agg.at_ring(key, ring) if key else None for ring in range(3)]
+        if source == HUMAN:
+            for ring, label in enumerate(at[:rings]):
+                if label is not None:
+                    out.ratings[ring].append(agg.Rating(item=clip_id, rater=rater, label=label))
+        yield {
+            "annotation_id": pk, "clip_id": clip_id, "annotator": rater,
+            "label_source": source, "core": at[0], "secondary": at[1], "tertiary": at[2],
+            "skip_reason": skip or None, "unsure": unsure, "intensity": intensity or None,
+            "valence": valence, "arousal": arousal, "time_spent_ms": spent,
+            "play_count": plays, "heard_to_end": heard, "suggestion_shown": shown,
+            "created_at": iso(created), "given_label": given,
+        }  # fmt: skip
