@@ -1,0 +1,59 @@
+"""A ready native version for the format tests, and helpers they share.
+
+The project is the one of test_versions.py (five clips of four speakers and a gold clip, three
+annotators labelling through the queue, the gold clip first), built by the real builder. Each
+format test module declares a four-line `native` fixture that calls `native_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from django.contrib.auth.models import User
+
+from exports.core.archive import list_files
+from exports.services import versions
+from labelling.models import Membership, Project, Role
+from labelling.services import queue
+from tests.conftest import make_user
+from tests.exports.test_versions import GOLD, PLAN, _build, _label_everything, _speakers_clips
+
+
+def native_version(project: Project, annotators: list[User], engineer: User) -> Path:
+    """Label the project as test_versions' `labelled` fixture does (with a third annotator
+    made here) and return the folder of its first ready version."""
+    carl = make_user("carl")
+    Membership.objects.create(user=carl, project=project, role=Role.ANNOTATOR)
+    users = [*annotators, carl]
+    project.annotators_per_clip = 3
+    project.gold_rate = 1.0  # each annotator's first clip is the gold one
+    project.save()
+    clips = _speakers_clips(project, ["s1", "s1", "s2", "s3", "s4"])
+    gold = _speakers_clips(project, ["s5"])[0]
+    queue.enqueue_clips(project, [*clips, gold], seed=1)
+    queue.mark_gold(gold, GOLD)
+    plan = {clip.pk: labels for clip, labels in zip(clips, PLAN, strict=True)}
+    plan[gold.pk] = ("joyful.cheerful", "joyful", "sad")
+    for index, user in enumerate(users):
+        leased = queue.next_clip(project, user)
+        assert leased is not None
+        assert leased.clip.pk == gold.pk
+        queue.submit(project, user, lease_id=leased.lease.pk, client_id=uuid.uuid4(),
+                     node_key=plan[gold.pk][index])  # fmt: skip
+    project.gold_rate = 0.0
+    project.save()
+    _label_everything(project, users, plan)
+    return versions.folder_of(_build(project, engineer))
+
+
+def jsonl(folder: Path, table: str) -> list[dict]:
+    """A native table's rows, typed (from its JSON Lines twin)."""
+    lines = (folder / f"{table}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file's bytes under `folder`, by relative name (to compare two conversions)."""
+    return {name: (folder / name).read_bytes() for name in list_files(folder)}
