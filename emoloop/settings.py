@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Keeps the request for the audit log's actor and address (audit.context).
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -327,7 +329,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
     },
     "learner-dispatch-pending": {"task": "learner.tasks.dispatch_pending", "schedule": 30.0},
+    # Storage usage for the operations page (walking MEDIA_ROOT is too slow for a request).
+    "ops-measure-storage": {"task": "ops.tasks.measure_storage", "schedule": 600.0},
 }
+# Operations (ops/): /readyz wants a worker heartbeat (sent every 2 s) at most this old, and
+# the operations page waits this long for workers to answer an inspect broadcast.
+OPS_HEARTBEAT_FRESH_SECONDS = 30
+OPS_INSPECT_TIMEOUT_SECONDS = 1.0
 # Import items still pending this long after their batch started are sent again.
 # (Longer than ingest_item's time limit, so a long recording still being cut is not sent
 # to a second worker.)

@@ -1,3 +1,5 @@
+"""Operations for admins: workers, queues, failed tasks, readiness (issue 11)."""
+
 from django.apps import AppConfig
 
 
@@ -5,3 +7,8 @@ class OpsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "ops"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from ops import signals
+
+        signals.connect()

@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from audit import services as audit
 from labelling.models import ROLE_RANK, Invitation, Membership, Project, Role
 
 DEFAULT_DAYS = 7
@@ -51,6 +52,13 @@ def create(
         created_by=by,
         expires_at=timezone.now() + timedelta(days=max(1, min(days, MAX_DAYS))),
     )
+    audit.record(
+        by,
+        "membership.invited",
+        project=project,
+        target=("labelling.invitation", invitation.pk, f"invitation as {role}"),
+        details={"role": role, "expires_at": invitation.expires_at},
+    )
     return invitation, token
 
 
@@ -78,9 +86,25 @@ def accept(token: str, user: User) -> Membership:
     membership, created = Membership.objects.get_or_create(
         user=user, project=invitation.project, defaults={"role": invitation.role}
     )
-    if not created and ROLE_RANK[Role(invitation.role)] > ROLE_RANK[Role(membership.role)]:
+    if created:
+        audit.record(
+            user,
+            "membership.added",
+            project=invitation.project,
+            target=membership,
+            details={"role": membership.role, "invitation": invitation.pk},
+        )
+    elif ROLE_RANK[Role(invitation.role)] > ROLE_RANK[Role(membership.role)]:
+        before = membership.role
         membership.role = invitation.role
         membership.save(update_fields=["role"])
+        audit.record(
+            user,
+            "membership.role_changed",
+            project=invitation.project,
+            target=membership,
+            details={"role": {"before": before, "after": membership.role}},
+        )
     return membership
 
 

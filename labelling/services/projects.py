@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from audit import services as audit
 from labelling.models import Membership, Project, Role
 from labelling.services import queue
 
@@ -20,6 +21,7 @@ def create_project(fields: dict[str, Any], *, creator: User) -> Project:
     """A new project whose creator is its first admin."""
     project = Project.objects.create(**fields)
     Membership.objects.create(user=creator, project=project, role=Role.ADMIN)
+    audit.record(creator, "project.created", project=project, target=project)
     return project
 
 
@@ -29,6 +31,7 @@ def update_project(project: Project, changes: dict[str, Any]) -> Project:
     reorders it."""
     locked = Project.objects.select_for_update().get(pk=project.pk)
     old_overlap, old_policy = locked.annotators_per_clip, locked.queue_policy
+    before = {field: getattr(locked, field) for field in changes}
     for field, value in changes.items():
         setattr(locked, field, value)
     if locked.max_annotators_per_clip < locked.annotators_per_clip:
@@ -43,4 +46,9 @@ def update_project(project: Project, changes: dict[str, Any]) -> Project:
         queue.reprioritise(locked)
     for field in changes:
         setattr(project, field, getattr(locked, field))
+    changed = audit.changes(before, {field: getattr(locked, field) for field in changes})
+    if changed:
+        audit.record(
+            None, "project.settings_changed", project=locked, target=locked, details=changed
+        )
     return locked

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max, Q, QuerySet
 
+from audit import services as audit
 from labelling.models import (
     Annotation,
     GoldClip,
@@ -146,6 +147,13 @@ def import_document(
         taxonomy=taxonomy, number=1, note="Imported", created_by=user
     )
     _create_nodes(version, document.nodes)
+    audit.record(
+        user,
+        "taxonomy.imported",
+        project=owner_project,
+        target=version,
+        details={"taxonomy": taxonomy.slug, "nodes": len(document.nodes)},
+    )
     return version
 
 
@@ -198,8 +206,16 @@ def replace_version_content(version: TaxonomyVersion, document: TaxonomyDocument
         raise TaxonomyLocked(
             f"{version} is immutable ({reason}); create a new version with a mapping."
         )
+    before = version.nodes.count()
     version.nodes.all().delete()  # children go with their parents (CASCADE)
     _create_nodes(version, document.nodes)
+    audit.record(
+        None,
+        "taxonomy.version_edited",
+        project=version.taxonomy.owner_project,
+        target=version,
+        details={"nodes": {"before": before, "after": len(document.nodes)}},
+    )
     transaction.on_commit(lambda: forget_node_index(version.pk))
 
 
@@ -249,6 +265,19 @@ def create_next_version(
             target=new_nodes[new] if new is not None else None,
         )
         for old, new in mapping.items()
+    )
+    audit.record(
+        user,
+        "taxonomy.version_created",
+        project=taxonomy.owner_project,
+        target=new_version,
+        details={
+            "previous": version.number,
+            "number": number,
+            "nodes": len(document.nodes),
+            "dropped": sorted(old for old, new in mapping.items() if new is None),
+            "note": note[:500],
+        },
     )
     return new_version
 
@@ -305,5 +334,13 @@ def assign_to_project(project: Project, version: TaxonomyVersion) -> None:
     """Switch a project's taxonomy (checked by `check_assignment`)."""
     Project.objects.select_for_update().filter(pk=project.pk).first()
     check_assignment(project, version)
+    before = str(project.taxonomy_version) if project.taxonomy_version_id else None
     project.taxonomy_version = version
     Project.objects.filter(pk=project.pk).update(taxonomy_version=version)
+    audit.record(
+        None,
+        "project.taxonomy_changed",
+        project=project,
+        target=version,
+        details={"taxonomy_version": {"before": before, "after": str(version)}},
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit import services as audit
 from labelling.models import Project
 from learner.models import LearnerSettings
 
@@ -23,10 +24,16 @@ def update_settings(project: Project, changes: dict[str, Any]) -> LearnerSetting
     serializer runs the same checks first, so this is the last guard for other callers.
     """
     row = settings_for(project)
+    before = {field: getattr(row, field) for field in changes}
     for field, value in changes.items():
         setattr(row, field, value)
     row.full_clean()
     row.save(update_fields=list(changes) or None)
+    changed = audit.changes(before, {field: getattr(row, field) for field in changes})
+    if changed:
+        audit.record(
+            None, "learner.settings_changed", project=project, target=row, details=changed
+        )
     return row
 
 

@@ -37,6 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit import services as audit
 from labelling.models import Clip, Project
 from labelling.services import loop
 from learner import conf, plots
@@ -452,12 +453,24 @@ def _register(
 
 def _activate(version: ModelVersion) -> None:
     """Make `version` the project's active model (inside the caller's transaction)."""
+    previous = list(
+        ModelVersion.objects.filter(project_id=version.project_id, is_active=True)
+        .exclude(pk=version.pk)
+        .values_list("number", flat=True)
+    )
     ModelVersion.objects.filter(project_id=version.project_id, is_active=True).exclude(
         pk=version.pk
     ).update(is_active=False)
     version.is_active = True
     version.activated_at = timezone.now()
     version.save(update_fields=["is_active", "activated_at"])
+    audit.record(
+        None,
+        "model.activated",
+        project=version.project,
+        target=version,
+        details={"number": version.number, "previous": previous[0] if previous else None},
+    )
     # The loop: a new active model rescores the unlabelled pool (after commit, so the
     # workers see the activation). The activation is committed by then: a broker that is
     # down must not turn it into an error (the task layer's hook, learner.tasks.

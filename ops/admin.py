@@ -1,0 +1,34 @@
+"""Failed tasks and beat runs in the Django admin: read-only (written by the worker's
+signal handlers; retried from the operations page or API, which records who retried)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from ops.models import BeatRun, TaskFailure
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TaskFailure)
+class TaskFailureAdmin(ReadOnlyAdmin):
+    list_display = ["failed_at", "task_name", "queue", "exception", "retried_at"]
+    list_filter = ["task_name", "queue"]
+    search_fields = ["task_name", "task_id", "exception"]
+
+
+@admin.register(BeatRun)
+class BeatRunAdmin(ReadOnlyAdmin):
+    list_display = ["task_name", "last_started_at", "last_task_id"]

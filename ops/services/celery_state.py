@@ -1,0 +1,116 @@
+"""The Celery picture for admins: workers alive, tasks running and queued, beat runs, and
+the heartbeat that /readyz reads.
+
+Workers and running tasks are asked live (one broadcast, `OPS_INSPECT_TIMEOUT_SECONDS`):
+a worker that does not answer is not listed, so a killed worker disappears at the next
+refresh. Queue lengths are the Redis lists' lengths on the broker (None on other brokers).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count
+from django.utils import timezone
+
+from emoloop.celery import app
+from ops.models import BeatRun, TaskFailure
+
+HEARTBEAT_KEY = "ops:worker-heartbeat"
+# kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def note_heartbeat(hostname: str) -> None:
+    """Called in the worker every heartbeat (2 s): the newest heartbeat of any worker."""
+    cache.set(HEARTBEAT_KEY, {"hostname": hostname, "at": time.time()}, timeout=3600)
+
+
+def last_heartbeat() -> dict[str, Any] | None:
+    value = cache.get(HEARTBEAT_KEY)
+    return value if isinstance(value, dict) and "at" in value else None
+
+
+def queue_names() -> list[str]:
+    """The default queue and every queue a route names (settings.CELERY_TASK_ROUTES)."""
+    names = {settings.CELERY_TASK_DEFAULT_QUEUE}
+    for route in settings.CELERY_TASK_ROUTES.values():
+        if isinstance(route, dict) and route.get("queue"):
+            names.add(route["queue"])
+    return sorted(names)
+
+
+def workers(timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Hostname → its running tasks, for every worker that answers within `timeout`."""
+    wait = settings.OPS_INSPECT_TIMEOUT_SECONDS if timeout is None else timeout
+    replies = app.control.inspect(timeout=wait).active() or {}
+    return {host: list(tasks or []) for host, tasks in sorted(replies.items())}
+
+
+def queue_lengths() -> dict[str, int] | None:
+    """Messages waiting per queue, or None when the broker is not Redis."""
+    url = str(app.conf.broker_write_url or app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        return {
+            queue: sum(int(client.llen(queue + suffix)) for suffix in _PRIORITY_SUFFIXES)
+            for queue in queue_names()
+        }
+
+
+def running_per_queue(active: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for tasks in active.values():
+        for task in tasks:
+            queue = (task.get("delivery_info") or {}).get("routing_key") or "?"
+            counts[queue] = counts.get(queue, 0) + 1
+    return counts
+
+
+def failed_per_queue(hours: int = 24) -> dict[str, int]:
+    since = timezone.now() - timedelta(hours=hours)
+    rows = (
+        TaskFailure.objects.filter(failed_at__gte=since)
+        .values("queue")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {row["queue"] or "?": row["n"] for row in rows}
+
+
+def beat_task_names() -> set[str]:
+    return {str(entry["task"]) for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+
+
+def note_beat_run(task_name: str, task_id: str) -> None:
+    """A worker started a task that the beat schedule sends (one upsert)."""
+    BeatRun.objects.bulk_create(
+        [BeatRun(task_name=task_name, last_started_at=timezone.now(), last_task_id=task_id)],
+        update_conflicts=True,
+        unique_fields=["task_name"],
+        update_fields=["last_started_at", "last_task_id"],
+    )
+
+
+def beat_schedule() -> list[dict[str, Any]]:
+    """Each beat entry with its interval and the last time a worker started its task."""
+    runs = {run.task_name: run for run in BeatRun.objects.all()}
+    rows = []
+    for entry, spec in sorted(settings.CELERY_BEAT_SCHEDULE.items()):
+        run = runs.get(str(spec["task"]))
+        schedule = spec["schedule"]
+        rows.append(
+            {
+                "entry": entry,
+                "task": spec["task"],
+                "every_s": float(schedule) if isinstance(schedule, int | float) else None,
+                "last_run_at": run.last_started_at.isoformat() if run else None,
+            }
+        )
+    return rows
