@@ -35,6 +35,7 @@ from labelling.models import (
     Taxonomy,
     TaxonomyNode,
     TaxonomyVersion,
+    WeakLabel,
 )
 from labelling.scoping import ProjectScopedAdmin, signed_in
 from labelling.serializers import EDITABLE_CLIP_FIELDS
@@ -348,11 +349,26 @@ class AnnotationAdmin(ProjectScopedAdmin):
         "intensity",
         "unsure",
         "is_current",
+        "label_source",
         "suggestion_shown",
         "created_at",
     ]
-    list_filter = ["is_current", "skip_reason", "unsure", "suggestion_shown", "clip__project"]
+    list_filter = [
+        "is_current", "label_source", "skip_reason", "unsure", "suggestion_shown", "clip__project",
+    ]  # fmt: skip
     search_fields = ["annotator__username", "node__key"]
+
+
+@admin.register(WeakLabel)
+class WeakLabelAdmin(ProjectScopedAdmin):
+    """External models' predictions, imported by the import_predictions command or API."""
+
+    read_only = True
+    project_field = "clip__project"
+    list_display = ["clip", "model_name", "model_version", "top_node", "top_probability",
+                    "source_file", "imported_by", "imported_at"]  # fmt: skip
+    list_filter = ["model_name", "model_version", "clip__project"]
+    search_fields = ["model_name", "model_version", "source_file"]
 
 
 @admin.register(QueueEntry)

@@ -13,6 +13,11 @@ everything else (README, "Rooms").
 - `count_labels(project, since=…, limit=…)`: how many labels arrived since a moment.
 - `apply_ranking(project, …)`: a new queue order from a ranking (only on the
   active-learning policy; other policies keep their order).
+- `weak_labels(project)`: imported external models' predictions (weak labels) on the
+  active taxonomy version.
+
+Corpus labels (imported annotations, `label_source` "corpus") are labels: they are in
+`label_snapshot` and `count_labels` like the project's own.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from labelling.models import Annotation, NodeMapping, Project, TaxonomyNode
+from labelling.models import Annotation, NodeMapping, Project, TaxonomyNode, WeakLabel
 from labelling.services import queue
 
 # The queue policy under which a ranking orders the queue (Project.queue_policy).
@@ -180,3 +185,30 @@ def apply_ranking(
             list(priorities),
             list(reasons) if reasons is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class WeakLabelInfo:
+    """One external model's prediction for one clip, over node keys of the active version."""
+
+    clip_id: int
+    model_name: str
+    model_version: str
+    probabilities: dict[str, float]
+    top_key: str
+
+
+def weak_labels(project: Project, *, model_name: str | None = None) -> list[WeakLabelInfo]:
+    """The project's weak labels on its active taxonomy version (those imported on an older
+    version are left out: their keys may not exist any more), by clip then model."""
+    rows = WeakLabel.objects.filter(
+        clip__project=project, taxonomy_version_id=project.taxonomy_version_id
+    )
+    if model_name is not None:
+        rows = rows.filter(model_name=model_name)
+    return [
+        WeakLabelInfo(clip_id, name, version, probabilities, top)
+        for clip_id, name, version, probabilities, top in rows.order_by(
+            "clip_id", "model_name", "model_version"
+        ).values_list("clip_id", "model_name", "model_version", "probabilities", "top_node__key")
+    ]

@@ -57,7 +57,9 @@ class Command(BaseCommand):
         quiet = options["verbosity"] == 0
         try:
             mapping = load_mapping(
-                project, preset=options["preset"], mapping_path=options["mapping"]
+                project,
+                preset=options["preset"],
+                mapping_path=Path(options["mapping"]) if options["mapping"] else None,
             )
             with audio_root(path) as root:
                 plan = plan_corpus(project, root, Path(labels), mapping, origin=str(path))

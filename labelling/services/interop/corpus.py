@@ -51,6 +51,7 @@ class CorpusRow:
     node_key: str
     sha256: str
     columns: dict[str, str]
+    rater: str = ""  # the plan's rater when empty
 
 
 @dataclass
@@ -226,19 +227,19 @@ def _write_manifest(plan: CorpusPlan, rows: list[CorpusRow], folder: Path) -> Pa
         writer.writerow(["file", *columns, RATER_COLUMN, NODE_COLUMN])
         for row in rows:
             values = [row.columns.get(c, "") for c in columns]
-            writer.writerow([row.file, *values, plan.mapping.rater, row.node_key])
+            writer.writerow([row.file, *values, row.rater or plan.mapping.rater, row.node_key])
     return path
 
 
 def apply_plan(plan: CorpusPlan, user: User | None = None) -> CorpusResult:
     """Annotate the clips already present and stage the new files (one transaction); the
     caller dispatches the batch (or processes it in-process) once this has committed."""
-    if not plan.mapping.rater:
+    if not plan.mapping.rater and not all(row.rater for row in plan.rows):
         raise InteropError("A corpus import needs a preset (it names the corpus rater).")
     written = 0
     batch: ImportBatch | None = None
     with transaction.atomic():
-        who = rater(plan.mapping.rater)
+        who = {name: rater(name) for name in {row.rater or plan.mapping.rater for row in plan.rows}}
         nodes = plan.mapping.nodes
         clips = Clip.objects.in_bulk(plan.existing.values())
         for row in plan.rows:
@@ -247,7 +248,7 @@ def apply_plan(plan: CorpusPlan, user: User | None = None) -> CorpusResult:
                 continue
             clip = clips[clip_id]
             _fill_empty_fields(clip, row.columns)
-            written += annotate(clip, who, nodes[row.node_key].pk)
+            written += annotate(clip, who[row.rater or plan.mapping.rater], nodes[row.node_key].pk)
         new = plan.new_rows
         unique: dict[str, CorpusRow] = {}
         for row in new:

@@ -15,7 +15,7 @@ from django.db import connection, models, transaction
 from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
-from labelling.models import Annotation, Clip, Lease, Project, QueueEntry
+from labelling.models import Annotation, Clip, LabelSource, Lease, Project, QueueEntry
 from labelling.services.queue.sql import render
 
 
@@ -114,6 +114,7 @@ def retarget(project: Project, *, old_overlap: int) -> int:
     """
     labels = (
         Annotation.objects.filter(clip_id=OuterRef("clip_id"), is_current=True, node__isnull=False)
+        .filter(label_source=LabelSource.HUMAN)  # imported labels take no slot
         .exclude(lease__is_gold=True)
         .order_by()
         .values("clip_id")

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from labelling.models import Annotation, Clip, Lease, Project, QueueEntry
+from labelling.models import Annotation, Clip, LabelSource, Lease, Project, QueueEntry
 from labelling.services.annotations import core_of, forget_node_index, record_annotation
 from labelling.services.queue.gold import score_gold
 from labelling.services.queue.lease import Leased, load_leased, new_lease
@@ -162,6 +162,7 @@ def _recount(entry: QueueEntry, project: Project, *, clamp: bool = False) -> Non
     """Recompute a locked entry's open slots from the facts; route on disagreement."""
     labels = list(
         Annotation.objects.filter(clip_id=entry.clip_id, is_current=True, node__isnull=False)
+        .filter(label_source=LabelSource.HUMAN)  # imported labels take no slot
         .exclude(lease__is_gold=True)
         .values_list("node_id", flat=True)
     )
