@@ -23,7 +23,7 @@ from emoloop.api_base import Conflict, PassthroughRenderer
 from exports import serializers as s
 from exports.core.archive import MANIFEST, iter_zip
 from exports.models import DatasetVersion
-from exports.services import versions
+from exports.services import diff, versions
 from exports.tasks import start_version
 from labelling.models import Role
 from labelling.scoping import ProjectScopedMixin, signed_in
@@ -120,3 +120,24 @@ class DatasetZipView(_DatasetView):
         response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
         return response
+
+
+class DatasetDiffView(_DatasetView):
+    @extend_schema(
+        parameters=[s.DiffQuerySerializer],
+        responses={200: s.DatasetDiffSerializer},
+        description="What changed from version <number> to version <other>: clips added and "
+        "removed, majority labels changed per ring (from/to), split moves of groups in both "
+        "(none for the builder's own versions). Lists are sorted and capped at `limit` "
+        "entries (default 1000, at most 10000); `summary` has the full counts. 409 "
+        "not_ready unless both are ready.",
+    )
+    def get(self, request: Request, slug: str, number: int, other: int) -> Response:
+        query = s.DiffQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        old, new = self.version(number), self.version(other)
+        try:
+            found = diff.diff(old, new, limit=query.validated_data["limit"])
+        except versions.NotReady as exc:
+            raise Conflict(str(exc), code="not_ready") from exc
+        return Response(found)

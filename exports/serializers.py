@@ -6,6 +6,7 @@ from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from exports.models import DatasetVersion
+from exports.services.diff import MAX_LIMIT
 from exports.services.versions import MAX_SEED
 
 
@@ -26,6 +27,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "aggregation",
             "split_seed",
             "split_targets",
+            "options",
             "lineage",
             "code_version",
             "created_by",
@@ -49,3 +51,55 @@ class DatasetFileSerializer(serializers.Serializer):
     path = serializers.CharField()
     size = serializers.IntegerField()
     sha256 = serializers.CharField()
+
+
+class DiffQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=0, max_value=MAX_LIMIT, default=1000)
+
+
+class _LabelChangeSerializer(serializers.Serializer):
+    clip_id = serializers.IntegerField()
+    # "from" is a Python keyword: the field is declared under another name and renamed.
+    from_ = serializers.CharField(allow_null=True)
+    to = serializers.CharField(allow_null=True)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class _SplitMoveSerializer(_LabelChangeSerializer):
+    clip_id = None  # type: ignore[assignment]
+    group = serializers.CharField()
+
+
+class _DiffSummarySerializer(serializers.Serializer):
+    clips_from = serializers.IntegerField()
+    clips_to = serializers.IntegerField()
+    clips_added = serializers.IntegerField()
+    clips_removed = serializers.IntegerField()
+    labels_changed = serializers.DictField(child=serializers.IntegerField())
+    groups_added = serializers.IntegerField()
+    groups_removed = serializers.IntegerField()
+    old_groups = serializers.IntegerField()
+    split_moves = serializers.IntegerField()
+    old_groups_kept_split = serializers.BooleanField()
+
+
+class DatasetDiffSerializer(serializers.Serializer):
+    """The shape of the diff (documentation only: the view returns the service's dict)."""
+
+    from_ = serializers.IntegerField()
+    to = serializers.IntegerField()
+    summary = _DiffSummarySerializer()
+    limit = serializers.IntegerField()
+    clips_added = serializers.ListField(child=serializers.IntegerField())
+    clips_removed = serializers.ListField(child=serializers.IntegerField())
+    labels_changed = serializers.DictField(child=_LabelChangeSerializer(many=True))
+    split_moves = _SplitMoveSerializer(many=True)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields

@@ -26,4 +26,9 @@ urlpatterns = [
         api.DatasetZipView.as_view(),
         name="dataset-zip",
     ),
+    path(
+        "projects/<slug:slug>/datasets/<int:number>/diff/<int:other>/",
+        api.DatasetDiffView.as_view(),
+        name="dataset-diff",
+    ),
 ]

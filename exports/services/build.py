@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.files.storage import default_storage
-from django.db.models import Max, Min, QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from exports.core import aggregation as agg
@@ -132,18 +132,6 @@ def selected_clips(version: DatasetVersion) -> QuerySet[Clip]:
     return clips.order_by("pk")
 
 
-def pseudonyms(version: DatasetVersion) -> dict[int, str]:
-    """user id -> `r0001`…, numbered by each annotator's first label in the project (then
-    id): stable as the project grows."""
-    firsts = (
-        Annotation.objects.filter(clip__project=version.project)
-        .values("annotator_id")
-        .annotate(first=Min("created_at"))
-        .order_by("first", "annotator_id")
-    )
-    return {row["annotator_id"]: f"r{i:04d}" for i, row in enumerate(firsts, start=1)}
-
-
 def _rings(version: DatasetVersion) -> int:
     """How many rings the version's taxonomy has (1 to 3)."""
     if version.taxonomy_version_id is None:
@@ -230,7 +218,7 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
         (folder / "audio").mkdir()
     clips = selected_clips(version)
     total = clips.count()
-    names = pseudonyms(version)
+    names = labels.pseudonyms(version)
     rings = _rings(version)
     keys = labels.key_map(version, clips)
 
@@ -269,6 +257,8 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     _table(folder, "gold", GOLD_COLUMNS, iter(gold_rows))
     figures = _agreement(ratings, consensus, gold_keys)
     _write_json(folder / "agreement.json", figures)
+
+    _table(folder, "weak_labels", labels.WEAK_LABEL_COLUMNS, labels.weak_label_rows(version, clips))
 
     progress("lineage", 0, total)
     summary = lineage.LineageSummary()

@@ -19,20 +19,38 @@ the version's `created_at` (one query) and the taxonomy's mappings (a few hundre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 
 from exports.core import aggregation as agg
 from exports.core.archive import Row
 from exports.models import DatasetVersion
-from labelling.models import Annotation, Clip, GoldClip, NodeMapping, TaxonomyNode
+from labelling.models import (
+    Annotation,
+    Clip,
+    GoldClip,
+    LabelSource,
+    NodeMapping,
+    TaxonomyNode,
+    WeakLabel,
+)
 
 CHUNK = 2000
-HUMAN = "human"
+HUMAN = str(LabelSource.HUMAN)
+WEAK_LABEL_COLUMNS = (
+    "clip_id",
+    "model",
+    "model_version",
+    "taxonomy_version",
+    "top_label",
+    "top_probability",
+    "probabilities",
+)
 ANNOTATION_COLUMNS = (
     "annotation_id",
     "clip_id",
@@ -134,6 +152,53 @@ class Collected:
     dropped: int = 0
 
 
+def pseudonyms(version: DatasetVersion) -> dict[int, str]:
+    """user id -> the annotator column: human annotators get `r0001`…, numbered by their
+    first human label in the project (then id), stable as the project grows; a corpus
+    rater keeps its name (`corpus:emodb`): it is a source, not a person."""
+    human = (
+        Annotation.objects.filter(clip__project=version.project, label_source=HUMAN)
+        .values("annotator_id")
+        .annotate(first=Min("created_at"))
+        .order_by("first", "annotator_id")
+    )
+    names = {row["annotator_id"]: f"r{i:04d}" for i, row in enumerate(human, start=1)}
+    corpus = (
+        Annotation.objects.filter(clip__project=version.project)
+        .exclude(label_source=HUMAN)
+        .order_by()
+        .values_list("annotator_id", "annotator__username")
+        .distinct()
+    )
+    names.update((user, name) for user, name in corpus if user not in names)
+    return names
+
+
+def weak_label_rows(version: DatasetVersion, clips: QuerySet[Clip]) -> Iterator[Row]:
+    """weak_labels rows: external models' predictions on the version's clips imported
+    before it, as the model gave them (keys of its own taxonomy version; no mapping)."""
+    rows = (
+        WeakLabel.objects.filter(
+            clip_id__in=clips.values("pk"), imported_at__lte=version.created_at
+        )
+        .order_by("clip_id", "model_name", "model_version")
+        .values_list(
+            "clip_id", "model_name", "model_version", "taxonomy_version__number",
+            "top_node__key", "top_probability", "probabilities",
+        )
+    )  # fmt: skip
+    for clip_id, model, model_version, taxonomy, top, top_p, probs in rows.iterator(
+        chunk_size=CHUNK
+    ):
+        yield {
+            "clip_id": clip_id, "model": model, "model_version": model_version,
+            "taxonomy_version": taxonomy, "top_label": top, "top_probability": top_p,
+            "probabilities": json.dumps(
+                {k: round(float(v), 6) for k, v in sorted(probs.items())}, sort_keys=True
+            ),
+        }  # fmt: skip
+
+
 def annotation_rows(
     version: DatasetVersion,
     clips: QuerySet[Clip],
@@ -152,15 +217,16 @@ def annotation_rows(
         )
         .order_by("pk")
         .values_list(
-            "pk", "clip_id", "annotator_id", "node_id", "node__key", "skip_reason", "unsure",
+            "pk", "clip_id", "annotator_id", "label_source", "node_id", "node__key",
+            "skip_reason", "unsure",
             "intensity", "valence", "arousal", "time_spent_ms", "play_count", "heard_to_end",
             "suggestion_shown", "created_at",
         )
     )  # fmt: skip
-    for (pk, clip_id, user_id, node_id, given, skip, unsure, intensity, valence, arousal,
-         spent, plays, heard, shown, created) in rows.iterator(chunk_size=CHUNK):  # fmt: skip
+    for (pk, clip_id, user_id, source, node_id, given, skip, unsure, intensity, valence,
+         arousal, spent, plays, heard, shown,
+         created) in rows.iterator(chunk_size=CHUNK):  # fmt: skip
         rater = names[user_id]
-        source = HUMAN
         key = keys.key(node_id)
         out.sources[source] = out.sources.get(source, 0) + 1
         if node_id is not None and key is None:
