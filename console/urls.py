@@ -1,5 +1,18 @@
-"""Workspace pages (filled in by issue 11)."""
+"""The ML engineer's workspace pages (docs/console.md), under /projects/<slug>/."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from console import views
+
+urlpatterns: list[URLPattern] = [
+    path("projects/<slug:slug>/overview/", views.overview, name="console-overview"),
+    path("projects/<slug:slug>/imports/", views.imports, name="console-imports"),
+    path("projects/<slug:slug>/models/", views.models_page, name="console-models"),
+    path(
+        "projects/<slug:slug>/models/<int:number>/<str:kind>.png",
+        views.model_plot,
+        name="console-model-plot",
+    ),
+    path("projects/<slug:slug>/ranking/", views.ranking, name="console-ranking"),
+    path("projects/<slug:slug>/settings/", views.settings_page, name="console-settings"),
+]

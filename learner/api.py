@@ -166,16 +166,25 @@ class TrainingRunListView(ProjectScopedMixin, APIView):
         request=s.StartTrainingSerializer,
         responses={202: s.StartTrainingResponseSerializer},
         description="Start a training (ML engineer). At most one training per project is "
-        "queued or running: a second request gets that run back with created=false.",
+        "queued or running: a second request gets that run back with created=false. A feature "
+        "set this server cannot run (the one named, or the project's setting) is a 400.",
     )
     def post(self, request: Request, slug: str) -> Response:
         body = s.StartTrainingSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        feature_set = body.validated_data.get("feature_set")
+        if feature_set is None:
+            # The project's setting must be able to run here too: a run that can only fail
+            # is refused now, not after a worker picked it up.
+            try:
+                s.check_available(project_settings.settings_for(self.project).feature_set)
+            except ValidationError as exc:
+                raise ValidationError({"feature_set": exc.detail}) from exc
         run, created = start_training(
             self.project,
             trigger=TrainingRun.Trigger.MANUAL,
             user=signed_in(request.user),
-            feature_set=body.validated_data.get("feature_set"),
+            feature_set=feature_set,
         )
         data = {"created": created, "run": s.TrainingRunSerializer(run).data}
         return Response(data, status=status.HTTP_202_ACCEPTED)

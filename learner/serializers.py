@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from rest_framework import serializers
 
-from emoloop.api_base import StrictModelSerializer
+from emoloop.api_base import StrictModelSerializer, StrictSerializer
 from learner.features import NAMES as FEATURE_SETS
 from learner.models import (
     SETTINGS_FIELDS,
@@ -17,7 +17,7 @@ from learner.models import (
     TrainingRun,
     settings_errors,
 )
-from learner.ranking import STRATEGIES
+from learner.services.reports import LIVE_STRATEGIES, unavailable_reason
 
 
 class PredictRequestSerializer(serializers.Serializer):
@@ -82,12 +82,25 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         return version.number if version is not None else None
 
 
-class StartTrainingSerializer(serializers.Serializer):
+def check_available(name: str) -> str:
+    """A feature set this server can run; 400 naming what is missing otherwise (an `ssl`
+    without a local checkpoint, `egemaps` without opensmile)."""
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise serializers.ValidationError(f"{name} cannot run on this server: {reason}")
+    return name
+
+
+class StartTrainingSerializer(StrictSerializer):
     feature_set = serializers.ChoiceField(
         choices=list(FEATURE_SETS),
         required=False,
-        help_text="Defaults to the project's learner setting.",
+        help_text="Defaults to the project's learner setting. Only a feature set this server "
+        "can run (GET /api/learner/feature-sets); another is a 400.",
     )
+
+    def validate_feature_set(self, value: str) -> str:
+        return check_available(value)
 
 
 class StartTrainingResponseSerializer(serializers.Serializer):
@@ -133,7 +146,9 @@ class LearnerSettingsSerializer(StrictModelSerializer):
     """
 
     feature_set = serializers.ChoiceField(choices=list(FEATURE_SETS))
-    query_strategy = serializers.ChoiceField(choices=sorted(STRATEGIES))
+    # The strategies the live loop runs (bald needs MC-dropout passes that rescoring does
+    # not make: it runs in the simulator only).
+    query_strategy = serializers.ChoiceField(choices=list(LIVE_STRATEGIES))
 
     class Meta:
         model = LearnerSettings
@@ -151,6 +166,9 @@ class LearnerSettingsSerializer(StrictModelSerializer):
             if wrong:
                 raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
+
+    def validate_feature_set(self, value: str) -> str:
+        return check_available(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
