@@ -1,6 +1,6 @@
 """A small project whose quality figures are known by hand (tests/test_review_*.py).
 
-Three annotators (anna, bert, cara) on eight clips of the Willcox wheel; the expected
+Three annotators (alma, bodo, cleo) on eight clips of the Willcox wheel; the expected
 figures are written out in tests/test_review_quality.py, derived from the table below by
 hand, not by the code under test. Noise that must not count: a corpus label, a superseded
 label, and another project's labels.
@@ -32,39 +32,39 @@ WEEK_2 = datetime(2026, 11, 10, 10, 0, tzinfo=UTC)  # ISO week 2026-W46
 # clip -> {rater: (label or "skip", unsure, time ms, week)}
 TABLE: dict[int, dict[str, tuple[str, bool, int, datetime]]] = {
     1: {
-        "anna": ("mad.angry", False, 1000, WEEK_1),
-        "bert": ("mad.hurt.jealous", False, 1500, WEEK_1),
-        "cara": ("mad", False, 800, WEEK_1),
+        "alma": ("mad.angry", False, 1000, WEEK_1),
+        "bodo": ("mad.hurt.jealous", False, 1500, WEEK_1),
+        "cleo": ("mad", False, 800, WEEK_1),
     },
     2: {
-        "anna": ("mad.angry.frustrated", False, 2000, WEEK_1),
-        "bert": ("scared.rejected", False, 2500, WEEK_1),
+        "alma": ("mad.angry.frustrated", False, 2000, WEEK_1),
+        "bodo": ("scared.rejected", False, 2500, WEEK_1),
     },
     3: {
-        "anna": ("joyful.excited", False, 3000, WEEK_2),
-        "bert": ("joyful.excited.daring", False, 3500, WEEK_2),
+        "alma": ("joyful.excited", False, 3000, WEEK_2),
+        "bodo": ("joyful.excited.daring", False, 3500, WEEK_2),
     },
     4: {
-        "anna": ("sad.guilty.remorseful", False, 4000, WEEK_2),
-        "bert": ("sad.guilty", False, 4500, WEEK_2),
-        "cara": ("sad.guilty.regretful", False, 1600, WEEK_2),
+        "alma": ("sad.guilty.remorseful", False, 4000, WEEK_2),
+        "bodo": ("sad.guilty", False, 4500, WEEK_2),
+        "cleo": ("sad.guilty.regretful", False, 1600, WEEK_2),
     },
     5: {
-        "anna": ("scared", True, 10000, WEEK_2),
-        "cara": ("joyful.excited", False, 2400, WEEK_2),
+        "alma": ("scared", True, 10000, WEEK_2),
+        "cleo": ("joyful.excited", False, 2400, WEEK_2),
     },
     6: {
-        "anna": ("skip", False, 700, WEEK_2),
-        "bert": ("peaceful.nurturing", False, 5500, WEEK_2),
-        "cara": ("peaceful.nurturing.caring", False, 3200, WEEK_2),
+        "alma": ("skip", False, 700, WEEK_2),
+        "bodo": ("peaceful.nurturing", False, 5500, WEEK_2),
+        "cleo": ("peaceful.nurturing.caring", False, 3200, WEEK_2),
     },
     7: {
-        "bert": ("joyful", False, 6500, WEEK_2),
-        "cara": ("scared.confused", False, 4000, WEEK_2),
+        "bodo": ("joyful", False, 6500, WEEK_2),
+        "cleo": ("scared.confused", False, 4000, WEEK_2),
     },
     8: {
-        "anna": ("sad", False, 5000, WEEK_2),
-        "cara": ("sad.guilty", False, 4800, WEEK_2),
+        "alma": ("sad", False, 5000, WEEK_2),
+        "cleo": ("sad.guilty", False, 4800, WEEK_2),
     },
 }
 GOLD = {4: "sad.guilty.remorseful", 7: "joyful.excited.thrilled"}
@@ -108,7 +108,7 @@ def label(
 
 def build(project: Project, other_project: Project | None = None) -> World:
     raters = {}
-    for name in ("anna", "bert", "cara"):
+    for name in ("alma", "bodo", "cleo"):
         user = make_user(name)
         Membership.objects.create(user=user, project=project, role=Role.ANNOTATOR)
         raters[name] = user
@@ -119,14 +119,14 @@ def build(project: Project, other_project: Project | None = None) -> World:
                   when=when)  # fmt: skip
     for number, key in GOLD.items():
         GoldClip.objects.create(clip=clips[number], node=node(project, key))
-    # Noise: a superseded label of anna's, a corpus label, another project's labels.
+    # Noise: a superseded label of alma's, a corpus label, another project's labels.
     Annotation.objects.create(
-        clip=clips[3], annotator=raters["anna"], node=node(project, "sad"), is_current=False
+        clip=clips[3], annotator=raters["alma"], node=node(project, "sad"), is_current=False
     )
     corpus = make_user("corpus:emodb", is_active=False)
     label(project, clips[2], corpus, "scared", label_source=LabelSource.CORPUS)
     if other_project is not None:
         elsewhere = ClipFactory(project=other_project)
-        label(other_project, elsewhere, raters["anna"], "joyful")
-        label(other_project, elsewhere, raters["bert"], "sad")
+        label(other_project, elsewhere, raters["alma"], "joyful")
+        label(other_project, elsewhere, raters["bodo"], "sad")
     return World(project, raters, clips)
