@@ -2,6 +2,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from labelling import api, queue_api
+from labelling.api import interop
 
 router = DefaultRouter()
 router.register("projects", api.ProjectViewSet, basename="api-project")
@@ -32,5 +33,20 @@ urlpatterns = [
         name="project-invitation",
     ),
     path("invitations/accept/", accept, name="invitation-accept"),
+    path(
+        "projects/<slug:slug>/corpus-imports/",
+        interop.CorpusImportView.as_view(),
+        name="project-corpus-imports",
+    ),
+    path(
+        "projects/<slug:slug>/predictions/",
+        interop.PredictionImportView.as_view(),
+        name="project-predictions",
+    ),
+    path(
+        "projects/<slug:slug>/labelstudio-imports/",
+        interop.LabelStudioImportView.as_view(),
+        name="project-labelstudio-imports",
+    ),
     path("", include(router.urls)),
 ]

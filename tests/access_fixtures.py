@@ -35,9 +35,13 @@ from labelling.models import (
     Recording,
     Role,
     Taxonomy,
+    TaxonomyNode,
+    WeakLabel,
 )
 from labelling.services import annotations as annotation_service
 from labelling.services import queue, taxonomy
+from labelling.services.interop.corpus import annotate as interop_annotate
+from labelling.services.interop.raters import rater
 from labelling.taxonomy_schema import parse_document
 from learner.models import ModelVersion, TrainingRun
 from tests.factories import ClipFactory, tone_wav
@@ -97,6 +101,11 @@ ANNOTATOR_MUST_NOT_SEE = (
     "anger",
     "shouting-at-agent",
     "acme-import.zip",
+    # Imported labels (docs/datasets.md, "Interop in"): the corpus rater, the predictions'
+    # file, and the model whose weak label sits on the gold clip (never suggested there).
+    "corpus:acme-corpus",
+    "acme-predictions.csv",
+    "acme-gold-weak-model",
 )
 # Other members of the project: annotators never see the member list or others' labels.
 OTHER_MEMBERS_OF_A = (
@@ -169,6 +178,10 @@ def _user(username: str, **extra: object):
     return get_user_model().objects.create_user(
         username=username, password="pw-" + username, **extra
     )
+
+
+def _node(project: Project, key: str) -> int:
+    return TaxonomyNode.objects.get(version_id=project.taxonomy_version_id, key=key).pk
 
 
 def build_world() -> World:
@@ -280,6 +293,15 @@ def build_world() -> World:
     gold_answer = annotation_service.record_annotation(
         clip=clips["gold_clip"], annotator=second, node_key="mad"
     )
+    # Imported labels: a corpus annotation and weak labels (one on the gold clip).
+    for name in ("leased_clip", "labelled_clip"):
+        interop_annotate(clips[name], rater("corpus:acme-corpus"), _node(A, "sad"))
+    for name, model in (("leased_clip", "acme-weak-model"), ("gold_clip", "acme-gold-weak-model")):
+        WeakLabel.objects.create(
+            clip=clips[name], model_name=model, model_version="1",
+            taxonomy_version=A.taxonomy_version, probabilities={"mad": 0.8, "sad": 0.2},
+            top_node_id=_node(A, "mad"), top_probability=0.8, source_file="acme-predictions.csv",
+        )  # fmt: skip
     o["gold_result"] = GoldResult.objects.get_or_create(
         annotation=gold_answer,
         defaults={

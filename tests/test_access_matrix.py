@@ -213,6 +213,13 @@ ACCESS_TABLE: tuple[Row, ...] = (
         body={"taxonomy": "willcox", "version": 1}),
     Row("/api/projects/{slug}/imports/", "POST", ML_ENGINEER, on=PROJECTS, body=WAV_UPLOAD,
         multipart=True),
+    # Interop in: a labelled corpus, predictions as weak labels, a Label Studio export.
+    Row("/api/projects/{slug}/corpus-imports/", "POST", ML_ENGINEER, on=PROJECTS,
+        body={"preset": "emodb", "audio": FILE, "labels": FILE}, multipart=True),
+    Row("/api/projects/{slug}/predictions/", "POST", ML_ENGINEER, on=PROJECTS,
+        body={"file": FILE, "model": "m", "model_version": "1"}, multipart=True),
+    Row("/api/projects/{slug}/labelstudio-imports/", "POST", ML_ENGINEER, on=PROJECTS,
+        body={"file": FILE}, multipart=True),
     # The labelling queue
     Row("/api/projects/{slug}/next/", "POST", ANNOTATOR, on=PROJECTS),
     Row("/api/projects/{slug}/annotations/", "POST", ANNOTATOR, on=PROJECTS,

@@ -1,0 +1,220 @@
+"""Interop in (ML engineer): a labelled corpus, an external model's predictions and a Label
+Studio export, uploaded into a project (labelling/services/interop/).
+
+- POST /api/projects/<slug>/corpus-imports/: `audio` (a .zip/.tar(.gz) of the audio),
+  `labels` (the labels CSV), `preset`, optional `mapping` (JSON). The checks run in the
+  request; the audio is ingested by workers (poll the returned batch); each new clip gets
+  its corpus annotation as it is created.
+- POST /api/projects/<slug>/predictions/: `file` (CSV or JSON lines), `model`,
+  `model_version`, optional `mapping` or `preset`: weak labels.
+- POST /api/projects/<slug>/labelstudio-imports/: `file` (the export), optional `mapping`:
+  annotations on clips already in the project (new audio goes through the CLI's
+  --audio-dir).
+
+Annotators and reviewers get 403, non-members 404. Faults answer 400 with every problem
+and write nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from emoloop.api_base import StrictSerializer
+from labelling import serializers as s
+from labelling.models import Project, Role
+from labelling.scoping import ProjectScopedMixin, signed_in
+from labelling.services.interop import PRESETS, InteropError, load_mapping
+from labelling.services.interop.corpus import apply_plan, audio_root, plan_corpus
+from labelling.services.interop.labelstudio import apply_labelstudio, plan_labelstudio
+from labelling.services.interop.predictions import apply_predictions, plan_predictions
+from labelling.tasks import dispatch_batch
+
+
+class CorpusImportSerializer(StrictSerializer):
+    audio = serializers.FileField(help_text="A .zip or .tar(.gz) of the corpus's audio.")
+    labels = serializers.FileField(help_text="The labels CSV (file, emotion, speaker, …).")
+    preset = serializers.ChoiceField(choices=PRESETS)
+    mapping = serializers.FileField(required=False, help_text="JSON {label: node key or null}.")
+
+
+class PredictionImportSerializer(StrictSerializer):
+    file = serializers.FileField(help_text="CSV or JSON lines of probabilities per clip.")
+    model = serializers.CharField(max_length=120)
+    model_version = serializers.CharField(max_length=80)
+    mapping = serializers.FileField(required=False)
+    preset = serializers.ChoiceField(choices=PRESETS, required=False)
+
+
+class LabelStudioImportSerializer(StrictSerializer):
+    file = serializers.FileField(help_text="A Label Studio JSON export (a list of tasks).")
+    mapping = serializers.FileField(required=False)
+
+
+def _save(upload, folder: Path, name: str) -> Path:
+    suffix = "".join(Path(upload.name or "").suffixes[-2:]).lower()[:12]
+    path = folder / f"{name}{suffix}"
+    with path.open("wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
+
+
+def _refused(exc: InteropError) -> ValidationError:
+    return ValidationError({"detail": exc.problems})
+
+
+class _InteropView(ProjectScopedMixin, APIView):
+    project_roles = Role.ML_ENGINEER
+    parser_classes = [MultiPartParser, FormParser]
+
+    def _project(self) -> Project:
+        return Project.objects.select_related("taxonomy_version__taxonomy").get(pk=self.project.pk)
+
+    @staticmethod
+    def _tmp() -> tempfile.TemporaryDirectory:
+        Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=settings.MEDIA_ROOT)
+
+
+class CorpusImportView(_InteropView):
+    @extend_schema(
+        request=CorpusImportSerializer,
+        responses={
+            202: inline_serializer(
+                "CorpusImportResult",
+                {
+                    "labels": serializers.IntegerField(),
+                    "dropped": serializers.IntegerField(),
+                    "existing_clips": serializers.IntegerField(),
+                    "new_files": serializers.IntegerField(),
+                    "annotations_written": serializers.IntegerField(),
+                    "batch": s.ImportBatchSerializer(allow_null=True),
+                },
+            )
+        },
+        description="Import a labelled corpus (ML engineer): checked here, ingested by workers.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        body = CorpusImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        project = self._project()
+        with self._tmp() as tmp:
+            folder = Path(tmp)
+            audio = _save(data["audio"], folder, "audio")
+            labels = _save(data["labels"], folder, "labels")
+            mapping_path = _save(data["mapping"], folder, "mapping") if "mapping" in data else None
+            try:
+                mapping = load_mapping(project, preset=data["preset"], mapping_path=mapping_path)
+                with audio_root(audio) as root:
+                    plan = plan_corpus(project, root, labels, mapping, origin=data["audio"].name)
+                    result = apply_plan(plan, signed_in(request.user))
+            except InteropError as exc:
+                raise _refused(exc) from exc
+        if result.batch is not None:
+            dispatch_batch(result.batch)
+        return Response(
+            {
+                "labels": result.labels,
+                "dropped": result.dropped,
+                "existing_clips": result.existing_clips,
+                "new_files": result.new_files,
+                "annotations_written": result.annotations_written,
+                "batch": s.ImportBatchSerializer(result.batch).data if result.batch else None,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class PredictionImportView(_InteropView):
+    @extend_schema(
+        request=PredictionImportSerializer,
+        responses={
+            201: inline_serializer(
+                "PredictionImportResult",
+                {
+                    "rows": serializers.IntegerField(),
+                    "created": serializers.IntegerField(),
+                    "unchanged": serializers.IntegerField(),
+                },
+            )
+        },
+        description="Import an external model's predictions as weak labels (ML engineer).",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        body = PredictionImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        project = self._project()
+        with self._tmp() as tmp:
+            folder = Path(tmp)
+            upload = data["file"]
+            path = folder / Path(upload.name or "predictions.csv").name
+            with path.open("wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+            mapping_path = _save(data["mapping"], folder, "mapping") if "mapping" in data else None
+            try:
+                mapping = load_mapping(
+                    project, preset=data.get("preset"), mapping_path=mapping_path
+                )
+                planned = plan_predictions(
+                    project, path, mapping, data["model"], data["model_version"]
+                )
+                result = apply_predictions(project, planned, signed_in(request.user))
+            except InteropError as exc:
+                raise _refused(exc) from exc
+        return Response(
+            {"rows": result.rows, "created": result.created, "unchanged": result.unchanged},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class LabelStudioImportView(_InteropView):
+    @extend_schema(
+        request=LabelStudioImportSerializer,
+        responses={
+            201: inline_serializer(
+                "LabelStudioImportResult",
+                {
+                    "tasks": serializers.IntegerField(),
+                    "labels": serializers.IntegerField(),
+                    "annotations_written": serializers.IntegerField(),
+                },
+            )
+        },
+        description="Import a Label Studio export onto the project's clips (ML engineer).",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        body = LabelStudioImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        project = self._project()
+        with self._tmp() as tmp:
+            folder = Path(tmp)
+            path = _save(data["file"], folder, "export")
+            mapping_path = _save(data["mapping"], folder, "mapping") if "mapping" in data else None
+            try:
+                mapping = load_mapping(project, mapping_path=mapping_path)
+                plan = plan_labelstudio(project, path, mapping)
+                result = apply_labelstudio(project, mapping, *plan, user=signed_in(request.user))
+            except InteropError as exc:
+                raise _refused(exc) from exc
+        return Response(
+            {
+                "tasks": result.tasks,
+                "labels": result.labels,
+                "annotations_written": result.annotations_written,
+            },
+            status=status.HTTP_201_CREATED,
+        )
