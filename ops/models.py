@@ -52,3 +52,18 @@ class BeatRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} @ {self.last_started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last heartbeat of each Celery worker (written by the worker at most every
+    `HEARTBEAT_WRITE_SECONDS`, ops.signals); /readyz wants one recent enough.
+
+    In the database rather than the cache: the web process and every worker agree on it
+    whatever their cache settings, and a dead worker's last heartbeat stays visible.
+    """
+
+    hostname = models.CharField(max_length=200, unique=True)
+    last_seen = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.hostname} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"

@@ -82,7 +82,7 @@ def test_a_new_taxonomy_version_and_the_project_switch_are_recorded(client_for, 
     assert event.actor == engineer
     assert event.project == project
     assert event.target_type == "labelling.taxonomyversion"
-    assert event.details["previous"] == 1 and event.details["number"] == 2
+    assert (event.details["previous"], event.details["number"]) == (1, 2)
     assert event.details["dropped"] == ["calm"]
 
 

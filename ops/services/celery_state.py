@@ -13,26 +13,37 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count
 from django.utils import timezone
 
 from emoloop.celery import app
-from ops.models import BeatRun, TaskFailure
+from ops.models import BeatRun, TaskFailure, WorkerHeartbeat
 
-HEARTBEAT_KEY = "ops:worker-heartbeat"
-# kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+# A worker's heartbeat fires every 2 s; it is written at most this often per worker.
+HEARTBEAT_WRITE_SECONDS = 5.0
+_last_written: dict[str, float] = {}
 
 
 def note_heartbeat(hostname: str) -> None:
-    """Called in the worker every heartbeat (2 s): the newest heartbeat of any worker."""
-    cache.set(HEARTBEAT_KEY, {"hostname": hostname, "at": time.time()}, timeout=3600)
+    """Called in the worker at every heartbeat; writes the worker's row when it is due."""
+    now = time.monotonic()
+    if now - _last_written.get(hostname, float("-inf")) < HEARTBEAT_WRITE_SECONDS:
+        return
+    WorkerHeartbeat.objects.bulk_create(
+        [WorkerHeartbeat(hostname=hostname[:200], last_seen=timezone.now())],
+        update_conflicts=True,
+        unique_fields=["hostname"],
+        update_fields=["last_seen"],
+    )
+    _last_written[hostname] = now
 
 
 def last_heartbeat() -> dict[str, Any] | None:
-    value = cache.get(HEARTBEAT_KEY)
-    return value if isinstance(value, dict) and "at" in value else None
+    """The newest heartbeat of any worker: hostname and `at` (a Unix time)."""
+    row = WorkerHeartbeat.objects.order_by("-last_seen").first()
+    if row is None:
+        return None
+    return {"hostname": row.hostname, "at": row.last_seen.timestamp()}
 
 
 def queue_names() -> list[str]:
