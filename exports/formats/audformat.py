@@ -39,6 +39,7 @@ and raters (one pass over the tables first), then one row at a time.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,12 +86,24 @@ def _scalar(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+# A key written as it is (else JSON-quoted): letters, digits, "_", "." and "-", not starting
+# with a digit or "-", and not a word YAML 1.1 reads as a boolean or null.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+
+def _key(key: str) -> str:
+    plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS
+    return key if plain else _scalar(key)
+
+
 def yaml_text(data: dict[str, Any], indent: str = "") -> str:
     """Block-style YAML for nested dicts of scalars and lists of scalars (flow style);
-    keys in the order given. Deterministic for the same input."""
+    keys in the order given, plain where safe; string values always JSON-quoted.
+    Deterministic for the same input."""
     lines: list[str] = []
     for key, value in data.items():
-        name = _scalar(key)
+        name = _key(key)
         if isinstance(value, dict):
             if value:
                 lines.append(f"{indent}{name}:")
@@ -153,11 +166,15 @@ def _emotion_columns(
 
 def header(native: NativeVersion, keys: dict[str, list[str]], raters: list[str]) -> str:
     """The db.yaml text."""
-    ratings_columns = {
-        column: {"scheme_id": _ring_scheme(column, keys) if column in RINGS else column}
-        for column in RATING_COLUMNS
-        if column != "file"
-    }
+    # `file` is a plain column here (a misc table has no file index): no scheme.
+    ratings_columns: dict[str, Any] = {"file": {}}
+    ratings_columns.update(
+        {
+            column: {"scheme_id": _ring_scheme(column, keys) if column in RINGS else column}
+            for column in RATING_COLUMNS
+            if column != "file"
+        }
+    )
     tables: dict[str, Any] = {
         "files": {"type": "filewise", "media_id": "audio", "columns": {
             column: {"scheme_id": column} for column in FILE_COLUMNS

@@ -12,14 +12,15 @@ import pytest
 from exports.core.archive import verify_sha256sums
 from exports.formats import materialise
 from exports.formats.labelstudio import config_xml, iter_tasks, read_labelstudio
-from tests.exports.native_fixture import contents, jsonl, native_version
+from tests.exports.native_fixture import contents, jsonl, native_copy
 
+# The database is only used to build the session's native version, once (native_fixture).
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def native(project, annotator, second_annotator, engineer) -> Path:
-    return native_version(project, [annotator, second_annotator], engineer)
+def native(request, tmp_path) -> Path:
+    return native_copy(request, tmp_path)
 
 
 def _deepest(row: dict) -> str | None:
