@@ -131,7 +131,8 @@ def test_the_models_page_shows_the_curve_the_versions_and_a_warning_for_small_te
 
     # The learning curve: one point per version, at its number of labels.
     assert html.count('class="dot line-a"') == 2
-    assert "UAR: 0.410 at 40" in html and "UAR: 0.550 at 120" in html
+    assert "UAR: 0.410 at 40" in html
+    assert "UAR: 0.550 at 120" in html
     rows = re.findall(r'<tr data-version="(\d)"( class="untrusted")?', html)
     assert rows == [("2", ""), ("1", ' class="untrusted"')]
     # The active version is shown by default, with its plots and no warning.
@@ -152,7 +153,7 @@ def test_two_versions_are_compared_side_by_side(project, engineer):
     table = html[html.index('id="comparison"') :]
     assert re.search(r"UAR \(core ring\)</th><td>0\.410</td><td>0\.550</td>", table)
     assert re.search(r"Labels</th><td>40\.000</td><td>120\.000</td>", table)
-    assert re.search(r"Recall: sad</th><td>–</td><td>–</td>", table)
+    assert re.search(r"Recall: sad</th><td>\u2013</td><td>\u2013</td>", table)
 
 
 @pytest.mark.parametrize(
@@ -181,8 +182,10 @@ def test_unavailable_feature_sets_are_not_offered_and_say_why(project, engineer)
     html = client_of(engineer).get(f"/projects/{project.slug}/models/").content.decode()
     select = html[html.index('id="feature-set"') : html.index("</select>")]
     offered = re.findall(r'<option value="(\w+)"', select)
-    assert "acoustic" in offered and "ssl" not in offered
-    assert 'data-feature-set="ssl"' in html and "EMOLOOP_SSL_CHECKPOINT" in html
+    assert "acoustic" in offered
+    assert "ssl" not in offered
+    assert 'data-feature-set="ssl"' in html
+    assert "EMOLOOP_SSL_CHECKPOINT" in html
 
 
 def _ranking(project, version):
@@ -214,7 +217,7 @@ def test_the_ranking_page_shows_the_batch_with_reasons_its_composition_and_the_u
     project, engineer
 ):
     version = _version(project, 1, labels=40, uar=0.4, test_n=40, speakers=["a", "b", "c"])
-    ranking, clips = _ranking(project, version)
+    _ranking_row, clips = _ranking(project, version)
 
     html = client_of(engineer).get(f"/projects/{project.slug}/ranking/").content.decode()
 
@@ -223,19 +226,21 @@ def test_the_ranking_page_shows_the_batch_with_reasons_its_composition_and_the_u
         (str(clips[5].pk), "1"),
         (str(clips[4].pk), "2"),
     ]
-    assert "sad (0.12)" in batch and "mad (0.30)" in batch
+    assert "sad (0.12)" in batch
+    assert "mad (0.30)" in batch
     assert "uncertain_kcenter: score 0.880; uncertainty by entropy" in batch
     assert "picked #1 for diversity among the top 20 candidates; model v1" in batch
     # Composition: the batch's predicted feelings against the pool's (3 mad, 3 sad).
     report = reports.ranking_report(project)
     assert report is not None
     assert report.composition["Predicted feeling"] == [("mad", 1, 0.5, 0.5), ("sad", 1, 0.5, 0.5)]
-    speakers = dict((v, (n, share)) for v, n, share, _pool in report.composition["Speaker"])
+    speakers = {v: (n, share) for v, n, share, _pool in report.composition["Speaker"]}
     assert speakers == {"s0": (1, 0.5), "s1": (1, 0.5)}
     # Uncertainty 1 - p: 0.05, 0.15, 0.45, 0.55, 0.7, 0.88 -> one clip in each of six bins.
     assert [n for _lo, _hi, n in report.histogram] == [1, 1, 0, 0, 1, 1, 0, 1, 1, 0]
     table = html[html.index('id="histogram"') :]
-    assert "<td>0.0–0.1</td><td>1</td>" in table and "<td>0.9–1.0</td><td>0</td>" in table
+    assert "<td>0.0\u20130.1</td><td>1</td>" in table
+    assert "<td>0.9\u20131.0</td><td>0</td>" in table
 
 
 def test_the_ranking_page_says_when_there_is_no_ranking(project, engineer):
