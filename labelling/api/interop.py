@@ -12,7 +12,7 @@ Studio export, uploaded into a project (labelling/services/interop/).
   --audio-dir).
 
 Annotators and reviewers get 403, non-members 404. Faults answer 400 with every problem
-and write nothing.
+(`errors.problems`) and write nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _save(upload, folder: Path, name: str) -> Path:
 
 
 def _refused(exc: InteropError) -> ValidationError:
-    return ValidationError({"detail": exc.problems})
+    return ValidationError({"problems": exc.problems})
 
 
 class _InteropView(ProjectScopedMixin, APIView):
