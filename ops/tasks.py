@@ -14,13 +14,13 @@ class ProbeFailed(RuntimeError):
     """Raised on purpose by the probe, to see a failure go through the real machinery."""
 
 
-@shared_task(acks_late=True, time_limit=1800)
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1740)
 def measure_storage() -> dict[str, Any]:
     """Measure MEDIA_ROOT's usage per top folder (kept in the cache for the page)."""
     return storage.measure()
 
 
-@shared_task(acks_late=True, time_limit=60)
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
 def probe(fail: bool = False, fail_once: str = "") -> str:
     """A task that fails on demand: always with `fail`, or only the first time it runs with a
     given `fail_once` key (so that a retry of the failure succeeds). Idempotent."""

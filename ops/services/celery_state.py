@@ -19,6 +19,8 @@ from django.utils import timezone
 from emoloop.celery import app
 from ops.models import BeatRun, TaskFailure, WorkerHeartbeat
 
+# kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 # A worker's heartbeat fires every 2 s; it is written at most this often per worker.
 HEARTBEAT_WRITE_SECONDS = 5.0
 _last_written: dict[str, float] = {}
