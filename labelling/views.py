@@ -46,7 +46,10 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         ordered = version.nodes.order_by("level", "order")
         if sees_statistics:
             ordered = ordered.annotate(
-                uses=Count("annotations", filter=Q(annotations__is_current=True))
+                uses=Count(
+                    "annotations",
+                    filter=Q(annotations__is_current=True, annotations__label_source="human"),
+                )
             )
         nodes = list(ordered)
     context["tree"] = _tree(nodes)
@@ -58,7 +61,8 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             speakers=Count("speaker_id", distinct=True),
         )
         context["labelled"] = (
-            Annotation.objects.filter(clip__project=project, is_current=True)
+            # The project's own labels: imported corpus labels are kept apart.
+            Annotation.objects.filter(clip__project=project, is_current=True, label_source="human")
             .values("clip")
             .distinct()
             .count()
