@@ -179,12 +179,14 @@ def plan_corpus(
         problems.append(f"{len(missing)} file(s) of the labels are missing: {_short(missing)}")
     if problems:
         raise InteropError(problems)
-    for row in plan.rows:
-        row.sha256 = _sha256(row.path)
+    for planned in plan.rows:
+        planned.sha256 = _sha256(planned.path)
     by_sha: dict[str, str] = {}
-    for row in plan.rows:
-        if by_sha.setdefault(row.sha256, row.node_key) != row.node_key:
-            problems.append(f"file {row.file!r} has the same audio as another with another label")
+    for planned in plan.rows:
+        if by_sha.setdefault(planned.sha256, planned.node_key) != planned.node_key:
+            problems.append(
+                f"file {planned.file!r} has the same audio as another with another label"
+            )
     if problems:
         raise InteropError(problems)
     plan.existing = dict(

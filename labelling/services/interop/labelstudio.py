@@ -157,10 +157,10 @@ def plan_labelstudio(
         for annotation in task.get("annotations") or []:
             if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
                 continue
-            for label in _labels_of(annotation)[:1]:
-                known, key = resolve(label)
+            for given in _labels_of(annotation)[:1]:
+                known, key = resolve(given)
                 if not known:
-                    unknown_labels.add(label)
+                    unknown_labels.add(given)
                 elif key is not None:
                     labels.append(
                         LabelStudioLabel(

@@ -132,6 +132,9 @@ def plan_predictions(
     """The weak labels a file gives, checked; unsaved. Raises InteropError on any fault."""
     if not model.strip() or not version.strip():
         raise InteropError("A model name and a model version are required.")
+    version_id = project.taxonomy_version_id
+    if version_id is None:
+        raise InteropError(f"Project {project.slug} has no taxonomy: assign one first.")
     rows = read_prediction_rows(path)
     resolve = _clip_resolver(project)
     problems: list[str] = []
@@ -187,7 +190,7 @@ def plan_predictions(
                 clip_id=clip_id,
                 model_name=model.strip(),
                 model_version=version.strip(),
-                taxonomy_version_id=project.taxonomy_version_id,
+                taxonomy_version_id=version_id,
                 probabilities=mapped,
                 top_node=mapping.nodes[top],
                 top_probability=mapped[top],
