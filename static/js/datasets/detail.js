@@ -6,6 +6,7 @@ import { byId, el, formatBytes, formatTime, formatValue } from "./dom.js";
 import { arrayView, datasheetView, humanise, MAX_ROWS } from "./tables.js";
 
 const DATASHEET = "datasheet.json";
+const MANIFEST = "SHA256SUMS";
 
 function fileUrl(base, path) {
   return `${base}files/${path.split("/").map(encodeURIComponent).join("/")}`;
@@ -36,6 +37,15 @@ function filesRows(base, files) {
       el("td", {}, el("a", { href: fileUrl(base, f.path), download: f.path.split("/").pop() }, f.path)),
       el("td", {}, formatBytes(f.size)),
       el("td", {}, el("code", { title: f.sha256 }, f.sha256.slice(0, 12))),
+    ),
+  );
+  // The manifest itself is served too, though it does not list itself.
+  rows.unshift(
+    el(
+      "tr",
+      {},
+      el("td", {}, el("a", { href: fileUrl(base, MANIFEST), download: MANIFEST }, MANIFEST)),
+      el("td", { colspan: 2, class: "muted" }, "the manifest: the SHA-256 of every file below"),
     ),
   );
   if (audio.length > MAX_ROWS) {
@@ -109,8 +119,10 @@ export class Detail {
 
   updateDownload() {
     if (!this.version) return;
-    const format = encodeURIComponent(byId("format").value);
-    byId("download").href = `${this.base()}download.zip?format=${format}`;
+    // The native layout is the zip's default; other formats are asked for by name.
+    const format = byId("format").value;
+    const query = format && format !== "native" ? `?format=${encodeURIComponent(format)}` : "";
+    byId("download").href = `${this.base()}download.zip${query}`;
   }
 
   /** The versions a ready one can be compared with. */

@@ -22,9 +22,10 @@ function progressCell(version) {
   return cell;
 }
 
+/** A ready version's clips: its last progress beat's total (unknown when none was kept). */
 function clipCount(version) {
   const total = (version.progress || {}).total;
-  return version.status === "ready" && typeof total === "number" ? String(total) : "–";
+  return version.status === "ready" && total > 0 ? String(total) : "–";
 }
 
 function row(version, onOpen) {
