@@ -29,8 +29,14 @@ from tests.exports.test_versions import GOLD, PLAN, _build, _label_everything, _
 
 
 def native_version(project: Project, annotators: list[User], engineer: User) -> Path:
-    """Label the project as test_versions' `labelled` fixture does (with a third annotator
-    made here) and return the folder of its first ready version."""
+    """Label the project (`label_project`) and return the folder of its first version."""
+    label_project(project, annotators)
+    return versions.folder_of(_build(project, engineer))
+
+
+def label_project(project: Project, annotators: list[User]) -> None:
+    """Label the project as test_versions' `labelled` fixture does, with a third annotator
+    made here."""
     carl = make_user("carl")
     Membership.objects.create(user=carl, project=project, role=Role.ANNOTATOR)
     users = [*annotators, carl]
@@ -52,7 +58,6 @@ def native_version(project: Project, annotators: list[User], engineer: User) -> 
     project.gold_rate = 0.0
     project.save()
     _label_everything(project, users, plan)
-    return versions.folder_of(_build(project, engineer))
 
 
 _BUILT = pytest.StashKey[Path]()
