@@ -27,8 +27,8 @@ from review.tasks import fresh_snapshot
 class _ReviewerView(ProjectScopedMixin, APIView):
     project_roles = Role.REVIEWER
 
-    def figures(self, queue: bool = False) -> tuple[Any, dict[str, Any]]:
-        snapshot, freshness = fresh_snapshot(self.project, queue=queue)
+    def figures(self, *parts: str) -> tuple[Any, dict[str, Any]]:
+        snapshot, freshness = fresh_snapshot(self.project, parts or ("figures",))
         meta = {
             "computed_at": freshness.computed_at,
             "stale": freshness.stale,
@@ -68,8 +68,8 @@ class AgreementView(_ReviewerView):
     @extend_schema(responses={200: s.AgreementSerializer})
     def get(self, request: Request, slug: str) -> Response:
         """Krippendorff's alpha per ring and class, the rater matrix, confused pairs."""
-        snapshot, meta = self.figures()
-        found = (snapshot.figures if snapshot else {}).get("agreement") or {
+        snapshot, meta = self.figures("agreement")
+        found = (snapshot.agreement if snapshot else None) or {
             "rings": [],
             "matrix": {"raters": [], "cells": []},
             "confused": [],
@@ -92,7 +92,7 @@ class ReviewQueueView(_ReviewerView):
         reason = request.query_params.get("reason", "")
         if reason and reason not in presentation.REASONS:
             raise ValidationError({"reason": [f"one of {', '.join(presentation.REASONS)}"]})
-        snapshot, _meta = self.figures(queue=True)
+        snapshot, _meta = self.figures("review_queue")
         pending = presentation.pending(snapshot, self.project, reason)
         paginator = Pagination()
         page = paginator.paginate_queryset(pending, request, view=self) or []

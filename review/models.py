@@ -51,7 +51,8 @@ class Adjudication(models.Model):
 
 class QualitySnapshot(models.Model):
     """The quality figures of one project as of `computed_at` (JSON, see
-    review.services.quality), and its review queue (kept apart: it can be long)."""
+    review.services.quality): per annotator, agreement, and the review queue, each in its
+    own column so a page decodes only what it shows."""
 
     project = models.OneToOneField(
         Project, on_delete=models.CASCADE, related_name="quality_snapshot"
@@ -60,6 +61,7 @@ class QualitySnapshot(models.Model):
     last_annotation_id = models.BigIntegerField(default=0)
     seconds = models.FloatField(default=0.0, help_text="How long the computation took.")
     figures = models.JSONField(default=dict)
+    agreement = models.JSONField(default=dict)
     review_queue = models.JSONField(default=list)
 
     def __str__(self) -> str:

@@ -35,14 +35,14 @@ def _lock_key(project_id: int) -> str:
 
 
 def fresh_snapshot(
-    project: Project, *, queue: bool = False
+    project: Project, parts: tuple[str, ...] = ("figures",)
 ) -> tuple[QualitySnapshot | None, snapshots.Freshness]:
     """The project's snapshot, recomputed here when it is missing or stale and the project
     is small (SYNC_LIMIT labels), else the stored one while a task recomputes it.
 
     A broker that is down is said on the page (`refreshing` False, `stale` True); the
     stored figures are still shown."""
-    snapshot, stale = snapshots.current(project, queue=queue)
+    snapshot, stale = snapshots.current(project, parts)
     refreshing = False
     if stale:
         if snapshots.human_label_count(project) <= snapshots.SYNC_LIMIT:

@@ -35,9 +35,9 @@ def _reviewer_project(request: HttpRequest, slug: str) -> Project:
     return project
 
 
-def _context(project: Project, queue: bool = False) -> dict[str, Any]:
-    snapshot, freshness = fresh_snapshot(project, queue=queue)
-    figures = snapshot.figures if snapshot else {}
+def _context(project: Project, parts: tuple[str, ...] = ("figures",)) -> dict[str, Any]:
+    snapshot, freshness = fresh_snapshot(project, parts)
+    figures = snapshot.figures if snapshot and "figures" in parts else {}
     return {
         "project": project,
         "snapshot": snapshot,
@@ -61,14 +61,14 @@ def annotators(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def annotator(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
     project = _reviewer_project(request, slug)
-    context = _context(project)
+    context = _context(project, ("figures", "agreement"))
     entry = next((a for a in context["figures"].get("annotators", []) if a["id"] == user_id), None)
     if entry is None:
         raise Http404
     context["row"] = presentation.annotator_row(entry)
     context["weeks"] = presentation.weeks(entry["weeks"])
     context["sparkline"] = presentation.sparkline([w["consensus_share"] for w in entry["weeks"]])
-    context["co_raters"] = presentation.co_raters(context["figures"].get("agreement", {}), user_id)
+    context["co_raters"] = presentation.co_raters(context["snapshot"].agreement, user_id)
     context["recent"] = presentation.recent_labels(project, user_id)
     return render(request, "review/annotator.html", context)
 
@@ -77,8 +77,8 @@ def annotator(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
 @require_GET
 def agreement(request: HttpRequest, slug: str) -> HttpResponse:
     project = _reviewer_project(request, slug)
-    context = _context(project)
-    found = context["figures"].get("agreement", {})
+    context = _context(project, ("agreement",))
+    found = context["snapshot"].agreement if context["snapshot"] else {}
     context["rings"] = presentation.rings(found.get("rings", []))
     context["matrix"] = presentation.matrix(found.get("matrix", {"raters": [], "cells": []}))
     context["confused"] = found.get("confused", [])
@@ -90,7 +90,7 @@ def agreement(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
     project = _reviewer_project(request, slug)
-    context = _context(project, queue=True)
+    context = _context(project, ("review_queue",))
     reason = request.GET.get("reason", "")
     if reason not in ("", *presentation.REASONS):
         reason = ""

@@ -46,6 +46,10 @@ from exports.core.agreement import (
 )
 
 RINGS = (0, 1, 2)
+# Alpha per class is exports.core's one-vs-rest, one pass over the clips per class: at the
+# tertiary ring (72 classes) that is minutes on a big project, so the core and secondary
+# rings only (docs/console.md).
+PER_CLASS_RINGS = (0, 1)
 CONFUSED_PAIRS = 25
 DRIFT_WEEKS = 12
 
@@ -230,7 +234,9 @@ def agreement_figures(rows: list[LabelRow], usernames: Mapping[int, str]) -> dic
                 "alpha": krippendorff_alpha(ratings),
                 "per_class": [
                     {"label": label, "alpha": alpha}
-                    for label, alpha in alpha_per_class(ratings).items()
+                    for label, alpha in (
+                        alpha_per_class(ratings) if ring in PER_CLASS_RINGS else {}
+                    ).items()
                 ],
             }
         )

@@ -78,10 +78,10 @@ def compute(project: Project) -> QualitySnapshot:
     usernames = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
     figures = {
         "annotators": quality.annotator_figures(rows, gold, usernames),
-        "agreement": quality.agreement_figures(rows, usernames),
         "labels": sum(1 for row in rows if row.key is not None),
         "clips": len({row.clip for row in rows}),
     }
+    agreement = quality.agreement_figures(rows, usernames)
     queue = quality.review_queue(rows, gold, project.agreement_target)
     with transaction.atomic():
         snapshot, _ = QualitySnapshot.objects.update_or_create(
@@ -91,6 +91,7 @@ def compute(project: Project) -> QualitySnapshot:
                 "last_annotation_id": marker,
                 "seconds": time.monotonic() - started,
                 "figures": figures,
+                "agreement": agreement,
                 "review_queue": queue,
             },
         )
@@ -114,13 +115,17 @@ class Freshness:
     seconds: float | None
 
 
-def current(project: Project, *, queue: bool = False) -> tuple[QualitySnapshot | None, bool]:
-    """The stored snapshot (without the review queue unless asked) and whether it is stale.
+PARTS = ("figures", "agreement", "review_queue")
 
-    The figures column is read only when needed: `queue=True` loads the queue too."""
-    fields = ["computed_at", "last_annotation_id", "seconds", "figures"]
-    if queue:
-        fields.append("review_queue")
+
+def current(
+    project: Project, parts: tuple[str, ...] = ("figures",)
+) -> tuple[QualitySnapshot | None, bool]:
+    """The stored snapshot with only the JSON `parts` loaded (the others are deferred), and
+    whether it is stale (or missing)."""
+    if any(part not in PARTS for part in parts):
+        raise ValueError(f"parts must be among {PARTS}")
+    fields = ["computed_at", "last_annotation_id", "seconds", *parts]
     snapshot = QualitySnapshot.objects.filter(project=project).only(*fields).first()
     if snapshot is None:
         return None, True

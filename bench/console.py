@@ -1,0 +1,223 @@
+"""The quality pages at scale: GET the annotators and agreement pages of a project with
+100,000 clips, 300,000 human annotations and 50 annotators, as a signed-in reviewer.
+
+The bench creates its own PostgreSQL database (default `emoloop_bench_console` on the server
+of DATABASE_URL, else 127.0.0.1:5432 as user postgres), migrates it, fills it with COPY
+(bench/export_data.py, the dataset bench's synthetic project: three labels per clip at every
+ring of the Willcox wheel, skips, unsure labels, gold clips) and drops it at the end.
+
+The pages read the project's quality snapshot (review.services.snapshots): the bench
+computes it once, as the Celery task does after labels change, and reports how long that
+took (`snapshot_s`). Then each page is loaded through Django's test client (the whole
+request: middleware, session, access check, freshness check, template), a few warm-up loads
+and `--loads` timed ones; p50/p95/max per page. Also timed (not in the headline): one
+annotator's page and the review queue. The project overview page (issue 11's ML-engineer
+room) is not timed here yet.
+
+    make bench-console     # or: python bench/console.py [--clips N] [--annotations N] [--loads N]
+
+Writes bench/results/console.json. The last line printed is
+
+    annotators_p95_ms=... agreement_p95_ms=... clips=100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SLUG = "bench-console"
+TARGET_MS = 300
+WARMUP = 3
+
+
+def database_urls(name: str) -> tuple[str, str]:
+    """(the bench database's URL, the server's maintenance database URL)."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith("postgres"):
+        base = "postgres://postgres@127.0.0.1:5432/postgres"
+    parts = urlsplit(base)
+    return (
+        urlunsplit(parts._replace(path=f"/{name}")),
+        urlunsplit(parts._replace(path="/postgres")),
+    )
+
+
+def admin(url: str, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+def setup_django() -> None:
+    # Run as a script, Python puts bench/ first on the import path: the repository's
+    # packages come from its root.
+    sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoloop.settings")
+    os.environ.setdefault("EMOLOOP_DEV", "true")
+    import django
+
+    django.setup()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, linear interpolation (numpy's default)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def time_page(client: Any, url: str, loads: int) -> dict[str, Any]:
+    for _ in range(WARMUP):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise SystemExit(f"GET {url} answered {response.status_code}")
+    timings = []
+    for _ in range(loads):
+        started = time.perf_counter()
+        response = client.get(url)
+        timings.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"GET {url} answered {response.status_code}")
+    return {
+        "url": url,
+        "loads": loads,
+        "bytes": len(response.content),
+        "p50_ms": round(statistics.median(timings), 1),
+        "p95_ms": round(percentile(timings, 95), 1),
+        "max_ms": round(max(timings), 1),
+    }
+
+
+def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, Any]:
+    setup_django()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from bench import export_data
+    from labelling.models import Annotation, Membership, Project, Role
+    from review.services import snapshots
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    project = Project.objects.filter(slug=SLUG).first()
+    if project is None or fresh:
+        project = export_data.populate(
+            SLUG, args.clips, args.annotations, args.annotators, args.speakers, args.seed
+        )
+    populate_s = time.perf_counter() - started
+    reviewer, _ = get_user_model().objects.get_or_create(username=f"{SLUG}-reviewer")
+    Membership.objects.get_or_create(user=reviewer, project=project, role=Role.REVIEWER)
+
+    started = time.perf_counter()
+    snapshot = snapshots.compute(project)
+    snapshot_s = time.perf_counter() - started
+    print(f"snapshot computed in {snapshot_s:.1f} s", file=sys.stderr)
+
+    client = Client(HTTP_HOST="127.0.0.1")  # an ALLOWED_HOSTS name in every setting
+    client.force_login(reviewer)
+    annotator = snapshot.figures["annotators"][0]["id"]
+    pages = {
+        "annotators": f"/projects/{SLUG}/quality/",
+        "agreement": f"/projects/{SLUG}/quality/agreement/",
+        "annotator": f"/projects/{SLUG}/quality/annotators/{annotator}/",
+        "review": f"/projects/{SLUG}/review/",
+    }
+    timed = {}
+    for name, url in pages.items():
+        timed[name] = time_page(client, url, args.loads)
+        print(f"{name}: {timed[name]}", file=sys.stderr)
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "clips": project.clips.count(),
+        "annotations": Annotation.objects.filter(clip__project=project).count(),
+        "annotators": args.annotators,
+        "populate_s": round(populate_s, 1),
+        "snapshot_s": round(snapshot_s, 1),
+        "snapshot_bytes": len(json.dumps(snapshot.figures)),
+        "review_queue": len(snapshot.review_queue),
+        "pages": timed,
+        "target_ms": TARGET_MS,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=100_000)
+    parser.add_argument("--annotations", type=int, default=300_000)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--speakers", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loads", type=int, default=20, help="Timed loads per page.")
+    parser.add_argument("--database", default="emoloop_bench_console",
+                        help="Created and dropped by the bench (its own; never an existing one "
+                        "unless --reuse-db).")  # fmt: skip
+    parser.add_argument("--reuse-db", action="store_true",
+                        help="Keep the database afterwards and reuse a populated one.")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RESULTS / "console.json")
+    args = parser.parse_args()
+
+    url, maintenance = database_urls(args.database)
+    scratch = Path(tempfile.mkdtemp(prefix="emoloop-bench-console-"))
+    os.environ.update({
+        "DATABASE_URL": url, "MEDIA_ROOT": str(scratch / "media"),
+        "EMOLOOP_DATA_DIR": str(scratch / "data"), "DATABASE_CONN_MAX_AGE": "0",
+    })  # fmt: skip
+    created = False
+    try:
+        if not args.reuse_db:
+            admin(maintenance, f'DROP DATABASE IF EXISTS "{args.database}"')
+        try:
+            admin(maintenance, f'CREATE DATABASE "{args.database}"')
+            created = True
+        except Exception as exc:  # psycopg2.errors.DuplicateDatabase with --reuse-db
+            if not args.reuse_db:
+                raise
+            print(f"reusing database {args.database} ({type(exc).__name__})", file=sys.stderr)
+        run = measure(args, scratch, fresh=created)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.reuse_db:
+            from django.apps import apps
+
+            if apps.ready:
+                from django.db import connections
+
+                connections.close_all()
+            admin(maintenance, f'DROP DATABASE IF EXISTS "{args.database}"')
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(run, indent=2) + "\n")
+    pages = run["pages"]
+    print(
+        f"annotators_p95_ms={pages['annotators']['p95_ms']:.0f} "
+        f"agreement_p95_ms={pages['agreement']['p95_ms']:.0f} clips={run['clips']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
