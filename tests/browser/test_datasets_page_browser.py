@@ -112,8 +112,8 @@ def test_an_engineer_creates_watches_opens_and_downloads_a_version(
     assert version.created_by == engineer
     expect(row).to_contain_text("emil")
     # The clips column reads the ready version's progress total, which exports.services.build
-    # does not keep yet when the build runs in the worker (it shows "–" until then).
-    expect(row.locator("td").nth(4)).to_have_text(re.compile(r"^(4|–)$"))
+    # does not keep yet when the build runs in the worker (it shows an en dash until then).
+    expect(row.locator("td").nth(4)).to_have_text(re.compile("^(4|\u2013)$"))
     expect(row.locator("code")).to_have_text(version.manifest_sha256[:12])
 
     # The page showed the build's progress and polled the detail until it was ready.
