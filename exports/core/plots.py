@@ -15,16 +15,20 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 COVERAGE = ("gender", "age_band", "language", "channel")
-DPI = 100
+DPI = 80
 PNG_METADATA: dict[str, str | None] = {"Software": None}
+
+
+# Class balance is drawn for the core ring only: the finer rings have up to 72 classes
+# (Willcox), which make an unreadable bar chart and cost a second each; their counts per
+# split are tables in datasheet.md.
+BALANCE_RINGS = ("core",)
 
 
 def names(rings: list[str]) -> list[str]:
     """The plot files a datasheet with these rings has (relative to the version folder)."""
-    return sorted(
-        [f"plots/class_balance_{ring}.png" for ring in rings]
-        + ["plots/coverage.png", "plots/agreement.png"]
-    )
+    balance = [f"plots/class_balance_{ring}.png" for ring in rings if ring in BALANCE_RINGS]
+    return sorted([*balance, "plots/coverage.png", "plots/agreement.png"])
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -59,7 +63,7 @@ def class_balance(splits: dict[str, Any], ring: str, path: Path) -> None:
     _grouped_bars(axes, labels, series)
     axes.set_ylabel("share of the split's clips")
     axes.set_title(f"Class balance per split, {ring} ring")
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.1, right=0.97, top=0.9, bottom=0.3)
     _save(figure, path)
 
 
@@ -80,30 +84,36 @@ def coverage(splits: dict[str, Any], path: Path) -> None:
     cells[5].bar(names_, [splits[s]["duration_s"] for s in names_])
     cells[5].set_title("duration (s)", fontsize=9)
     figure.suptitle("Coverage per split")
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.06, right=0.98, top=0.9, bottom=0.15, hspace=0.6, wspace=0.25)
     _save(figure, path)
 
 
 def agreement(figures: dict[str, Any], path: Path) -> None:
-    """Per ring: alpha per class (one-vs-rest) as bars, overall alpha as a line; an
-    undefined alpha is drawn as nothing and said in the title."""
+    """Left: overall alpha per ring (an undefined alpha is drawn as no bar and labelled
+    "n/a"). Right: alpha per class (one-vs-rest) at the core ring, overall alpha dashed.
+    The finer rings' per-class alphas are in datasheet.md and agreement.json."""
     rings = list(figures)
-    figure = Figure(figsize=(10.0, 3.2 * max(len(rings), 1)))
-    axes_list = figure.subplots(max(len(rings), 1), 1, squeeze=False)
-    for (axes,), ring in zip(axes_list, rings, strict=False):
-        per_class = figures[ring]["alpha_per_class"]
-        labels = sorted(per_class)
-        values = [per_class[k] if per_class[k] is not None else 0.0 for k in labels]
-        axes.bar(range(len(labels)), values)
-        axes.set_xticks(range(len(labels)))
-        axes.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-        alpha = figures[ring]["alpha"]
-        if alpha is not None:
-            axes.axhline(alpha, color="black", linestyle="--", linewidth=1)
-        axes.set_ylim(min(-0.2, *values) if values else -0.2, 1.0)
-        axes.set_title(f"{ring}: alpha {alpha if alpha is not None else 'undefined'}", fontsize=9)
-    figure.suptitle("Krippendorff's alpha per ring (bars: per class; dashed: overall)")
-    figure.tight_layout()
+    figure = Figure(figsize=(11.0, 4.0))
+    left, right = figure.subplots(1, 2, width_ratios=[1, 3])
+    overall = [figures[ring]["alpha"] for ring in rings]
+    left.bar(rings, [a if a is not None else 0.0 for a in overall])
+    for index, alpha in enumerate(overall):
+        left.text(index, 0.02, "n/a" if alpha is None else f"{alpha:.3f}", ha="center", fontsize=8)
+    left.set_ylim(-0.2, 1.0)
+    left.set_title("alpha per ring", fontsize=9)
+    if rings:
+        core = figures[rings[0]]
+        labels = sorted(core["alpha_per_class"])
+        values = [core["alpha_per_class"][k] or 0.0 for k in labels]
+        right.bar(range(len(labels)), values)
+        right.set_xticks(range(len(labels)))
+        right.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+        if core["alpha"] is not None:
+            right.axhline(core["alpha"], color="black", linestyle="--", linewidth=1)
+        right.set_ylim(min(-0.2, *values) if values else -0.2, 1.0)
+        right.set_title(f"{rings[0]} ring: alpha per class (dashed: overall)", fontsize=9)
+    figure.suptitle("Krippendorff's alpha (nominal, human raters)")
+    figure.subplots_adjust(left=0.06, right=0.98, top=0.85, bottom=0.25, wspace=0.2)
     _save(figure, path)
 
 
@@ -112,6 +122,7 @@ def write_all(folder: Path, data: dict[str, Any]) -> None:
     folder.mkdir(exist_ok=True)
     splits = data["composition"]["splits"]
     for ring in data["agreement"]:
-        class_balance(splits, ring, folder / f"class_balance_{ring}.png")
+        if ring in BALANCE_RINGS:
+            class_balance(splits, ring, folder / f"class_balance_{ring}.png")
     coverage(splits, folder / "coverage.png")
     agreement(data["agreement"], folder / "agreement.png")

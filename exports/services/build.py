@@ -1,13 +1,23 @@
 """Building a dataset version's folder in the native layout (docs/datasets.md, v1).
 
 Rows are streamed from the database in primary-key order (`.iterator(chunk_size=…)`) and
-written with `exports.core.archive`'s writers; only the ratings (clip, rater, label per ring)
-and one small tuple per clip are kept in memory for aggregation and splits. The folder is
-written under a temporary name and renamed into place when complete, SHA256SUMS last.
+written with `exports.core.archive`'s writers (the JSONL twin of each table is replayed from
+a pickled spool, not from memory); only the human ratings (clip, rater, label per ring) and
+one small tuple per clip are kept in memory for aggregation, splits and the datasheet. The
+folder is written under a temporary name and renamed into place when complete, SHA256SUMS
+last.
 
-What a version contains is fixed by its row: labels and clips created after the version's
-`created_at` are left out, so rebuilding it later (for verification, `rebuild_into`) gives
-the same bytes as long as no label was changed or deleted since.
+What a version contains is fixed by its row: labels, clips, weak labels and rankings
+created after the version's `created_at` are left out, and labels are mapped onto the
+version's own taxonomy version (`exports.services.labels`), so rebuilding it later (for
+verification, `rebuild_into`) gives the same bytes as long as no label was changed or
+deleted since. Corpus labels (`label_source` "corpus") are exported in `annotations` under
+their rater's name and count in no aggregate, agreement or gold figure.
+
+`options["audio"]`: "copy" writes `audio/<clip_id>.wav` and its SHA-256; "reference" writes
+no audio: `file_name` and `sha256` are empty and `audio_uri` is the canonical file's storage
+name (relative to MEDIA_ROOT). `original_sha256` (the stored `Clip.sha256`, the hash of the
+file as uploaded, or of a segment's WAV cut from its recording) is there in both modes.
 """
 
 from __future__ import annotations
@@ -260,12 +270,6 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
 
     _table(folder, "weak_labels", labels.WEAK_LABEL_COLUMNS, labels.weak_label_rows(version, clips))
 
-    progress("lineage", 0, total)
-    summary = lineage.LineageSummary()
-    selections = lineage.lineage_rows(version, clips, summary)
-    _table(folder, "lineage", lineage.LINEAGE_COLUMNS, selections)
-    version.lineage = summary.as_json(total)
-
     progress("splits", 0, total)
     split_input = [
         SplitClip(
@@ -318,6 +322,12 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
 
     _table(folder, "clips", CLIP_COLUMNS, clip_rows())
     progress("clips", total, total)
+
+    progress("lineage", 0, total)
+    summary = lineage.LineageSummary()
+    selections = lineage.lineage_rows(version, clips, summary)
+    _table(folder, "lineage", lineage.LINEAGE_COLUMNS, selections)
+    version.lineage = summary.as_json(total)
 
     taxonomy = version.taxonomy_version
     _write_json(folder / "version.json", {

@@ -199,7 +199,8 @@ def _markdown(data: dict[str, Any]) -> str:
             [[label, *(r["classes"][ring].get(label, 0) for r in splits.values())]
              for label in labels],
         )  # fmt: skip
-        lines += ["", f"![class balance, {ring} ring](plots/class_balance_{ring}.png)"]
+        if ring in plots.BALANCE_RINGS:
+            lines += ["", f"![class balance, {ring} ring](plots/class_balance_{ring}.png)"]
     lines += ["", "### Coverage per split", ""]
     for facet in COVERAGE:
         values = sorted({v for r in splits.values() for v in r[facet]})
