@@ -3,6 +3,8 @@ can be retried once; a killed worker goes missing; only instance admins get in."
 
 from __future__ import annotations
 
+import uuid
+
 import os
 import subprocess
 import sys
@@ -33,12 +35,13 @@ def test_only_instance_admins_see_operations(client, client_for, annotator, proj
 @pytest.mark.celery
 def test_a_failed_task_shows_its_error_and_a_retry_runs_it_again_once(client_for, staff, worker):
     api = client_for(staff)
-    sent = probe.delay(fail_once="retry-me")
+    key = f"retry-me-{uuid.uuid4().hex[:8]}"  # fails once per key, ever
+    sent = probe.delay(fail_once=key)
     wait_until(lambda: TaskFailure.objects.filter(task_id=sent.id).exists(), timeout=30)
 
     failure = TaskFailure.objects.get(task_id=sent.id)
     assert failure.task_name == "ops.tasks.probe"
-    assert failure.exception == "ProbeFailed: probe 'retry-me' failed on purpose (first run)"
+    assert failure.exception == f"ProbeFailed: probe '{key}' failed on purpose (first run)"
     assert "raise ProbeFailed" in failure.traceback
     assert failure.queue == "default"
     overview = api.get("/api/ops/overview/").json()
