@@ -3,11 +3,10 @@ can be retried once; a killed worker goes missing; only instance admins get in."
 
 from __future__ import annotations
 
-import uuid
-
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from django.conf import settings
