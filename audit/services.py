@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from audit.context import current_request
 from audit.models import AuditEvent
@@ -93,11 +93,13 @@ def record(
 
 
 def is_instance_admin(user: access.AnyUser) -> bool:
+    """Active staff or superuser: the instance's operators (docs/security.md)."""
     return bool(user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
 
 
 def readable_projects(user: access.AnyUser) -> QuerySet[Project]:
-    """The projects whose events `user` may read as a project admin."""
+    """The projects whose events `user` may read: those they administer (every project for
+    a superuser)."""
     return access.projects_where(user, Role.ADMIN)
 
 
@@ -107,11 +109,20 @@ def may_read(user: access.AnyUser) -> bool:
 
 
 def events_for(user: access.AnyUser) -> QuerySet[AuditEvent]:
-    """The events `user` may read, newest first (none for anyone else)."""
+    """The events `user` may read, newest first.
+
+    A superuser reads every event. Staff are not members of every project
+    (docs/security.md), so like any project admin they read the events of the projects they
+    administer; staff also read the instance-wide events (no project: task retries, preset
+    installs). Anyone else reads nothing.
+    """
     events = AuditEvent.objects.select_related("project")
-    if is_instance_admin(user):
+    if user.is_authenticated and user.is_active and user.is_superuser:
         return events
-    return events.filter(project__in=readable_projects(user))
+    visible = Q(project__in=readable_projects(user))
+    if is_instance_admin(user):
+        visible |= Q(project__isnull=True)
+    return events.filter(visible)
 
 
 def filtered(

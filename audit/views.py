@@ -9,8 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 
-from audit.services import events_for, filtered, is_instance_admin, may_read, readable_projects
-from labelling.models import Project
+from audit.services import events_for, filtered, may_read, readable_projects
 
 PAGE_SIZE = 50
 
@@ -23,7 +22,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     wanted = {key: request.GET.get(key, "").strip()[:150] for key in ("project", "actor", "action")}
     events = filtered(events_for(user), **wanted)
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
-    projects = Project.objects.all() if is_instance_admin(user) else readable_projects(user)
+    projects = readable_projects(user)
     actions = events_for(user).order_by("action").values_list("action", flat=True).distinct()[:200]
     return render(
         request,
