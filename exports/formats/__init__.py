@@ -50,9 +50,15 @@ def default_name(native_name: str, fmt: str) -> str:
     return native_name if fmt == "native" else f"{native_name}-{fmt}"
 
 
-def materialise(version_folder: Path, fmt: str, out: Path) -> Path:
+def materialise(
+    version_folder: Path, fmt: str, out: Path, *, audio_root: Path | None = None
+) -> Path:
     """Write format `fmt` (one of FORMATS) of the ready native version in `version_folder`
     to the new folder `out` and return `out`.
+
+    `audio_root` is where a version built with its audio by reference finds it (the
+    clips' `audio_uri` are relative to it: pass MEDIA_ROOT); the converters copy the audio
+    into their folder either way. Native is copied as it is (by reference stays so).
 
     Raises ValueError for an unknown format, NativeLayoutError when `version_folder` is not
     a native v1 version, FileExistsError when `out` exists. Native is a plain copy (its own
@@ -60,7 +66,7 @@ def materialise(version_folder: Path, fmt: str, out: Path) -> Path:
     """
     if fmt not in CONVERTERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
-    native = NativeVersion.open(Path(version_folder))
+    native = NativeVersion.open(Path(version_folder), audio_root=audio_root)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists already")

@@ -26,8 +26,9 @@ Choices, and why:
   (version.json names the taxonomy version, not its nodes); `emotion.key` holds full keys
   (gold answers); `speaker`, `gender`, `split` (train/dev/test), `annotator` (labels: the
   pseudonyms) and one scheme per other typed column.
-- **Raters**: one per pseudonymous annotator (type human), `majority`, `soft` and
-  `dawid_skene` (type vote), `gold` (type truth).
+- **Raters**: one per pseudonymous annotator (type human), one per corpus rater such as
+  `corpus:emodb` (type other), `majority`, `soft` and `dawid_skene` (type vote, over the
+  human labels only, as in the native tables), `gold` (type truth).
 
 Written without the audformat package (a development dependency only): the header is YAML
 emitted here (every string JSON-quoted, which YAML reads as a double-quoted scalar) and the
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ FILE_COLUMNS = {
     "sample_rate": "int", "speaker": "str", "gender": "str", "age_band": "str",
     "language": "str", "dialect": "str", "channel": "str", "recording_id": "int",
     "start_s": "float", "end_s": "float", "source": "str", "import_batch_id": "int",
-    "sha256": "str",
+    "sha256": "str", "original_sha256": "str",
 }  # fmt: skip
 RATING_COLUMNS = {
     "file": "str", "annotator": "str", "label_source": "str", "core": "str",
@@ -117,7 +117,7 @@ def yaml_text(data: dict[str, Any], indent: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _schemes(keys: dict[str, list[str]], raters: list[str]) -> dict[str, Any]:
+def _schemes(keys: dict[str, list[str]], raters: dict[str, str]) -> dict[str, Any]:
     schemes: dict[str, Any] = {}
     for ring in RINGS:
         if ring in keys:
@@ -133,7 +133,7 @@ def _schemes(keys: dict[str, list[str]], raters: list[str]) -> dict[str, Any]:
             continue
         schemes.setdefault(column, {"dtype": dtype})
     schemes["split"] = {"dtype": "str", "labels": list(SPLITS)}
-    schemes["annotator"] = {"dtype": "str", "labels": raters}
+    schemes["annotator"] = {"dtype": "str", "labels": list(raters)}
     for scheme_id, description in SCHEME_DESCRIPTIONS.items():
         schemes[scheme_id]["description"] = description
     return dict(sorted(schemes.items()))
@@ -164,7 +164,7 @@ def _emotion_columns(
     return columns
 
 
-def header(native: NativeVersion, keys: dict[str, list[str]], raters: list[str]) -> str:
+def header(native: NativeVersion, keys: dict[str, list[str]], raters: dict[str, str]) -> str:
     """The db.yaml text."""
     # `file` is a plain column here (a misc table has no file index): no scheme.
     ratings_columns: dict[str, Any] = {"file": {}}
@@ -210,7 +210,12 @@ def header(native: NativeVersion, keys: dict[str, list[str]], raters: list[str])
             }
         },
         "raters": {
-            **{rater: {"type": "human"} for rater in raters},
+            **{
+                rater: {"type": "human"}
+                if source == "human"
+                else {"type": "other", "description": f"label_source {source}"}
+                for rater, source in raters.items()
+            },
             "dawid_skene": {"type": "vote", "description": "Dawid-Skene (crowd-kit)"},
             "gold": {"type": "truth", "description": "the gold answer of a gold clip"},
             "majority": {"type": "vote", "description": "majority vote, tie rule in docs"},
@@ -229,9 +234,9 @@ def header(native: NativeVersion, keys: dict[str, list[str]], raters: list[str])
 def _file_rows(native: NativeVersion, audio: Path) -> Iterator[Row]:
     for clip in native.rows("clips"):
         name = f"audio/{clip['clip_id']}.wav"
-        shutil.copyfile(native.audio(clip["file_name"]), audio.parent / name)
+        digest = native.copy_audio(clip, audio.parent / name)
         row = {column: clip.get(column) for column in FILE_COLUMNS}
-        row["speaker"] = clip["speaker_id"]
+        row["speaker"], row["sha256"] = clip["speaker_id"], digest
         yield {"file": name, **row}
 
 

@@ -17,7 +17,8 @@ included. The file is written with pyarrow (installed with crowd-kit and pandas)
 groups of ROW_GROUP rows, so memory holds one group; the bytes depend only on the rows (and
 the pyarrow version, which the file names in its footer).
 
-Columns: the clip's own (`clip_id`, `speaker_id`, `gender`, …, `sha256`), then per ring
+Columns: the clip's own (`clip_id`, `speaker_id`, `gender`, …, `sha256` of the audio file
+here, `original_sha256`), then per ring
 present (`core`, `secondary`, `tertiary`): `<ring>_majority`, `<ring>_majority_votes`,
 `<ring>_tied`, `<ring>_soft` (the soft label as a JSON object string, label -> share),
 `<ring>_dawid_skene`, `<ring>_dawid_skene_probability`, `<ring>_raters`, `<ring>_agreement`
@@ -57,6 +58,7 @@ CLIP_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("import_batch_id", pa.int64()),
     ("group", pa.string()),
     ("sha256", pa.string()),
+    ("original_sha256", pa.string()),
 )
 # labels_<ring> column -> (metadata column suffix, type)
 LABEL_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
@@ -87,9 +89,10 @@ def _rows(
         if index == 0:
             first(parents=True)
         name = f"audio/{clip['clip_id']}.wav"
-        shutil.copyfile(native.audio(clip["file_name"]), audio.parent / name)
+        digest = native.copy_audio(clip, audio.parent / name)
         row: Record = {"file_name": name}
-        row.update({field: clip[field] for field, _ in CLIP_FIELDS})
+        row.update({field: clip.get(field) for field, _ in CLIP_FIELDS})
+        row["sha256"] = digest
         for ring, found in labels.items():
             for field, _ in LABEL_FIELDS:
                 row[f"{ring}_{field}"] = found[field] if found else None

@@ -14,13 +14,17 @@ human annotator of the clip (sorted by pseudonym): `completed_by` the pseudonym,
 single `taxonomy` result whose value is the label's path of key segments
 (`mad.angry.furious` -> `[["mad", "angry", "furious"]]`, the `value`s of the nested
 `<Choice>`s in config.xml); a skip is `was_cancelled: true` with an empty result.
-`predictions` stays empty until weak labels exist in the native layout.
+`predictions` holds the clip's weak labels (native `weak_labels`, external models'
+predictions), one per model version: its top label, `score` its probability, `model_version`
+"<model> <version>" (the full distribution stays in the native table); empty without them.
+Corpus labels (`label_source` corpus) are annotations whose `completed_by` is the corpus
+rater (`corpus:emodb`).
 
 `data.audio` is relative to the folder: Label Studio serves local files from a URL
 (`/data/local-files/?d=<root>/audio/…` with local-file serving on), so the importing team
 prefixes it. The taxonomy in config.xml is the nodes the version shows (native version.json
 names the taxonomy version but not its nodes, nor their display names): node key segments
-as Choice values.
+as Choice values, from the annotations, aggregates, gold answers and weak labels' top labels.
 
 Memory: the annotations are grouped by clip on disk (`NativeVersion.annotations_by_clip`);
 one task is in memory at a time, written as soon as it is complete.
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from xml.sax.saxutils import quoteattr
 
-from exports.formats.native import NativeVersion, Record
+from exports.formats.native import ClipGroups, NativeVersion, Record
 
 TASKS = "tasks.json"
 CONFIG = "config.xml"
@@ -93,24 +97,42 @@ def _annotation(row: Record) -> dict[str, Any]:
     }
 
 
+def _prediction(row: Record, number: int) -> dict[str, Any]:
+    """A weak label (an external model's prediction) as a Label Studio prediction: its top
+    label, scored with its probability."""
+    return {
+        "model_version": f"{row['model']} {row['model_version']}",
+        "score": row["top_probability"],
+        "result": [
+            {
+                "id": f"w{row['clip_id']}-{number}",
+                "from_name": FROM_NAME,
+                "to_name": TO_NAME,
+                "type": "taxonomy",
+                "value": {"taxonomy": [row["top_label"].split(".")]},
+            }
+        ],
+    }
+
+
 def _tasks(native: NativeVersion, audio: Path) -> Iterator[dict[str, Any]]:
-    grouped = native.annotations_by_clip()
-    pending = next(grouped, None)
+    annotations = ClipGroups(native.annotations_by_clip())
+    weak = ClipGroups(native.weak_labels_by_clip())
     for clip in native.rows("clips"):
         clip_id = clip["clip_id"]
-        rows: list[Record] = []
-        if pending is not None and pending[0] == clip_id:
-            rows = pending[1]
-            pending = next(grouped, None)
         name = f"audio/{clip_id}.wav"
-        shutil.copyfile(native.audio(clip["file_name"]), audio.parent / name)
         data: dict[str, Any] = {"audio": name}
         data.update({field: clip.get(field) for field in DATA_FIELDS})
+        data["sha256"] = native.copy_audio(clip, audio.parent / name)
         yield {
             "id": clip_id,
             "data": data,
-            "annotations": [_annotation(row) for row in rows],
-            "predictions": [],
+            "annotations": [_annotation(row) for row in annotations.take(clip_id)],
+            "predictions": [
+                _prediction(row, number)
+                for number, row in enumerate(weak.take(clip_id), start=1)
+                if row.get("top_label")
+            ],
         }
 
 
@@ -160,6 +182,8 @@ def write(native: NativeVersion, out: Path) -> None:
             file.write(_ENCODER.encode(task))
         file.write("\n]\n")
     keys = [key for ring_keys in native.node_keys().values() for key in ring_keys]
+    if native.has("weak_labels"):  # so that Label Studio can show the predictions
+        keys += [row["top_label"] for row in native.rows("weak_labels") if row["top_label"]]
     (out / CONFIG).write_text(config_xml(keys), encoding="utf-8", newline="\n")
     shutil.copyfile(native.folder / "version.json", out / "version.json")
 

@@ -6,11 +6,18 @@ nulls as written, where the CSV twin has only text), one row at a time. Framewor
 
 What a converter may rely on (the builder's contract): every table's rows are sorted by
 their first column; `clips` and `labels_<ring>` by `clip_id` (ascending integers), so they
-can be merged in one pass (`clips_with_labels`) without holding either in memory.
+can be merged in one pass (`clips_with_labels`) without holding either in memory;
+`weak_labels` (when present) by (clip_id, model, model_version).
+
+Audio: a version built with its audio ("copy") has `audio/<clip_id>.wav` (`file_name`); one
+built by reference has no audio, only `audio_uri` (the canonical file's storage name,
+relative to MEDIA_ROOT). `copy_audio` takes either: the caller passes `audio_root` (the
+MEDIA_ROOT) for the second kind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import tempfile
@@ -38,9 +45,10 @@ class NativeVersion:
     folder: Path
     meta: dict[str, Any]
     rings: tuple[str, ...]
+    audio_root: Path | None = None
 
     @classmethod
-    def open(cls, folder: Path) -> NativeVersion:
+    def open(cls, folder: Path, audio_root: Path | None = None) -> NativeVersion:
         folder = Path(folder)
         try:
             meta = json.loads((folder / "version.json").read_text(encoding="utf-8"))
@@ -55,7 +63,7 @@ class NativeVersion:
             if not (folder / f"{table}.jsonl").is_file():
                 raise NativeLayoutError(f"{folder}: {table}.jsonl is missing")
         rings = tuple(ring for ring in RINGS if (folder / f"labels_{ring}.jsonl").is_file())
-        return cls(folder=folder, meta=meta, rings=rings)
+        return cls(folder=folder, meta=meta, rings=rings, audio_root=audio_root)
 
     @property
     def name(self) -> str:
@@ -71,9 +79,45 @@ class NativeVersion:
             for line in file:
                 yield json.loads(line)
 
-    def audio(self, file_name: str) -> Path:
-        """The path of a clip's audio from its `file_name` (`audio/<clip_id>.wav`)."""
-        return self.folder / file_name
+    def audio(self, clip: Record) -> Path:
+        """Where a clip's audio is: `file_name` in the folder, else `audio_uri` under
+        `audio_root` (a version built by reference)."""
+        if clip.get("file_name"):
+            return self.folder / clip["file_name"]
+        if clip.get("audio_uri") and self.audio_root is not None:
+            return self.audio_root / clip["audio_uri"]
+        raise NativeLayoutError(
+            f"clip {clip['clip_id']}: the version has its audio by reference "
+            f"({clip.get('audio_uri')!r}); give audio_root (the MEDIA_ROOT) to read it"
+        )
+
+    def copy_audio(self, clip: Record, target: Path) -> str:
+        """Copy a clip's audio to `target` and return its SHA-256, checked against the
+        clip's `sha256` when the version has one (NativeLayoutError if they differ)."""
+        digest = hashlib.sha256()
+        with self.audio(clip).open("rb") as source, target.open("wb") as out:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        found = digest.hexdigest()
+        if clip.get("sha256") and clip["sha256"] != found:
+            raise NativeLayoutError(f"clip {clip['clip_id']}: the audio does not match sha256")
+        return found
+
+    def weak_labels_by_clip(self) -> Iterator[tuple[int, list[Record]]]:
+        """(clip_id, its weak_labels rows) by clip_id; nothing when the table is absent."""
+        if not self.has("weak_labels"):
+            return
+        current: int | None = None
+        group: list[Record] = []
+        for row in self.rows("weak_labels"):
+            if row["clip_id"] != current and current is not None:
+                yield current, group
+                group = []
+            current = row["clip_id"]
+            group.append(row)
+        if current is not None:
+            yield current, group
 
     def clips_with_labels(
         self, split: str | None = None
@@ -156,9 +200,12 @@ class NativeVersion:
                         found[ring].add(row[column])
         return {ring: sorted(keys) for ring, keys in found.items() if keys}
 
-    def raters(self) -> list[str]:
-        """The pseudonymous annotators found in `annotations`, sorted."""
-        return sorted({row["annotator"] for row in self.rows("annotations")})
+    def raters(self) -> dict[str, str]:
+        """rater -> its label_source (`human` for the pseudonymous annotators, `corpus` for a
+        corpus rater such as `corpus:emodb`), for every rater in `annotations`, sorted."""
+        found = {row["annotator"]: row.get("label_source") or "human"
+                 for row in self.rows("annotations")}  # fmt: skip
+        return dict(sorted(found.items()))
 
 
 class _Cursor:
@@ -179,3 +226,21 @@ class _Cursor:
             row, self._head = self._head, next(self._rows, None)
             return row
         return None
+
+
+class ClipGroups:
+    """One pass over (clip_id, rows) pairs by ascending clip_id (`annotations_by_clip`,
+    `weak_labels_by_clip`): `take(clip_id)` returns that clip's rows or [], never going
+    back."""
+
+    def __init__(self, groups: Iterator[tuple[int, list[Record]]]) -> None:
+        self._groups = groups
+        self._head = next(groups, None)
+
+    def take(self, clip_id: int) -> list[Record]:
+        if self._head is not None and self._head[0] < clip_id:
+            raise NativeLayoutError(f"rows for clip {self._head[0]}, which is not in clips")
+        if self._head is not None and self._head[0] == clip_id:
+            rows, self._head = self._head[1], next(self._groups, None)
+            return rows
+        return []

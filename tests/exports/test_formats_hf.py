@@ -48,9 +48,7 @@ def offline_datasets(tmp_path, monkeypatch):
     return datasets
 
 
-def test_load_dataset_reads_every_split_with_the_native_labels(
-    native, tmp_path, offline_datasets
-):
+def test_load_dataset_reads_every_split_with_the_native_labels(native, tmp_path, offline_datasets):
     out = materialise(native, "hf", tmp_path / "hf")
     datasets = offline_datasets
 

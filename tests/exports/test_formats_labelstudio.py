@@ -144,3 +144,33 @@ def test_converting_twice_gives_the_same_bytes(native, tmp_path):
     second = materialise(native, "labelstudio", tmp_path / "two")
 
     assert contents(first) == contents(second)
+
+
+def test_weak_labels_are_predictions(native, tmp_path):
+    clips = [row["clip_id"] for row in jsonl(native, "clips")]
+    weak = [
+        {"clip_id": clips[0], "model": "ext", "model_version": "1", "taxonomy_version": 1,
+         "top_label": "scared.anxious", "top_probability": 0.75,
+         "probabilities": '{"scared.anxious":0.75,"sad":0.25}'},
+        {"clip_id": clips[0], "model": "ext", "model_version": "2", "taxonomy_version": 1,
+         "top_label": "sad", "top_probability": 0.5, "probabilities": '{"sad":0.5}'},
+        {"clip_id": clips[2], "model": "ext", "model_version": "1", "taxonomy_version": 1,
+         "top_label": "surprised.amazed.astonished", "top_probability": 0.9,
+         "probabilities": '{"surprised.amazed.astonished":0.9}'},
+    ]  # fmt: skip
+    (native / "weak_labels.jsonl").write_text(
+        "".join(json.dumps(row) + "\n" for row in weak), encoding="utf-8"
+    )
+
+    out = materialise(native, "labelstudio", tmp_path / "ls")
+
+    tasks = {task["id"]: task for task in json.loads((out / "tasks.json").read_text())}
+    first = tasks[clips[0]]["predictions"]
+    assert [(p["model_version"], p["score"]) for p in first] == [("ext 1", 0.75), ("ext 2", 0.5)]
+    assert first[0]["result"][0]["value"] == {"taxonomy": [["scared", "anxious"]]}
+    assert first[0]["result"][0]["type"] == "taxonomy"
+    assert tasks[clips[1]]["predictions"] == []
+    assert tasks[clips[2]]["predictions"][0]["score"] == 0.9
+    assert 'value="astonished"' in (out / "config.xml").read_text()
+    # Predictions are not labels: the reader gives annotations only.
+    assert len(list(read_labelstudio(out / "tasks.json"))) == 18
