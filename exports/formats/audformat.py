@@ -9,6 +9,7 @@
   db.gold.csv                 filewise: the gold answer of each gold clip (rater "gold")
   db.ratings.csv              misc table indexed by annotation_id: every raw annotation
   audio/<clip_id>.wav
+  version.json, datasheet.md|json, plots/   copied from the native version
 ```
 
 Choices, and why:
@@ -287,3 +288,4 @@ def write(native: NativeVersion, out: Path) -> None:
     CsvWriter(["annotation_id", *RATING_COLUMNS]).write(
         out / "db.ratings.csv", _rating_rows(native)
     )
+    native.copy_provenance(out)

@@ -6,7 +6,7 @@
   train/audio/<clip_id>.wav
   validation/…                  the native "dev" split (HF's name for it)
   test/…
-  version.json, datasheet.md    copied from the native version
+  version.json, datasheet.md|json, plots/   copied from the native version
 ```
 
 Why Parquet and not metadata.jsonl/csv: `datasets` infers the features of a JSONL or CSV
@@ -28,7 +28,6 @@ use the native tables for them.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,7 +70,6 @@ LABEL_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("raters", pa.int64()),
     ("agreement", pa.float64()),
 )
-COPIED = ("version.json", "datasheet.md")
 
 
 def schema(rings: tuple[str, ...]) -> pa.Schema:
@@ -120,6 +118,4 @@ def write(native: NativeVersion, out: Path) -> None:
         finally:
             if writer is not None:
                 writer.close()
-    for name in COPIED:
-        if (native.folder / name).is_file():
-            shutil.copyfile(native.folder / name, out / name)
+    native.copy_provenance(out)

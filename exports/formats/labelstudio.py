@@ -5,7 +5,7 @@
   tasks.json        a JSON array of tasks, one per clip, by clip_id
   config.xml        the labelling config: <Audio name="audio"> + <Taxonomy name="emotion">
   audio/<clip_id>.wav
-  version.json      copied from the native version
+  version.json, datasheet.md|json, plots/   copied from the native version
 ```
 
 A task: `{"id": clip_id, "data": {"audio": "audio/<clip_id>.wav", "clip_id", "split",
@@ -33,7 +33,6 @@ one task is in memory at a time, written as soon as it is complete.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -172,7 +171,7 @@ def config_xml(keys: list[str]) -> str:
 
 
 def write(native: NativeVersion, out: Path) -> None:
-    """Write tasks.json, config.xml, the audio and version.json into the empty folder `out`."""
+    """Write tasks.json, config.xml, the audio and the provenance into the empty `out`."""
     audio = out / "audio"
     audio.mkdir()
     with (out / TASKS).open("w", encoding="utf-8", newline="\n") as file:
@@ -185,7 +184,7 @@ def write(native: NativeVersion, out: Path) -> None:
     if native.has("weak_labels"):  # so that Label Studio can show the predictions
         keys += [row["top_label"] for row in native.rows("weak_labels") if row["top_label"]]
     (out / CONFIG).write_text(config_xml(keys), encoding="utf-8", newline="\n")
-    shutil.copyfile(native.folder / "version.json", out / "version.json")
+    native.copy_provenance(out)
 
 
 # --- Reading (the import reuses this) -------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from typing import Any
 FORMAT_VERSION = 1
 RINGS = ("core", "secondary", "tertiary")
 SPLITS = ("train", "dev", "test")
+# What every format carries over as it is: what defined the version, and its datasheet.
+PROVENANCE = ("version.json", "datasheet.md", "datasheet.json", "plots")
 
 Record = dict[str, Any]
 
@@ -103,6 +106,15 @@ class NativeVersion:
         if clip.get("sha256") and clip["sha256"] != found:
             raise NativeLayoutError(f"clip {clip['clip_id']}: the audio does not match sha256")
         return found
+
+    def copy_provenance(self, out: Path) -> None:
+        """Copy version.json, the datasheet and its plots (those present) into `out`."""
+        for name in PROVENANCE:
+            source = self.folder / name
+            if source.is_dir():
+                shutil.copytree(source, out / name)
+            elif source.is_file():
+                shutil.copyfile(source, out / name)
 
     def weak_labels_by_clip(self) -> Iterator[tuple[int, list[Record]]]:
         """(clip_id, its weak_labels rows) by clip_id; nothing when the table is absent."""

@@ -94,7 +94,11 @@ def test_every_split_has_the_same_typed_columns_even_when_a_column_is_empty(nati
     assert str(schemas["test"].field("recording_id").type) == "int64"
     assert schemas["test"].names[:2] == ["file_name", "clip_id"]
     assert verify_sha256sums(out) == []
-    assert (out / "version.json").read_bytes() == (native / "version.json").read_bytes()
+    for name in ("version.json", "datasheet.md", "datasheet.json"):
+        assert (out / name).read_bytes() == (native / name).read_bytes()
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(
+        p.name for p in (native / "plots").iterdir()
+    )
 
 
 def test_converting_twice_gives_the_same_bytes(native, tmp_path):
