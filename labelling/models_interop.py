@@ -11,7 +11,9 @@ Imported by `labelling.models` so that Django discovers the model under the labe
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models
 
 
@@ -66,11 +68,12 @@ def _annotate_new_corpus_clip(
     """Write a new corpus clip's corpus annotation in the transaction that creates the clip,
     in whichever process ingests it (a Celery worker or the CLI). A receiver because the
     ingestion does not know about corpora, and it must run wherever clips are created."""
-    from django.contrib.auth import get_user_model
+    # By name, not by import: labelling.models imports this module (no import cycle).
+    annotation_model = apps.get_model("labelling", "Annotation")
+    clip_model = apps.get_model("labelling", "Clip")
+    node_model = apps.get_model("labelling", "TaxonomyNode")
 
-    from labelling.models import Annotation, Clip, ClipSource, LabelSource, TaxonomyNode
-
-    if not created or not isinstance(instance, Clip) or instance.source != ClipSource.CORPUS:
+    if not created or not isinstance(instance, clip_model) or instance.source != "corpus":
         return
     meta = instance.metadata or {}
     rater_name, node_key = meta.get(CORPUS_RATER_KEY), meta.get(CORPUS_NODE_KEY)
@@ -78,12 +81,10 @@ def _annotate_new_corpus_clip(
         return
     who = get_user_model().objects.filter(username=rater_name, is_active=False).first()
     version_id = instance.project.taxonomy_version_id
-    node = TaxonomyNode.objects.filter(version_id=version_id, key=node_key).first()
+    node = node_model.objects.filter(version_id=version_id, key=node_key).first()
     if who is None or node is None:
         return  # the rater or the wheel changed since the import was planned
-    Annotation.objects.create(
-        clip=instance, annotator=who, node=node, label_source=LabelSource.CORPUS
-    )
+    annotation_model.objects.create(clip=instance, annotator=who, node=node, label_source="corpus")
 
 
 models.signals.post_save.connect(

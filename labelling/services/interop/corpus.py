@@ -35,12 +35,13 @@ from django.db import transaction
 from labelling import archives
 from labelling.manifest import FILE_COLUMNS, normalise_row
 from labelling.models import Annotation, Clip, ClipSource, ImportBatch, LabelSource, Project
+from labelling.models_interop import CORPUS_NODE_KEY, CORPUS_RATER_KEY
 from labelling.services import ingest
 from labelling.services.interop.mapping import InteropError, LabelMapping, _short
 from labelling.services.interop.raters import rater
 
 # Manifest columns that carry a new clip's corpus annotation to the process that ingests it.
-RATER_COLUMN, NODE_COLUMN = "corpus_rater", "corpus_node"
+RATER_COLUMN, NODE_COLUMN = CORPUS_RATER_KEY, CORPUS_NODE_KEY
 
 
 @dataclass
