@@ -126,8 +126,8 @@ def _limitations(data: SheetInput, comp: dict[str, Any], coll: dict[str, Any]) -
     for ring, figures in data.agreement.items():
         alpha = figures["alpha"]
         if alpha is None:
-            found.append(f"Alpha is undefined at the {ring} ring (no clip with two raters "
-                         "disagreeing or agreeing on more than one label).")  # fmt: skip
+            found.append(f"Alpha is undefined at the {ring} ring (no clip has two ratings "
+                         "at this ring, or all of them carry one label).")  # fmt: skip
         elif alpha < LOW_ALPHA:
             found.append(f"Alpha is {round(alpha, 3)} at the {ring} ring (below {LOW_ALPHA}).")
     for ring, labels in data.consensus.items():
@@ -172,6 +172,10 @@ def figures(data: SheetInput) -> dict[str, Any]:
     }
 
 
+def _alpha(value: float | None) -> str:
+    return "undefined" if value is None else str(value)
+
+
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
@@ -194,11 +198,14 @@ def _markdown(data: dict[str, Any]) -> str:
     for ring in data["agreement"]:
         labels = sorted({label for r in splits.values() for label in r["classes"][ring]})
         lines += ["", f"### Classes (majority label) per split, {ring} ring", ""]
-        lines += _table(
-            ["label", *splits],
-            [[label, *(r["classes"][ring].get(label, 0) for r in splits.values())]
-             for label in labels],
-        )  # fmt: skip
+        if not labels:
+            lines.append("No clip has a human label at this ring.")
+        else:
+            lines += _table(
+                ["label", *splits],
+                [[label, *(r["classes"][ring].get(label, 0) for r in splits.values())]
+                 for label in labels],
+            )  # fmt: skip
         if ring in plots.BALANCE_RINGS:
             lines += ["", f"![class balance, {ring} ring](plots/class_balance_{ring}.png)"]
     lines += ["", "### Coverage per split", ""]
@@ -211,7 +218,7 @@ def _markdown(data: dict[str, Any]) -> str:
         lines.append("")
     lines += ["![coverage](plots/coverage.png)", "", "## Collection process", ""]
     per_clip, gold, lin = coll["raters_per_clip"], coll["gold"], coll["lineage"]
-    histogram = ", ".join(f"{n} raters: {c}" for n, c in per_clip["histogram"].items())
+    histogram = ", ".join(f"{c} clips with {n}" for n, c in per_clip["histogram"].items())
     sources = ", ".join(f"{k} {v}" for k, v in coll["label_sources"].items()) or "none"
     strategies = ", ".join(
         f"{k} {v}" for k, v in lin.get("selections_by_strategy", {}).items()
@@ -235,8 +242,10 @@ def _markdown(data: dict[str, Any]) -> str:
         "", "## Agreement (Krippendorff's alpha, nominal, human raters)", "",
     ]  # fmt: skip
     for ring, figs in data["agreement"].items():
-        per_class = ", ".join(f"{k} {v}" for k, v in sorted(figs["alpha_per_class"].items()))
-        lines.append(f"- {ring}: {figs['alpha']} (per class: {per_class or 'none'})")
+        per_class = ", ".join(
+            f"{k} {_alpha(v)}" for k, v in sorted(figs["alpha_per_class"].items())
+        )
+        lines.append(f"- {ring}: {_alpha(figs['alpha'])} (per class: {per_class or 'none'})")
     lines += ["", "![agreement](plots/agreement.png)", "", "## Known limitations", ""]
     lines += [f"- {item}" for item in data["limitations"]]
     return "\n".join(lines) + "\n"
