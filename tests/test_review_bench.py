@@ -1,0 +1,56 @@
+"""bench/console.py at a tiny size: it populates its own database, computes the quality
+snapshot, times the pages, prints the headline in the agreed format as its last line,
+writes its JSON, and drops its database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HEADLINE = re.compile(r"annotators_p95_ms=(\d+) agreement_p95_ms=(\d+) clips=(\d+)")
+
+
+def _databases() -> list[str]:
+    url = urlsplit(os.environ["DATABASE_URL"])
+    conn = psycopg2.connect(urlunsplit(url._replace(path="/postgres")))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database")
+            return [name for (name,) in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_the_bench_times_the_pages_of_a_tiny_project(tmp_path):
+    database = f"emoloop_bench_console_smoke_{os.getpid()}"
+    out = tmp_path / "console.json"
+    done = subprocess.run(
+        [sys.executable, "bench/console.py", "--clips", "300", "--annotations", "900",
+         "--annotators", "12", "--speakers", "20", "--loads", "3", "--database", database,
+         "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    match = HEADLINE.fullmatch(last)
+    assert match, last
+    annotators_ms, agreement_ms, clips = match.groups()
+    assert clips == "300"
+    assert int(annotators_ms) > 0
+    assert int(agreement_ms) > 0
+    run = json.loads(out.read_text())
+    assert (run["clips"], run["annotations"]) == (300, 900)
+    assert set(run["pages"]) == {"annotators", "agreement", "annotator", "review"}
+    assert all(page["loads"] == 3 for page in run["pages"].values())
+    assert run["snapshot_s"] > 0
+    assert database not in _databases()
