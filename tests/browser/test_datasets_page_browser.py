@@ -61,9 +61,13 @@ def log_in(page: Page, live_server, user) -> None:
 def labelled(worker, project, annotator, second_annotator):
     """Four clips of four speakers, each labelled by two annotators. Made after `worker`, so
     their audio lies in the media folder the worker reads."""
-    clips = [ClipFactory(project=project, speaker_id=f"s{n}") for n in range(4)]
+    return label_clips(project, [annotator, second_annotator], speakers=range(4))
+
+
+def label_clips(project, annotators, *, speakers) -> list:
+    clips = [ClipFactory(project=project, speaker_id=f"s{n}") for n in speakers]
     queue.enqueue_clips(project, clips, seed=1)
-    for user, key in ((annotator, "mad.angry"), (second_annotator, "sad")):
+    for user, key in zip(annotators, ("mad.angry", "sad"), strict=True):
         while (leased := queue.next_clip(project, user)) is not None:
             queue.submit(project, user, lease_id=leased.lease.pk, client_id=uuid.uuid4(),
                          node_key=key)  # fmt: skip
@@ -71,7 +75,15 @@ def labelled(worker, project, annotator, second_annotator):
 
 
 def test_an_engineer_creates_watches_opens_and_downloads_a_version(
-    page: Page, live_server, project, engineer, labelled, artifacts, tmp_path
+    page: Page,
+    live_server,
+    project,
+    engineer,
+    annotator,
+    second_annotator,
+    labelled,
+    artifacts,
+    tmp_path,
 ):
     problems: list[str] = []
     polls: list[dict] = []
@@ -167,5 +179,25 @@ def test_an_engineer_creates_watches_opens_and_downloads_a_version(
     assert sorted(line.split("  ", 1)[1] for line in sums.splitlines()) == sorted(
         n for n in names if n != "SHA256SUMS"
     )
+
+    # A second version with one more speaker opens by itself; compared with the first, the
+    # diff API says one clip was added and no old speaker moved split.
+    label_clips(project, [annotator, second_annotator], speakers=[4])
+    page.get_by_role("button", name="Create version").click()
+    second = page.locator('#versions tr[data-number="2"]')
+    expect(second).to_have_attribute("data-status", "ready", timeout=60_000)
+    expect(page.locator("#detail-heading")).to_have_text("Version 2")
+    expect(detail).to_have_attribute("data-loaded", "true", timeout=10_000)
+    page.get_by_label("Compare with").select_option("1")
+    diff = page.locator("#diff")
+    expect(diff).to_contain_text("From v1 to v2")
+    summary = page.locator("#diff-summary")
+    expect(summary.locator("tr", has_text="Clips added").locator("td")).to_have_text("1")
+    expect(summary.locator("tr", has_text="Clips removed").locator("td")).to_have_text("0")
+    expect(summary.locator("tr", has_text="Split moves").locator("td")).to_have_text("0")
+    diff.get_by_text("Clips added (1)").click()
+    expect(diff.locator("details[open]")).to_be_visible()
+    page.screenshot(path=str(artifacts / "datasets-diff.png"), full_page=True)
+
     assert json.loads(page.evaluate("JSON.stringify(window.__cspViolations)")) == []
     assert not problems, "\n".join(problems)

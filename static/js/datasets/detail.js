@@ -88,15 +88,18 @@ function diffView(diff) {
       el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, formatValue(v))))),
     ),
   );
+  // The API caps its lists (`limit`); the summary has the full counts.
+  const list = (title, rows, total) => {
+    const count = typeof total === "number" ? total : rows.length;
+    const capped = rows.length < count ? el("p", { class: "muted" }, `The first ${rows.length} of ${count}.`) : null;
+    return el("details", {}, el("summary", {}, `${title} (${count})`), capped, arrayView(rows));
+  };
   for (const key of ["clips_added", "clips_removed", "split_moves"]) {
-    if (Array.isArray(diff[key])) {
-      parts.push(el("details", {}, el("summary", {}, `${humanise(key)} (${diff[key].length})`), arrayView(diff[key])));
-    }
+    if (Array.isArray(diff[key])) parts.push(list(humanise(key), diff[key], summary[key]));
   }
   for (const [ring, changes] of Object.entries(diff.labels_changed || {})) {
     if (Array.isArray(changes)) {
-      const title = `Labels changed at ${ring} (${changes.length})`;
-      parts.push(el("details", {}, el("summary", {}, title), arrayView(changes)));
+      parts.push(list(`Labels changed at ${ring}`, changes, (summary.labels_changed || {})[ring]));
     }
   }
   return parts;
