@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from labelling.models import Annotation, Clip, LabelSource
 from labelling.services import queue
+from tests.conftest import make_user
 from tests.factories import ClipFactory, tone_wav
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +114,12 @@ def test_a_mapping_names_labels_and_unknown_audio_or_labels_write_nothing(projec
     (tmp_path / "notalist.json").write_text('{"tasks": []}')
     with pytest.raises(CommandError, match="not a Label Studio JSON export"):
         _run(project, tmp_path / "notalist.json")
+
+
+def test_an_account_people_use_is_never_made_a_rater(project, tmp_path):
+    make_user("labelstudio:5")  # active, with a password
+    ClipFactory(project=project, original_name="a.wav")
+    export = _export(tmp_path / "ls.json", [_task("a.wav", _choice(5, "mad"))])
+    with pytest.raises(CommandError, match="an account people use"):
+        _run(project, export)
+    assert not Annotation.objects.exists()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 
+from labelling.services.interop.mapping import InteropError
+
 RATER_PREFIXES = ("corpus:", "labelstudio:")
 
 
@@ -22,4 +24,7 @@ def rater(username: str) -> User:
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
+    elif user.is_active or user.has_usable_password() or user.memberships.exists():
+        # An account someone can use is never made the author of imported labels.
+        raise InteropError(f"{username!r} is an account people use, not an import's rater.")
     return user
