@@ -57,7 +57,7 @@ class DiffQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=0, max_value=MAX_LIMIT, default=1000)
 
 
-class _LabelChangeSerializer(serializers.Serializer):
+class DiffLabelChangeSerializer(serializers.Serializer):
     clip_id = serializers.IntegerField()
     # "from" is a Python keyword: the field is declared under another name and renamed.
     from_ = serializers.CharField(allow_null=True)
@@ -69,12 +69,12 @@ class _LabelChangeSerializer(serializers.Serializer):
         return fields
 
 
-class _SplitMoveSerializer(_LabelChangeSerializer):
+class DiffSplitMoveSerializer(DiffLabelChangeSerializer):
     clip_id = None  # type: ignore[assignment]
     group = serializers.CharField()
 
 
-class _DiffSummarySerializer(serializers.Serializer):
+class DiffSummarySerializer(serializers.Serializer):
     clips_from = serializers.IntegerField()
     clips_to = serializers.IntegerField()
     clips_added = serializers.IntegerField()
@@ -92,12 +92,12 @@ class DatasetDiffSerializer(serializers.Serializer):
 
     from_ = serializers.IntegerField()
     to = serializers.IntegerField()
-    summary = _DiffSummarySerializer()
+    summary = DiffSummarySerializer()
     limit = serializers.IntegerField()
     clips_added = serializers.ListField(child=serializers.IntegerField())
     clips_removed = serializers.ListField(child=serializers.IntegerField())
-    labels_changed = serializers.DictField(child=_LabelChangeSerializer(many=True))
-    split_moves = _SplitMoveSerializer(many=True)
+    labels_changed = serializers.DictField(child=DiffLabelChangeSerializer(many=True))
+    split_moves = DiffSplitMoveSerializer(many=True)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

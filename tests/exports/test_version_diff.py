@@ -10,7 +10,7 @@ from exports.services import diff, versions
 from labelling.models import Role
 from tests.exports.version_world import built, clip, label, member
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]  # two builds per test
 BASE = "/api/projects/callcentre/datasets/"
 
 
