@@ -67,3 +67,19 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class StorageReport(models.Model):
+    """The last measurement of MEDIA_ROOT (one row, pk 1; ops.tasks.measure_storage).
+
+    `folders`: `[{"folder": name, "bytes": n, "files": n}, …]` per top-level folder.
+    """
+
+    measured_at = models.DateTimeField()
+    root = models.CharField(max_length=500)
+    folders = models.JSONField(default=list)
+    total_bytes = models.BigIntegerField(default=0)
+    took_s = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.root}: {self.total_bytes} bytes @ {self.measured_at:%Y-%m-%d %H:%M:%S}"

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from audit.models import AuditEvent
 from emoloop.celery import app
-from ops.models import TaskFailure
+from ops.models import BeatRun, StorageReport, TaskFailure
 from ops.tasks import probe
 from tests.conftest import REPO, wait_until
 
@@ -112,3 +112,42 @@ def test_a_killed_worker_goes_missing_from_the_page(client_for, client, staff, w
     finally:
         if extra.poll() is None:
             extra.kill()
+
+
+@pytest.mark.celery
+def test_storage_usage_is_measured_by_the_worker_per_top_folder(client_for, client, staff, worker):
+    root = worker["media_root"]
+    files = {"audio/a.wav": 1000, "audio/deep/b.wav": 24, "learner/m.bin": 5, "loose.txt": 3}
+    for name, size in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x" * size)
+
+    assert client_for(staff).post("/api/ops/storage/measure/").status_code == 202
+    wait_until(lambda: StorageReport.objects.exists(), timeout=30, what="the measurement")
+
+    storage = client_for(staff).get("/api/ops/overview/").json()["storage"]
+    by_folder = {f["folder"]: (f["bytes"], f["files"]) for f in storage["folders"]}
+    # Every other folder the worker wrote (if any) is listed too; ours are exact.
+    assert by_folder["audio"] == (1024, 2)
+    assert by_folder["learner"] == (5, 1)
+    assert by_folder["(top level)"] == (3, 1)
+    assert storage["total_bytes"] == sum(b for b, _ in by_folder.values())
+    client.force_login(staff)
+    assert "1.0\xa0KB" in client.get("/ops/").content.decode()
+
+
+@pytest.mark.celery
+def test_a_beat_task_run_by_the_worker_shows_as_its_entry_last_run(client_for, staff, worker):
+    from labelling.tasks import reclaim_expired_leases
+
+    reclaim_expired_leases.delay()
+    wait_until(
+        lambda: BeatRun.objects.filter(task_name="labelling.tasks.reclaim_expired_leases").exists(),
+        timeout=30,
+    )
+    beat = client_for(staff).get("/api/ops/overview/").json()["beat"]
+    entry = next(b for b in beat if b["entry"] == "reclaim-expired-leases")
+    assert entry["last_run_at"] is not None
+    assert entry["every_s"] == 30.0
+    never = next(b for b in beat if b["entry"] == "learner-reap-training-runs")
+    assert never["last_run_at"] is None

@@ -1,8 +1,10 @@
 """Storage usage: bytes and files under MEDIA_ROOT per top-level folder.
 
 Walking a media folder of 100,000 clips takes seconds, so it is measured by a Celery task
-(ops.tasks.measure_storage, on the beat every `OPS_STORAGE_MEASURE_SECONDS` and on demand)
-and kept in the cache; the page shows the last measurement and when it was taken.
+(ops.tasks.measure_storage, every 10 minutes by the beat entry `ops-measure-storage`, and on
+demand from the page)
+and kept in the database (one row, ops.StorageReport); the page shows the last
+measurement and when it was taken.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.utils import timezone
 
-CACHE_KEY = "ops:storage-usage"
+from ops.models import StorageReport
 
 
 def _walk(path: Path) -> tuple[int, int]:
@@ -38,7 +40,7 @@ def _walk(path: Path) -> tuple[int, int]:
 
 
 def measure(root: Path | None = None) -> dict[str, Any]:
-    """Measure now and keep the result in the cache."""
+    """Measure now and keep the result (replacing the previous one)."""
     base = Path(root or settings.MEDIA_ROOT)
     started = time.monotonic()
     folders: list[dict[str, Any]] = []
@@ -60,10 +62,28 @@ def measure(root: Path | None = None) -> dict[str, Any]:
         "measured_at": time.time(),
         "took_s": round(time.monotonic() - started, 3),
     }
-    cache.set(CACHE_KEY, usage, timeout=None)
+    StorageReport.objects.update_or_create(
+        pk=1,
+        defaults={
+            "measured_at": timezone.now(),
+            "root": usage["root"],
+            "folders": folders,
+            "total_bytes": usage["total_bytes"],
+            "took_s": usage["took_s"],
+        },
+    )
     return usage
 
 
 def last_measurement() -> dict[str, Any] | None:
-    value = cache.get(CACHE_KEY)
-    return value if isinstance(value, dict) else None
+    """The last measurement as `measure` returned it, or None if there was none."""
+    row = StorageReport.objects.filter(pk=1).first()
+    if row is None:
+        return None
+    return {
+        "root": row.root,
+        "folders": row.folders,
+        "total_bytes": row.total_bytes,
+        "measured_at": row.measured_at.timestamp(),
+        "took_s": row.took_s,
+    }
