@@ -81,6 +81,11 @@ bench-learner: $(STAMP)
 bench-active-learning: $(STAMP)
 	EMOLOOP_DEV=true $(PY) bench/active_learning.py $(ARGS)
 
+# Creates, fills and drops its own database (emoloop_bench_export) on DATABASE_URL's server.
+.PHONY: bench-export
+bench-export: $(STAMP) services
+	$(TEST_ENV) $(PY) bench/export.py $(ARGS)
+
 bench-annotator: $(STAMP) frontend browser services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
 	$(TEST_ENV) $(PY) bench/annotator_flow.py $(ARGS)

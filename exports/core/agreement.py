@@ -23,6 +23,10 @@ import numpy as np
 
 from exports.core.aggregation import Item, Rating, labels_by_item
 
+#: Coincidence tensors of at most this many cells (16 MB of float64) are left to krippendorff
+#: in one piece; larger ones are summed in blocks of this size (`_blockwise_alpha`).
+BLOCK_CELLS = 1 << 21
+
 
 @dataclass(frozen=True)
 class RaterAgreement:
@@ -51,28 +55,65 @@ class GoldAccuracy:
 def _nominal_alpha(by_item: Mapping[Item, Mapping[str, str | bool]]) -> float | None:
     """Alpha (nominal) of {item: {rater: value}}; None when undefined (module docstring).
 
-    Builds the reliability matrix, shape (raters, items), NaN where a rater did not rate an
-    item, values encoded as their index in the sorted set of values (strings sort by key,
-    booleans False < True), so the encoding depends on the values only.
+    Hands krippendorff the value counts, shape (items, values): how many raters gave each
+    value to each pairable item, values encoded as their index in the sorted set of values
+    (strings sort by key, booleans False < True), so the encoding depends on the values only.
+    These are the counts krippendorff derives itself from a (raters, items) reliability
+    matrix, so alpha is the same to the bit, without that matrix and its (items, raters,
+    values) comparison (gigabytes at 100,000 items and 50 raters).
     """
-    pairable = {item: raters for item, raters in by_item.items() if len(raters) >= 2}
-    values = sorted({value for raters in pairable.values() for value in raters.values()}, key=str)
+    pairable = [raters for raters in by_item.values() if len(raters) >= 2]
+    values = sorted({value for raters in pairable for value in raters.values()}, key=str)
     if len(values) < 2:
         return None
     code = {value: index for index, value in enumerate(values)}
-    rater_ids = sorted({rater for raters in pairable.values() for rater in raters})
-    row = {rater: index for index, rater in enumerate(rater_ids)}
-    matrix = np.full((len(rater_ids), len(pairable)), np.nan)
-    for column, raters in enumerate(pairable.values()):
-        for rater, value in raters.items():
-            matrix[row[rater], column] = code[value]
-    return float(
-        krippendorff.alpha(
-            reliability_data=matrix,
-            value_domain=np.arange(len(values)),
-            level_of_measurement="nominal",
+    counts = np.zeros((len(pairable), len(values)), dtype=np.int_)
+    for row, raters in enumerate(pairable):
+        for value in raters.values():
+            counts[row, code[value]] += 1
+    return _alpha_of_counts(counts)
+
+
+def _alpha_of_counts(counts: np.ndarray) -> float:
+    """Nominal alpha of value counts (items, values): krippendorff's own when its coincidence
+    tensors are small, else the same computation block by block (`_blockwise_alpha`)."""
+    items, values = counts.shape
+    if items * values * values <= BLOCK_CELLS:
+        return float(
+            krippendorff.alpha(
+                value_counts=counts,
+                value_domain=np.arange(values),
+                level_of_measurement="nominal",
+            )
         )
-    )
+    return _blockwise_alpha(counts)
+
+
+def _blockwise_alpha(counts: np.ndarray, block_cells: int = BLOCK_CELLS) -> float:
+    """krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"), in bounded memory.
+
+    krippendorff 0.9 builds the coincidence matrix from (items, values, values) float64
+    tensors, several at once: 100,000 items at the 72 labels of the outer ring are 4 GB
+    each. This runs the same operations on blocks of items and adds each block's units to the
+    running total one after the other, the order in which numpy sums the whole tensor over
+    its first axis, so the result is the same float to the bit (a test compares the two).
+    """
+    items, values = counts.shape
+    eye = np.eye(values)
+    block = max(1, block_cells // (values * values))
+    coincidences = np.zeros((values, values))
+    for start in range(0, items, block):
+        part = counts[start : start + block]
+        pairable = np.maximum(part.sum(axis=1), 2)
+        diagonals = part[:, np.newaxis, :] * eye[np.newaxis, ...]
+        unnormalised = part[..., np.newaxis] * part[:, np.newaxis, :] - diagonals
+        units = np.divide(unnormalised, (pairable - 1).reshape((-1, 1, 1)), dtype=np.float64)
+        coincidences = np.concatenate([coincidences[np.newaxis], units]).sum(axis=0)
+    n_v = coincidences.sum(axis=0)
+    expected = np.divide(np.outer(n_v, n_v) - np.diagflat(n_v), n_v.sum() - 1, dtype=np.float64)
+    codes = np.arange(values)
+    distance = (codes[:, np.newaxis] != codes[np.newaxis, :]).astype(np.float64)
+    return float(1 - (coincidences * distance).sum() / (expected * distance).sum())
 
 
 def krippendorff_alpha(ratings: Iterable[Rating]) -> float | None:
@@ -86,18 +127,26 @@ def alpha_per_class(ratings: Iterable[Rating]) -> dict[str, float | None]:
     One-vs-rest: each rating becomes True (it chose c) or False (it chose anything else), and
     nominal alpha is computed on that binary coding. A class nobody paired on (it occurs only
     on single-rated items) or that every pairable rating chose gives None.
+
+    The (items, labels) count matrix is built once; each class's value counts are its
+    (False, True) columns, the counts `_nominal_alpha` would build from the binary coding.
     """
     by_item = labels_by_item(ratings)
     labels = sorted({label for raters in by_item.values() for label in raters.values()})
-    return {
-        label: _nominal_alpha(
-            {
-                item: {rater: chosen == label for rater, chosen in raters.items()}
-                for item, raters in by_item.items()
-            }
-        )
-        for label in labels
-    }
+    column = {label: index for index, label in enumerate(labels)}
+    pairable = [raters for raters in by_item.values() if len(raters) >= 2]
+    chose = np.zeros((len(pairable), len(labels)), dtype=np.int_)
+    for row, raters in enumerate(pairable):
+        for label in raters.values():
+            chose[row, column[label]] += 1
+    rated = chose.sum(axis=1)
+    result: dict[str, float | None] = {}
+    for label in labels:
+        yes = chose[:, column[label]]
+        counts = np.stack([rated - yes, yes], axis=1)
+        # Both codes must occur on pairable items, else alpha is undefined (0/0).
+        result[label] = _alpha_of_counts(counts) if counts.any(axis=0).all() else None
+    return result
 
 
 def _by_rater(ratings: Iterable[Rating]) -> dict[str, dict[Item, str]]:

@@ -8,11 +8,14 @@ import json
 import random
 from dataclasses import asdict
 
+import krippendorff
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 
+from exports.core import agreement
 from exports.core.aggregation import DuplicateRatingError, Rating
 from exports.core.agreement import (
     GoldAccuracy,
@@ -153,6 +156,45 @@ def test_alpha_ignores_input_order_and_the_names_of_labels_and_raters(ratings, s
             assert renamed_per_class[rename[label]] is None
         else:
             assert renamed_per_class[rename[label]] == pytest.approx(value, abs=1e-12)
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    items=st.integers(1, 300),
+    values=st.integers(2, 9),
+    most=st.integers(2, 6),
+    block=st.integers(1, 50),
+)
+@PROPERTY
+def test_blockwise_alpha_is_krippendorffs_to_the_bit(seed, items, values, most, block):
+    # Up to 6 raters per item: 1/(m - 1) is then not always a power of two, so a different
+    # summation order would show in the last bits.
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((items, values), dtype=np.int_)
+    for row in counts:
+        np.add.at(row, rng.integers(values, size=rng.integers(2, most + 1)), 1)
+    counts[0, :2] = 1  # two values occur, so alpha is defined
+    expected = krippendorff.alpha(
+        value_counts=counts, value_domain=np.arange(values), level_of_measurement="nominal"
+    )
+    assert agreement._blockwise_alpha(counts, block * values * values) == expected
+    assert agreement._blockwise_alpha(counts) == expected
+
+
+def test_large_inputs_take_the_blockwise_path_with_the_same_figures(monkeypatch):
+    rng = random.Random(5)
+    ratings = [
+        Rating(item, rater, rng.choice(["mad", "sad", "joyful", "mad"]))
+        for item in range(400)
+        for rater in rng.sample(["r1", "r2", "r3", "r4", "r5"], rng.randint(1, 5))
+    ]
+    direct = (krippendorff_alpha(ratings), alpha_per_class(ratings))
+    calls = []
+    blockwise = agreement._blockwise_alpha
+    monkeypatch.setattr(agreement, "BLOCK_CELLS", 64)
+    monkeypatch.setattr(agreement, "_blockwise_alpha", lambda c: calls.append(1) or blockwise(c))
+    assert (krippendorff_alpha(ratings), alpha_per_class(ratings)) == direct
+    assert len(calls) == 4  # overall and three classes
 
 
 # --- raters against a consensus ---------------------------------------------------------

@@ -1,0 +1,344 @@
+"""Dataset version at scale: build a 100,000-clip, 300,000-annotation project's version.
+
+The bench creates its own PostgreSQL database (default `emoloop_bench_export` on the server
+of DATABASE_URL, else 127.0.0.1:5432 as user postgres), migrates it, fills it with COPY
+(bench/export_data.py: speakers, ~50 annotators of varying skill, labels at every ring of the
+Willcox wheel, skips, gold clips) and drops it at the end; nothing else is touched. Audio:
+when the build supports `options["audio"] = "reference"` the version names each clip's
+canonical file instead of copying it; until then every clip points at one 10 ms WAV under a
+temporary MEDIA_ROOT, so the copies cost file creation, not bytes.
+
+The build runs in a child process (`--child`), which reports its wall time around
+`exports.services.build.build` (population and Django start-up excluded), its peak resident
+set size (ru_maxrss, the whole process: Django, pandas, crowd-kit included) and the time and
+memory at each stage of the build's progress callback. A second child writes the version
+again into another folder; `identical_rebuild` compares the two SHA256SUMS byte for byte.
+
+    make bench-export       # or: python bench/export.py [--clips N] [--annotations N] [--profile]
+
+Appends its run to bench/results/export.json (the last five with the same settings). The last
+line printed is
+
+    export_s=... peak_rss_mb=... clips=100000 annotations=300000 identical_rebuild=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SLUG = "bench-export"
+KEEP_RUNS = 5
+TARGETS = {"export_s": 60, "peak_rss_mb": 500}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rss_mb() -> float:
+    """The current resident set size (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def setup_django() -> None:
+    # Run as a script, Python puts bench/ first on the import path: the repository's
+    # packages come from its root.
+    sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "emoloop.settings")
+    os.environ.setdefault("EMOLOOP_DEV", "true")
+    import django
+
+    django.setup()
+
+
+def audio_by_reference(choice: str) -> bool:
+    """Whether to build with audio by reference: `--audio reference`, or `auto` when the
+    build supports it (DatasetVersion.options, exports.models.AUDIO_MODES)."""
+    from exports import models
+
+    supported = "reference" in getattr(models, "AUDIO_MODES", ())
+    if choice == "reference" and not supported:
+        raise SystemExit("this build has no audio-by-reference option; use --audio copy")
+    return choice == "reference" or (choice == "auto" and supported)
+
+
+# --- The child: one build ------------------------------------------------------------------
+
+
+class StageClock:
+    """The build's progress callback: a tqdm bar, and time and RSS when each stage starts."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(unit="clip", file=sys.stderr)
+        self.started = time.perf_counter()
+        self.marks: list[tuple[str, float, float, float]] = []
+
+    def mark(self, stage: str) -> None:
+        self.marks.append((stage, time.perf_counter(), rss_mb(), peak_rss_mb()))
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.marks or self.marks[-1][0] != stage:
+            self.mark(stage)
+        if stage == "clips" and done == total:
+            self.mark("datasheet + SHA256SUMS")
+        self.bar.set_description(stage)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def stages(self, finished: float) -> list[dict[str, Any]]:
+        ends = [t for _, t, _, _ in self.marks[1:]] + [finished]
+        return [
+            {"stage": stage, "s": round(end - start, 2), "rss_mb_at_start": round(rss, 1),
+             "peak_rss_mb_at_start": round(peak, 1)}
+            for (stage, start, rss, peak), end in zip(self.marks, ends, strict=True)
+        ]  # fmt: skip
+
+
+def child(args: argparse.Namespace) -> None:
+    setup_django()
+    from exports.core.archive import sha256_file
+    from exports.models import DatasetVersion
+    from exports.services import build
+
+    version = DatasetVersion.objects.select_related(
+        "project", "taxonomy_version__taxonomy", "created_by"
+    ).get(pk=args.version_id)
+    clock = StageClock()
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    if args.child == "build":
+        build.build(version, clock)
+        folder = build.folder_of(version)
+    else:
+        folder = args.folder
+        build.write_version(version, folder, clock)
+    finished = time.perf_counter()
+    if profiler is not None:
+        profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(25)
+        print(out.getvalue(), file=sys.stderr)
+    clock.bar.close()
+    sheet = json.loads((folder / "datasheet.json").read_text())
+    print(json.dumps({
+        "folder": str(folder), "export_s": round(finished - started, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1), "stages": clock.stages(finished),
+        "clips": sheet["composition"]["clips"],
+        "annotations": sheet["collection"]["annotations"],
+        "sums_sha256": sha256_file(folder / "SHA256SUMS"),
+    }))  # fmt: skip
+
+
+def run_child(kind: str, version_id: int, folder: Path | None, profile: bool) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--version-id", str(version_id)]
+    if folder is not None:
+        command += ["--folder", str(folder)]
+    if profile:
+        command.append("--profile")
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- The parent: database, population, two builds ------------------------------------------
+
+
+def database_urls(name: str) -> tuple[str, str]:
+    """(the bench database's URL, the server's maintenance database URL)."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith("postgres"):
+        base = "postgres://postgres@127.0.0.1:5432/postgres"
+    parts = urlsplit(base)
+    return (
+        urlunsplit(parts._replace(path=f"/{name}")),
+        urlunsplit(parts._replace(path="/postgres")),
+    )
+
+
+def admin(url: str, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=100_000)
+    parser.add_argument("--annotations", type=int, default=300_000)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--speakers", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--database", default="emoloop_bench_export",
+                        help="Created and dropped by the bench (its own; never an existing one "
+                        "unless --reuse-db).")  # fmt: skip
+    parser.add_argument("--reuse-db", action="store_true",
+                        help="Keep the database afterwards and reuse a populated one.")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="Profile the first build (cProfile); stats on stderr.")  # fmt: skip
+    parser.add_argument("--audio", choices=["auto", "copy", "reference"], default="auto",
+                        help="Audio by reference when the build supports it (auto).")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RESULTS / "export.json")
+    parser.add_argument("--child", choices=["build", "rebuild"], help=argparse.SUPPRESS)
+    parser.add_argument("--version-id", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    url, maintenance = database_urls(args.database)
+    scratch = Path(tempfile.mkdtemp(prefix="emoloop-bench-export-"))
+    os.environ.update({
+        "DATABASE_URL": url, "MEDIA_ROOT": str(scratch / "media"),
+        "EMOLOOP_DATA_DIR": str(scratch / "data"), "DATABASE_CONN_MAX_AGE": "0",
+    })  # fmt: skip
+    created = False
+    try:
+        if not args.reuse_db:
+            admin(maintenance, f'DROP DATABASE IF EXISTS "{args.database}"')
+        try:
+            admin(maintenance, f'CREATE DATABASE "{args.database}"')
+            created = True
+        except Exception as exc:  # psycopg2.errors.DuplicateDatabase with --reuse-db
+            if not args.reuse_db:
+                raise
+            print(f"reusing database {args.database} ({type(exc).__name__})", file=sys.stderr)
+        run = measure(args, scratch, fresh=created)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.reuse_db:
+            from django.apps import apps
+
+            if apps.ready:
+                from django.db import connections
+
+                connections.close_all()
+            admin(maintenance, f'DROP DATABASE IF EXISTS "{args.database}"')
+    report(args, run)
+
+
+def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, Any]:
+    setup_django()
+    from django.core.management import call_command
+
+    from bench import export_data
+    from exports.models import DatasetVersion
+    from exports.services import versions
+    from labelling.models import Project
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    export_data.write_audio(scratch / "media")
+    project = Project.objects.filter(slug=SLUG).first()
+    if project is None or fresh:
+        project = export_data.populate(
+            SLUG, args.clips, args.annotations, args.annotators, args.speakers, args.seed
+        )
+    populate_s = time.perf_counter() - started
+    version = versions.create_version(project, user=None, seed=args.seed)
+    by_reference = audio_by_reference(args.audio)
+    if by_reference:
+        version.options = {**version.options, "audio": "reference"}
+        version.save(update_fields=["options"])
+    first = run_child("build", version.pk, None, args.profile)
+    second = run_child("rebuild", version.pk, scratch / "rebuild", False)
+    identical = (
+        Path(first["folder"], "SHA256SUMS").read_bytes()
+        == Path(second["folder"], "SHA256SUMS").read_bytes()
+    )
+    version.refresh_from_db()
+    assert version.status == DatasetVersion.Status.READY
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "audio": "reference" if by_reference else "copy (one 10 ms WAV per clip)",
+        "populate_s": round(populate_s, 1),
+        "export_s": first["export_s"],
+        "rebuild_s": second["export_s"],
+        "peak_rss_mb": first["peak_rss_mb"],
+        "rebuild_peak_rss_mb": second["peak_rss_mb"],
+        "stages": first["stages"],
+        "profiled": args.profile,
+        "clips": first["clips"],
+        "annotations": first["annotations"],
+        "identical_rebuild": identical,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def report(args: argparse.Namespace, run: dict[str, Any]) -> None:
+    settings = {
+        "benchmark": "export",
+        "clips": args.clips,
+        "annotations": args.annotations,
+        "annotators": args.annotators,
+        "speakers": args.speakers,
+        "seed": args.seed,
+        "database": "postgresql",
+        "cpu_count": os.cpu_count(),
+    }
+    previous = []
+    if args.out.exists():
+        old = json.loads(args.out.read_text())
+        if all(old.get(k) == v for k, v in settings.items()):
+            previous = old.get("runs", [])
+    results = {
+        **settings,
+        "python": platform.python_version(),
+        "targets": TARGETS,
+        "note": (
+            "export_s: wall time of exports.services.build.build in a child process (Django "
+            "start-up and population excluded); peak_rss_mb: that process's ru_maxrss, "
+            "imports included. stages: from the build's progress callback; 'aggregation' "
+            "covers labels_<ring> tables (majority, soft, Dawid-Skene), gold.csv and "
+            "agreement.json. Shared machine: compare runs."
+        ),
+        "runs": [*previous, run][-KEEP_RUNS:],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for stage in run["stages"]:
+        print(json.dumps(stage))
+    print(f"populate_s={run['populate_s']} rebuild_s={run['rebuild_s']} audio={run['audio']}")
+    print(
+        f"export_s={run['export_s']:.1f} peak_rss_mb={run['peak_rss_mb']:.0f} "
+        f"clips={run['clips']} annotations={run['annotations']} "
+        f"identical_rebuild={str(run['identical_rebuild']).lower()}"
+    )
+
+
+if __name__ == "__main__":
+    main()
