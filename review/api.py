@@ -110,11 +110,12 @@ class ReviewClipView(_ReviewerView):
     def get(self, request: Request, slug: str, clip_id: int) -> Response:
         """Every current human label of the clip side by side, and its adjudications."""
         clip = self.clip(clip_id)
+        gold_path, gold_key = presentation.gold_of(clip)
         body = {
             "clip": clip.pk,
             "audio": f"/api/clips/{clip.pk}/audio/",
-            "gold": presentation.gold_of(clip),
-            "labels": presentation.label_rows(adjudication.clip_labels(clip)),
+            "gold": gold_path,
+            "labels": presentation.label_rows(adjudication.clip_labels(clip), gold_key),
             "adjudications": adjudication.history(clip),
         }
         return Response(s.ReviewClipSerializer(body).data)

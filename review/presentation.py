@@ -238,10 +238,13 @@ def path_of(node: TaxonomyNode | None) -> str:
     return PATH_SEP.join(reversed(names))
 
 
-def label_rows(annotations: Iterable[Annotation]) -> list[dict[str, Any]]:
+def label_rows(annotations: Iterable[Annotation], gold_key: str = "") -> list[dict[str, Any]]:
+    """The clip's labels for the side-by-side table; `gold` says whether a label's core
+    matches the gold answer's (None when the clip is not gold, or for a skip), the rule of
+    the gold accuracy figures."""
+    gold_core = gold_key.split(".")[0] if gold_key else ""
     rows = []
     for a in annotations:
-        result = getattr(a, "gold_result", None)
         rows.append(
             {
                 "annotator": a.annotator.get_username(),
@@ -252,15 +255,16 @@ def label_rows(annotations: Iterable[Annotation]) -> list[dict[str, Any]]:
                 "intensity": a.get_intensity_display() if a.intensity else "—",
                 "time": seconds(a.time_spent_ms),
                 "created_at": a.created_at,
-                "gold": None if result is None else result.correct_core,
+                "gold": (a.node.key.split(".")[0] == gold_core) if gold_core and a.node else None,
             }
         )
     return rows
 
 
-def gold_of(clip: Clip) -> str:
+def gold_of(clip: Clip) -> tuple[str, str]:
+    """The clip's gold answer as (node path, node key), or ("", "")."""
     gold = GoldClip.objects.filter(clip=clip).select_related("node__parent__parent").first()
-    return path_of(gold.node) if gold else ""
+    return (path_of(gold.node), gold.node.key) if gold else ("", "")
 
 
 def node_options(nodes: list[TaxonomyNode]) -> list[dict[str, str]]:

@@ -131,11 +131,12 @@ def review_clip(request: HttpRequest, slug: str, clip_id: int) -> HttpResponse:
         "level", "order"
     )
     history = adjudication.history(clip)
+    gold_path, gold_key = presentation.gold_of(clip)
     context = {
         "project": project,
         "clip": clip,
-        "labels": presentation.label_rows(adjudication.clip_labels(clip)),
-        "gold": presentation.gold_of(clip),
+        "labels": presentation.label_rows(adjudication.clip_labels(clip), gold_key),
+        "gold": gold_path,
         "options": presentation.node_options(list(nodes)),
         "history": history,
         "current": next((a for a in history if a.is_current), None),

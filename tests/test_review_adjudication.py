@@ -47,12 +47,20 @@ def test_the_reviewer_sees_every_label_side_by_side(world, api):
     body = api.get(f"/api/projects/callcentre/review/clips/{clip.pk}/").json()
     assert body["audio"] == f"/api/clips/{clip.pk}/audio/"
     assert body["gold"] == "Sad \u203a Guilty \u203a Remorseful"
-    got = [(row["annotator"], row["key"], row["unsure"]) for row in body["labels"]]
+    got = [(row["annotator"], row["key"], row["unsure"], row["gold"]) for row in body["labels"]]
     assert sorted(got) == [
-        ("alma", "sad.guilty.remorseful", False),
-        ("bodo", "sad.guilty", False),
-        ("cleo", "sad.guilty.regretful", False),
+        ("alma", "sad.guilty.remorseful", False, True),
+        ("bodo", "sad.guilty", False, True),
+        ("cleo", "sad.guilty.regretful", False, True),
     ]
+    seven = api.get(f"/api/projects/callcentre/review/clips/{world.clips[7].pk}/").json()
+    assert sorted((row["annotator"], row["gold"]) for row in seven["labels"]) == [
+        ("bodo", True),  # joyful vs joyful.excited.thrilled: the core matches
+        ("cleo", False),  # scared.confused
+    ]
+    plain = api.get(f"/api/projects/callcentre/review/clips/{world.clips[2].pk}/").json()
+    assert plain["gold"] == ""
+    assert {row["gold"] for row in plain["labels"]} == {None}
     assert api.get(body["audio"]).status_code == 200  # reviewers hear any clip of theirs
 
 

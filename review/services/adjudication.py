@@ -66,7 +66,7 @@ def clip_labels(clip: Clip) -> Iterable[Annotation]:
     """Every current human annotation of the clip, with its annotator and node path."""
     return (
         Annotation.objects.filter(clip=clip, is_current=True, label_source=LabelSource.HUMAN)
-        .select_related("annotator", "node__parent__parent", "gold_result")
+        .select_related("annotator", "node__parent__parent")
         .order_by("created_at", "pk")
     )
 
