@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
+from audit.models import AuditEvent
 from labelling.models import Annotation
 from labelling.services import taxonomy
 from review.models import Adjudication
@@ -83,6 +84,17 @@ def test_adjudicating_keeps_the_labels_and_a_later_decision_supersedes(
     ]
     with django_assert_num_queries(1):
         assert current_adjudications(world.project) == {clip.pk: "mad.angry"}
+    events = list(AuditEvent.objects.filter(action="review.adjudicated").order_by("pk"))
+    assert [(e.actor, e.project, e.target_id) for e in events] == [
+        (reviewer, world.project, str(history[0].pk)),
+        (reviewer, world.project, str(history[1].pk)),
+    ]
+    assert events[1].details == {
+        "clip": clip.pk,
+        "node": "mad.angry",
+        "note": "listened again",
+        "supersedes": [{"id": history[0].pk, "node": "scared.rejected"}],
+    }
     body = api.get(url).json()
     assert [(a["node"], a["is_current"]) for a in body["adjudications"]] == [
         ("mad.angry", True),

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from audit.services import record
 from labelling.models import Annotation, Clip, LabelSource, Project, TaxonomyNode
 from review.models import Adjudication
 
@@ -55,9 +56,25 @@ def adjudicate(clip: Clip, reviewer: User, node_key: str, note: str = "") -> Adj
         # Lock the clip row: two reviewers deciding at once supersede in order, and the
         # partial unique index never sees two current rows.
         Clip.objects.select_for_update().filter(pk=clip.pk).first()
+        superseded = list(
+            Adjudication.objects.filter(clip=clip, is_current=True).values_list("pk", "node__key")
+        )
         Adjudication.objects.filter(clip=clip, is_current=True).update(is_current=False)
         made = Adjudication.objects.create(
             clip=clip, project=project, reviewer=reviewer, node=node, note=note
+        )
+        # In the transaction: the event exists exactly when the adjudication committed.
+        record(
+            reviewer,
+            "review.adjudicated",
+            project=project,
+            target=made,
+            details={
+                "clip": clip.pk,
+                "node": node.key,
+                "note": note[:200],
+                "supersedes": [{"id": pk, "node": key} for pk, key in superseded],
+            },
         )
     return made
 
