@@ -9,13 +9,16 @@ import re
 import urllib.request
 import uuid
 import zipfile
+from typing import cast
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from exports.models import DatasetVersion
+from labelling.models import Clip
 from labelling.services import queue
 from tests.factories import ClipFactory
 
@@ -64,8 +67,8 @@ def labelled(worker, project, annotator, second_annotator):
     return label_clips(project, [annotator, second_annotator], speakers=range(4))
 
 
-def label_clips(project, annotators, *, speakers) -> list:
-    clips = [ClipFactory(project=project, speaker_id=f"s{n}") for n in speakers]
+def label_clips(project, annotators, *, speakers) -> list[Clip]:
+    clips = [cast(Clip, ClipFactory(project=project, speaker_id=f"s{n}")) for n in speakers]
     queue.enqueue_clips(project, clips, seed=1)
     for user, key in zip(annotators, ("mad.angry", "sad"), strict=True):
         while (leased := queue.next_clip(project, user)) is not None:
@@ -201,3 +204,42 @@ def test_an_engineer_creates_watches_opens_and_downloads_a_version(
 
     assert json.loads(page.evaluate("JSON.stringify(window.__cspViolations)")) == []
     assert not problems, "\n".join(problems)
+
+
+def test_the_page_follows_a_build_until_it_fails_and_shows_why(
+    page: Page, live_server, project, engineer
+):
+    """Polling without a worker: the test moves the row on as a build would, and the page
+    follows it (the bar, its stage and counts) until the version fails and shows why."""
+    version = DatasetVersion.objects.create(
+        project=project,
+        number=1,
+        status=DatasetVersion.Status.BUILDING,
+        progress={"stage": "clips", "done": 2, "total": 4},
+        created_by=engineer,
+        created_at=timezone.now(),
+    )
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if r.url.endswith("/datasets/1/") else None)
+    log_in(page, live_server, engineer)
+    page.goto(f"{live_server.url}/projects/{project.slug}/datasets/")
+
+    row = page.locator('#versions tr[data-number="1"]')
+    expect(row).to_have_attribute("data-status", "building")
+    expect(row.locator(".ds-stage")).to_have_text("clips: 2 / 4")
+    expect(row.locator("progress")).to_have_attribute("value", "2")
+    expect(row.get_by_role("button", name="Open")).to_be_hidden()
+
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        progress={"stage": "splits", "done": 3, "total": 4}
+    )
+    expect(row.locator(".ds-stage")).to_have_text("splits: 3 / 4")
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        status=DatasetVersion.Status.FAILED, error="<b>disk full</b>"
+    )
+    expect(row).to_have_attribute("data-status", "failed")
+    # The error is text, never markup.
+    expect(row.locator(".ds-error")).to_have_text("<b>disk full</b>")
+    expect(row.locator("progress")).to_have_count(0)
+    expect(page.locator("#detail")).to_be_hidden()
+    assert polls, "the page never polled the building version"
