@@ -14,7 +14,8 @@ function progressCell(version) {
   const cell = el("td", { class: "ds-status" }, el("span", { class: `pill pill-${version.status}` }, version.status));
   if (isActive(version)) {
     const bar = el("progress", { max: total || 1, value: total ? done : 0, "aria-label": `Build of version ${version.number}` });
-    const text = stage ? `${stage}: ${done} / ${total}` : "waiting for a worker";
+    let text = "waiting for a worker";
+    if (version.status === "building") text = total ? `${stage}: ${done} / ${total}` : stage || "starting";
     cell.append(el("div", { class: "ds-progress" }, bar, el("span", { class: "ds-stage" }, text)));
   } else if (version.status === "failed" && version.error) {
     cell.append(el("p", { class: "error ds-error" }, version.error));
