@@ -86,9 +86,9 @@ class NativeVersion:
         """Where a clip's audio is: `file_name` in the folder, else `audio_uri` under
         `audio_root` (a version built by reference)."""
         if clip.get("file_name"):
-            return self.folder / clip["file_name"]
+            return self.folder / str(clip["file_name"])
         if clip.get("audio_uri") and self.audio_root is not None:
-            return self.audio_root / clip["audio_uri"]
+            return self.audio_root / str(clip["audio_uri"])
         raise NativeLayoutError(
             f"clip {clip['clip_id']}: the version has its audio by reference "
             f"({clip.get('audio_uri')!r}); give audio_root (the MEDIA_ROOT) to read it"
