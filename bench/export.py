@@ -100,10 +100,8 @@ class StageClock:
         self.marks.append((stage, time.perf_counter(), rss_mb(), peak_rss_mb()))
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.marks or self.marks[-1][0] != stage:
+        if stage not in {name for name, _, _, _ in self.marks}:
             self.mark(stage)
-        if stage == "clips" and done == total:
-            self.mark("datasheet + SHA256SUMS")
         self.bar.set_description(stage)
         self.bar.total = total
         self.bar.n = done
@@ -323,8 +321,9 @@ def report(args: argparse.Namespace, run: dict[str, Any]) -> None:
             "export_s: wall time of exports.services.build.build in a child process (Django "
             "start-up and population excluded); peak_rss_mb: that process's ru_maxrss, "
             "imports included. stages: from the build's progress callback; 'aggregation' "
-            "covers labels_<ring> tables (majority, soft, Dawid-Skene), gold.csv and "
-            "agreement.json. Shared machine: compare runs."
+            "covers labels_<ring> tables (majority, soft, Dawid-Skene), gold.csv, "
+            "agreement.json and weak labels; the last stage (lineage) runs to the end: "
+            "version.json, datasheet with plots, SHA256SUMS. Shared machine: compare runs."
         ),
         "runs": [*previous, run][-KEEP_RUNS:],
     }
