@@ -19,7 +19,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods
 
 from console import charts
@@ -65,13 +67,19 @@ def _render(
 # --- Overview ------------------------------------------------------------------------------
 
 
-def overview_figures(project: Project) -> tuple[progress.Overview, Any]:
-    """The overview's figures, cached per project for OVERVIEW_CACHE_SECONDS (with the time
-    they were computed), so that a big project's dashboard costs one computation a minute."""
+def overview_html(project: Project) -> tuple[str, Any]:
+    """The overview's figures as HTML, with the time they were computed: computed and drawn
+    at most once per OVERVIEW_CACHE_SECONDS per project (rendering a big wheel's charts
+    costs as much as the queries), so a big project's dashboard costs one computation a
+    minute."""
     key = f"console:overview:{project.pk}"
     found = cache.get(key)
     if found is None:
-        found = (progress.overview(project), timezone.now())
+        figures = progress.overview(project)
+        html = render_to_string(
+            "console/_overview_figures.html", _overview_context(project, figures)
+        )
+        found = (html, timezone.now())
         cache.set(key, found, OVERVIEW_CACHE_SECONDS)
     return found
 
@@ -126,11 +134,7 @@ def _coverage(figures: progress.Overview, quotas: dict) -> list[dict[str, Any]]:
     return out
 
 
-@login_required
-@require_GET
-def overview(request: HttpRequest, slug: str) -> HttpResponse:
-    project, role = _page(request, slug)
-    figures, computed_at = overview_figures(project)
+def _overview_context(project: Project, figures: progress.Overview) -> dict[str, Any]:
     per_day = charts.bar_chart(
         [(d.strftime("%m-%d"), n, "") for d, n in figures.per_day],
         x_label="day (UTC)",
@@ -148,33 +152,34 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "ring": i,
             "chart": charts.bar_chart(
-                [(c.name, c.count, c.colour) for c in ring],
-                x_label="",
-                y_label="labels",
-                label_every=1,
+                [(c.name, c.count, c.colour) for c in ring], x_label="", y_label="labels"
             ),
             "nodes": ring,
             "total": sum(c.count for c in ring),
         }
         for i, ring in enumerate(figures.rings)
     ]
-    return _render(
-        request,
-        "overview.html",
-        project,
-        role,
-        "overview",
-        {
-            "f": figures,
-            "computed_at": computed_at,
-            "cache_seconds": OVERVIEW_CACHE_SECONDS,
-            "per_day_chart": per_day,
-            "burn_chart": burn,
-            "rings": rings,
-            "coverage": _coverage(figures, _quotas(project)),
-            "rate_days": progress.RATE_DAYS,
-        },
-    )
+    return {
+        "f": figures,
+        "per_day_chart": per_day,
+        "burn_chart": burn,
+        "rings": rings,
+        "coverage": _coverage(figures, _quotas(project)),
+        "rate_days": progress.RATE_DAYS,
+    }
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest, slug: str) -> HttpResponse:
+    project, role = _page(request, slug)
+    html, computed_at = overview_html(project)
+    context = {
+        "figures_html": mark_safe(html),  # noqa: S308 - rendered with autoescaping above
+        "computed_at": computed_at,
+        "cache_seconds": OVERVIEW_CACHE_SECONDS,
+    }
+    return _render(request, "overview.html", project, role, "overview", context)
 
 
 # --- Imports -------------------------------------------------------------------------------

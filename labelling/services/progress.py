@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Case, Count, DateField, QuerySet, Sum, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -151,39 +151,51 @@ def _status_and_coverage(project: Project) -> tuple[Status, dict[str, list[Group
     return status, coverage
 
 
-def _by_day(queryset: QuerySet, value: str | None) -> dict[dt.date, int]:
-    total = Count("pk") if value is None else Coalesce(Sum(value), 0)
-    rows = (
-        queryset.annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
-        .values("day")
-        .annotate(n=total)
-        .values_list("day", "n")
-    )
-    return {day: int(n) for day, n in rows}
-
-
 def _days(today: dt.date, count: int) -> list[dt.date]:
     return [today - dt.timedelta(days=count - 1 - i) for i in range(count)]
 
 
-def _history(project: Project, today: dt.date) -> tuple[list, list]:
-    """Labels per day and the burn-down over the last HISTORY_DAYS days."""
-    start = dt.datetime.combine(today - dt.timedelta(days=HISTORY_DAYS - 1), dt.time(), dt.UTC)
-    made = labels(project)
-    clips = Clip.objects.filter(project=project).annotate(
-        wanted=Coalesce("queue_entry__target", project.annotators_per_clip)
+def _day_or_before(start: dt.datetime) -> Case:
+    """The UTC day of `created_at` from `start` on; null (one bucket) before it."""
+    return Case(
+        When(created_at__gte=start, then=TruncDate("created_at", tzinfo=dt.UTC)),
+        default=None,
+        output_field=DateField(),
     )
-    before = {
-        "labels": made.filter(created_at__lt=start).count(),
-        "targets": clips.filter(created_at__lt=start).aggregate(t=Coalesce(Sum("wanted"), 0))["t"],
-    }
-    per_day = _by_day(made.filter(created_at__gte=start), None)
-    targets = _by_day(clips.filter(created_at__gte=start), "wanted")
+
+
+def _label_counts(project: Project, start: dt.datetime) -> dict[tuple[int, dt.date | None], int]:
+    """Labels by (node, day since `start`, or None before it): one pass over the labels
+    gives the ring balance, the labels per day and the burn-down."""
+    rows = (
+        labels(project)
+        .annotate(day=_day_or_before(start))
+        .values("node_id", "day")
+        .annotate(n=Count("pk"))
+        .values_list("node_id", "day", "n")
+    )
+    return {(node_id, day): int(n) for node_id, day, n in rows}
+
+
+def _history(
+    project: Project, today: dt.date, start: dt.datetime, counts: Mapping[tuple, int]
+) -> tuple[list, list]:
+    """Labels per day and the burn-down over the last HISTORY_DAYS days."""
+    per_day: dict[dt.date | None, int] = {}
+    for (_node, day), n in counts.items():
+        per_day[day] = per_day.get(day, 0) + n
+    targets = dict(
+        Clip.objects.filter(project=project)
+        .annotate(day=_day_or_before(start))
+        .values("day")
+        .annotate(t=Sum(Coalesce("queue_entry__target", project.annotators_per_clip)))
+        .values_list("day", "t")
+    )
     series, burn = [], []
-    done, need = before["labels"], before["targets"]
+    done, need = per_day.get(None, 0), int(targets.get(None) or 0)
     for day in _days(today, HISTORY_DAYS):
         done += per_day.get(day, 0)
-        need += targets.get(day, 0)
+        need += int(targets.get(day) or 0)
         series.append((day, per_day.get(day, 0)))
         burn.append((day, need - done))
     return series, burn
@@ -197,12 +209,15 @@ def forecast(wanted: int, labels_in_window: int, today: dt.date) -> Forecast:
     return Forecast(rate, days, today + dt.timedelta(days=math.ceil(days)))
 
 
-def ring_balance(project: Project) -> tuple[list[list[NodeCount]], int]:
+def ring_balance(
+    project: Project, per_label: Mapping[tuple, int]
+) -> tuple[list[list[NodeCount]], int]:
     """Labels per node of the project's taxonomy version, at each ring: a label at a finer
     ring counts for its ancestors too; a coarser label does not count at finer rings."""
     version = project.taxonomy_version
-    per_node = labels(project).values("node_id").annotate(n=Count("pk"))
-    counts: dict[int, int] = dict(per_node.values_list("node_id", "n"))
+    counts: dict[int, int] = {}
+    for (node_id, _day), n in per_label.items():
+        counts[node_id] = counts.get(node_id, 0) + n
     if version is None:
         return [], sum(counts.values())
     nodes = list(TaxonomyNode.objects.filter(version=version).order_by("level", "order"))
@@ -227,10 +242,12 @@ def ring_balance(project: Project) -> tuple[list[list[NodeCount]], int]:
 
 def overview(project: Project, now: dt.datetime | None = None) -> Overview:
     today = (now or timezone.now()).astimezone(dt.UTC).date()
+    start = dt.datetime.combine(today - dt.timedelta(days=HISTORY_DAYS - 1), dt.time(), dt.UTC)
     status, coverage = _status_and_coverage(project)
-    per_day, burn = _history(project, today)
+    counts = _label_counts(project, start)
+    per_day, burn = _history(project, today, start, counts)
     window = sum(n for _day, n in per_day[-RATE_DAYS:])
-    rings, off_version = ring_balance(project)
+    rings, off_version = ring_balance(project, counts)
     return Overview(
         status=status,
         coverage=coverage,
