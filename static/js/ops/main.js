@@ -30,6 +30,11 @@ function when(seconds) {
   return new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
 }
 
+/** An ISO time from the API as the server writes it: "2026-12-01 04:30:35". */
+function isoTime(text) {
+  return text ? text.replace("T", " ").slice(0, 19) : "never";
+}
+
 function bytes(n) {
   const units = ["bytes", "KB", "MB", "GB", "TB"];
   let value = n;
@@ -83,7 +88,7 @@ function draw(data) {
     "failures",
     data.failures.map((f) =>
       el("tr", { "data-failure": f.id, "data-task-id": f.task_id },
-        el("td", {}, f.failed_at),
+        el("td", {}, isoTime(f.failed_at)),
         el("td", {}, el("code", {}, f.task_name), el("br"), el("span", { class: "muted" }, f.queue)),
         el("td", {}, el("code", {}, f.args_repr)),
         el("td", {}, el("strong", { class: "error-text" }, f.exception),
@@ -96,7 +101,7 @@ function draw(data) {
     "beat",
     data.beat.map((b) =>
       el("tr", { "data-entry": b.entry }, el("td", {}, b.entry), el("td", {}, el("code", {}, b.task)),
-        el("td", {}, b.every_s ? `${Math.round(b.every_s)} s` : "–"), el("td", {}, b.last_run_at || "never")),
+        el("td", {}, b.every_s ? `${Math.round(b.every_s)} s` : "–"), el("td", {}, isoTime(b.last_run_at))),
     ),
   );
   const storage = data.storage;
