@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from emoloop.api_base import Conflict, PassthroughRenderer
 from exports import serializers as s
 from exports.core.archive import MANIFEST, iter_zip
+from exports.formats import FORMATS
 from exports.models import DatasetVersion
 from exports.services import diff, versions
 from exports.tasks import start_version
@@ -68,6 +69,7 @@ class DatasetListView(_DatasetView):
                 user=signed_in(request.user),
                 seed=body.validated_data["seed"],
                 import_batch=body.validated_data.get("import_batch"),
+                audio=body.validated_data["audio"],
             )
         except ValueError as exc:
             raise ValidationError({"import_batch": [str(exc)]}) from exc
@@ -117,6 +119,27 @@ class DatasetZipView(_DatasetView):
         """The whole ready version as one zip, streamed (entries sorted, fixed dates)."""
         version = self.version(number)
         folder = self.ready_folder(version)
+        response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
+        return response
+
+
+class DatasetFormatZipView(_DatasetView):
+    renderer_classes = [PassthroughRenderer]
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        description="The ready version in another layout, as one streamed zip: `native`, `hf` "
+        "(Hugging Face audiofolder), `audformat` or `labelstudio` (docs/datasets.md, "
+        "Formats). Converted from the native folder on first request and kept; the same "
+        "version always gives the same bytes. 404 for an unknown format.",
+    )
+    def get(self, request: Request, slug: str, number: int, fmt: str) -> StreamingHttpResponse:
+        version = self.version(number)
+        self.ready_folder(version)
+        if fmt not in FORMATS:
+            raise NotFound(f"No format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}.")
+        folder = versions.format_folder(version, fmt)
         response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
         return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from rest_framework import serializers
 
-from exports.models import DatasetVersion
+from exports.models import AUDIO_MODES, DatasetVersion
 from exports.services.diff import MAX_LIMIT
 from exports.services.versions import MAX_SEED
 
@@ -45,6 +45,12 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class CreateDatasetSerializer(serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, default=0)
     import_batch = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    audio = serializers.ChoiceField(
+        choices=AUDIO_MODES,
+        default="copy",
+        help_text="copy: the version holds its audio (audio/<clip_id>.wav); reference: no "
+        "audio files, the clips table names each clip's canonical file (audio_uri).",
+    )
 
 
 class DatasetFileSerializer(serializers.Serializer):

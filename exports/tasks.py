@@ -23,14 +23,21 @@ def build_dataset(version_id: int) -> str | None:
 
 
 def start_version(
-    project: Project, *, user: User | None, seed: int = 0, import_batch: int | None = None
+    project: Project,
+    *,
+    user: User | None,
+    seed: int = 0,
+    import_batch: int | None = None,
+    audio: str = "copy",
 ) -> DatasetVersion:
     """Create a queued version and send its build task once the row is committed.
 
     When the broker is down this raises BrokerUnavailable after the version is saved (the
     API answers 503); the version stays queued.
     """
-    version = versions.create_version(project, user=user, seed=seed, import_batch=import_batch)
+    version = versions.create_version(
+        project, user=user, seed=seed, import_batch=import_batch, audio=audio
+    )
 
     def send() -> None:
         try:

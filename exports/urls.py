@@ -27,6 +27,11 @@ urlpatterns = [
         name="dataset-zip",
     ),
     path(
+        "projects/<slug:slug>/datasets/<int:number>/download/<str:fmt>.zip",
+        api.DatasetFormatZipView.as_view(),
+        name="dataset-format-zip",
+    ),
+    path(
         "projects/<slug:slug>/datasets/<int:number>/diff/<int:other>/",
         api.DatasetDiffView.as_view(),
         name="dataset-diff",

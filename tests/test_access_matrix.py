@@ -155,6 +155,10 @@ TARGETS: dict[str, Target] = {
     "other_dataset": _dataset(fx.SLUG_B),
     "dataset_file": _dataset(fx.SLUG_A, path="version.json"),
     "other_dataset_file": _dataset(fx.SLUG_B, path="version.json"),
+    "dataset_diff": _dataset(fx.SLUG_A, other=1),
+    "other_dataset_diff": _dataset(fx.SLUG_B, other=1),
+    "dataset_hf": _dataset(fx.SLUG_A, fmt="hf"),
+    "other_dataset_hf": _dataset(fx.SLUG_B, fmt="hf"),
 }
 
 PROJECTS = ("project", "other_project")
@@ -268,6 +272,10 @@ ACCESS_TABLE: tuple[Row, ...] = (
         on=("dataset_file", "other_dataset_file")),
     Row("/api/projects/{slug}/datasets/{number}/download.zip", "GET", ML_ENGINEER,
         on=("dataset", "other_dataset")),
+    Row("/api/projects/{slug}/datasets/{number}/download/{fmt}.zip", "GET", ML_ENGINEER,
+        on=("dataset_hf", "other_dataset_hf")),
+    Row("/api/projects/{slug}/datasets/{number}/diff/{other}/", "GET", ML_ENGINEER,
+        on=("dataset_diff", "other_dataset_diff")),
     # Clips: annotators reach only the audio of what they were leased, never the pool.
     # A list with no ?project= needs the role in some project (an annotator: 403).
     Row("/api/clips/", "GET", REVIEWER, on=("-", "?project=project", "?project=other_project")),
@@ -335,6 +343,7 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/", "GET", SIGNED_IN),
     Row("/projects/{slug}/", "GET", ANNOTATOR, on=PROJECTS),
     Row("/projects/{slug}/label/", "GET", ANNOTATOR, on=PROJECTS),
+    Row("/projects/{slug}/datasets/", "GET", ML_ENGINEER, on=PROJECTS),
     Row("/invitations/{token}/", "GET", SIGNED_IN, on=("invitation_token",), scan=False),
     Row("/invitations/{token}/", "POST", SIGNED_IN, on=("invitation_token",), scan=False),
     Row("/healthz", "GET", PUBLIC),

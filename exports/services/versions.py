@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from exports import formats
 from exports.models import AUDIO_MODES, DatasetVersion, default_split_targets
 from labelling.models import ImportBatch, Project
 
@@ -113,6 +115,37 @@ def ready_folder(version: DatasetVersion) -> Path:
     if version.status != DatasetVersion.Status.READY:
         raise NotReady(f"Dataset version {version.number} is {version.status}, not ready.")
     return folder_of(version)
+
+
+def format_folder(version: DatasetVersion, fmt: str) -> Path:
+    """The folder of a ready version in format `fmt` (exports.formats), converted from its
+    native folder on first use and kept next to it (`datasets/<slug>-v<N>-<fmt>/`).
+
+    The conversion is written to a private temporary folder and renamed into place, so two
+    requests converting at once cannot mix their files: the first rename wins and the other
+    copy is dropped. Like the native folder, a converted folder is never changed.
+    """
+    if fmt not in formats.FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}; choose one of {sorted(formats.FORMATS)}.")
+    native = ready_folder(version)
+    if fmt == "native":
+        return native
+    final = native.with_name(formats.default_name(native.name, fmt))
+    if final.is_dir():
+        return final
+    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=native.parent))
+    try:
+        written = formats.materialise(
+            native, fmt, scratch / final.name, audio_root=Path(settings.MEDIA_ROOT)
+        )
+        try:
+            written.rename(final)
+        except OSError:
+            if not final.is_dir():  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
 
 
 def manifest(version: DatasetVersion) -> dict[str, str]:

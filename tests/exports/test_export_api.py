@@ -130,3 +130,52 @@ def test_a_version_not_yet_built_answers_409(project, engineer, client_for):
         response = client.get(url)
         assert response.status_code == 409, url
         assert response.json()["code"] == "not_ready"
+
+
+@pytest.mark.parametrize("fmt", ["hf", "audformat", "labelstudio"])
+def test_another_format_is_converted_once_and_served_as_a_deterministic_zip(
+    ready, engineer, client_for, fmt
+):
+    client = client_for(engineer)
+    url = f"{BASE}1/download/{fmt}.zip"
+
+    first = client.get(url)
+    assert first.status_code == 200, first.content[:200]
+    assert first["Content-Type"] == "application/zip"
+    body = _body(first)
+    converted = versions.folder_of(ready).with_name(f"callcentre-v1-{fmt}")
+    assert converted.is_dir()
+    stamp = (converted / "SHA256SUMS").stat().st_mtime_ns
+    again = _body(client.get(url))
+    assert again == body  # served from the kept folder, same bytes
+    assert (converted / "SHA256SUMS").stat().st_mtime_ns == stamp
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+    assert "SHA256SUMS" in names
+    expected = {"hf": "train/metadata.parquet", "audformat": "db.yaml",
+                "labelstudio": "tasks.json"}[fmt]  # fmt: skip
+    assert any(name.endswith(expected) for name in names), names
+    # The native folder is untouched (its manifest still verifies).
+    assert sha256_file(versions.folder_of(ready) / "SHA256SUMS") == ready.manifest_sha256
+
+
+def test_an_unknown_format_is_404_and_a_queued_version_409(ready, project, engineer, client_for):
+    client = client_for(engineer)
+    assert client.get(f"{BASE}1/download/parquet.zip").status_code == 404
+    versions.create_version(project, user=engineer)
+    response = client.get(f"{BASE}2/download/hf.zip")
+    assert response.status_code == 409
+    assert response.json()["code"] == "not_ready"
+
+
+def test_a_version_can_be_created_with_its_audio_by_reference(project, engineer, client_for):
+    client = client_for(engineer)
+    with mock.patch("exports.tasks.publish"):
+        response = client.post(BASE, {"seed": 2, "audio": "reference"}, format="json")
+        assert response.status_code == 201
+        assert response.json()["options"] == {"audio": "reference"}
+        refused = client.post(BASE, {"audio": "symlink"}, format="json")
+    assert refused.status_code == 400
+    assert "audio" in refused.json()["errors"]
+    assert DatasetVersion.objects.filter(project=project).count() == 1

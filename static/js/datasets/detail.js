@@ -122,10 +122,12 @@ export class Detail {
 
   updateDownload() {
     if (!this.version) return;
-    // The native layout is the zip's default; other formats are asked for by name.
+    // The native layout is download.zip; other formats are download/<format>.zip.
     const format = byId("format").value;
-    const query = format && format !== "native" ? `?format=${encodeURIComponent(format)}` : "";
-    byId("download").href = `${this.base()}download.zip${query}`;
+    byId("download").href =
+      format && format !== "native"
+        ? `${this.base()}download/${encodeURIComponent(format)}.zip`
+        : `${this.base()}download.zip`;
   }
 
   /** The versions a ready one can be compared with. */
