@@ -157,7 +157,7 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
         "populate_s": round(populate_s, 1),
         "snapshot_s": round(snapshot_s, 1),
         "snapshot_bytes": len(json.dumps(snapshot.figures)),
-        "review_queue": len(snapshot.review_queue),
+        "review_queue": project.review_items.count(),
         "pages": timed,
         "target_ms": TARGET_MS,
         "python": platform.python_version(),

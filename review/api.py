@@ -92,11 +92,11 @@ class ReviewQueueView(_ReviewerView):
         reason = request.query_params.get("reason", "")
         if reason and reason not in presentation.REASONS:
             raise ValidationError({"reason": [f"one of {', '.join(presentation.REASONS)}"]})
-        snapshot, _meta = self.figures("review_queue")
-        pending = presentation.pending(snapshot, self.project, reason)
+        fresh_snapshot(self.project, ())  # the queue is the latest snapshot's
+        pending = presentation.pending(self.project, reason)
         paginator = Pagination()
         page = paginator.paginate_queryset(pending, request, view=self) or []
-        items = [{"clip": clip, "reasons": reasons} for clip, reasons in page]
+        items = [{"clip": item.clip_id, "reasons": item.reasons()} for item in page]
         return paginator.get_paginated_response(s.QueueItemSerializer(items, many=True).data)
 
 

@@ -51,8 +51,8 @@ class Adjudication(models.Model):
 
 class QualitySnapshot(models.Model):
     """The quality figures of one project as of `computed_at` (JSON, see
-    review.services.quality): per annotator, agreement, and the review queue, each in its
-    own column so a page decodes only what it shows."""
+    review.services.quality): per annotator and agreement, each in its own column so a page
+    decodes only what it shows. The review queue is in ReviewItem rows."""
 
     project = models.OneToOneField(
         Project, on_delete=models.CASCADE, related_name="quality_snapshot"
@@ -62,7 +62,29 @@ class QualitySnapshot(models.Model):
     seconds = models.FloatField(default=0.0, help_text="How long the computation took.")
     figures = models.JSONField(default=dict)
     agreement = models.JSONField(default=dict)
-    review_queue = models.JSONField(default=list)
 
     def __str__(self) -> str:
         return f"quality of {self.project_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class ReviewItem(models.Model):
+    """A clip of the review queue, as of the project's last snapshot (rows, not JSON: a big
+    project has tens of thousands, and the queue page pages through them in SQL, leaving
+    out the clips adjudicated since)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="review_items")
+    gold_failed = models.BooleanField(default=False)
+    disagreement = models.BooleanField(default=False)
+    unsure = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "clip"], name="one_review_item_per_clip")
+        ]
+
+    def __str__(self) -> str:
+        return f"review clip {self.clip_id}: {', '.join(self.reasons())}"
+
+    def reasons(self) -> list[str]:
+        return [r for r in ("gold_failed", "disagreement", "unsure") if getattr(self, r)]

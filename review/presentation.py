@@ -8,11 +8,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.safestring import SafeString, mark_safe
 
 from labelling.models import Annotation, Clip, GoldClip, LabelSource, Project, TaxonomyNode
-from review.models import QualitySnapshot
-from review.services.adjudication import adjudicated_clip_ids
+from review.models import Adjudication, ReviewItem
 
 REASONS = ("gold_failed", "disagreement", "unsure")
 REASON_LABELS = {
@@ -196,22 +196,19 @@ def _shade(kappa: float | None) -> str:
     return "k-perfect"
 
 
-def pending(snapshot: QualitySnapshot | None, project: Project, reason: str) -> list[list[Any]]:
-    """The snapshot's review queue less the clips adjudicated since, optionally narrowed to
-    one reason."""
-    if snapshot is None:
-        return []
-    done = adjudicated_clip_ids(project)
-    return [
-        entry
-        for entry in snapshot.review_queue
-        if entry[0] not in done and (not reason or reason in entry[1])
-    ]
+def pending(project: Project, reason: str) -> QuerySet[ReviewItem]:
+    """The review queue of the last snapshot less the clips adjudicated since, optionally
+    narrowed to one reason, in clip order (paged in SQL)."""
+    adjudicated = Adjudication.objects.filter(clip_id=OuterRef("clip_id"), is_current=True)
+    items = ReviewItem.objects.filter(project=project).exclude(Exists(adjudicated))
+    if reason:
+        items = items.filter(**{reason: True})
+    return items.order_by("clip_id")
 
 
-def queue_items(entries: list[list[Any]]) -> list[dict[str, Any]]:
+def queue_items(entries: list[ReviewItem]) -> list[dict[str, Any]]:
     """The page's clips with their labels (one query for the page)."""
-    ids = [entry[0] for entry in entries]
+    ids = [entry.clip_id for entry in entries]
     labels: dict[int, list[str]] = defaultdict(list)
     rows = (
         Annotation.objects.filter(clip_id__in=ids, is_current=True, label_source=LabelSource.HUMAN)
@@ -222,11 +219,11 @@ def queue_items(entries: list[list[Any]]) -> list[dict[str, Any]]:
         labels[clip].append(f"{key or 'skip:' + skip}{' (unsure)' if unsure else ''}")
     return [
         {
-            "clip": clip,
-            "reasons": [REASON_LABELS[r] for r in reasons],
-            "labels": labels.get(clip, []),
+            "clip": entry.clip_id,
+            "reasons": [REASON_LABELS[r] for r in entry.reasons()],
+            "labels": labels.get(entry.clip_id, []),
         }
-        for clip, reasons in entries
+        for entry in entries
     ]
 
 

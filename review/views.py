@@ -90,11 +90,11 @@ def agreement(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
     project = _reviewer_project(request, slug)
-    context = _context(project, ("review_queue",))
+    context = _context(project, ())
     reason = request.GET.get("reason", "")
     if reason not in ("", *presentation.REASONS):
         reason = ""
-    pending = presentation.pending(context["snapshot"], project, reason)
+    pending = presentation.pending(project, reason)
     page = Paginator(pending, QUEUE_PAGE).get_page(request.GET.get("page"))
     context.update(
         {
@@ -102,7 +102,7 @@ def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
             "items": presentation.queue_items(list(page.object_list)),
             "reason": reason,
             "reasons": presentation.REASONS,
-            "pending_count": len(pending),
+            "pending_count": page.paginator.count,
             "done": request.GET.get("done", ""),
         }
     )

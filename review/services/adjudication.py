@@ -33,14 +33,6 @@ def current_adjudications(project: Project) -> dict[int, str]:
     return dict(rows)
 
 
-def adjudicated_clip_ids(project: Project) -> set[int]:
-    return set(
-        Adjudication.objects.filter(project=project, is_current=True).values_list(
-            "clip_id", flat=True
-        )
-    )
-
-
 def adjudicate(clip: Clip, reviewer: User, node_key: str, note: str = "") -> Adjudication:
     """Record `reviewer`'s label for `clip`; an earlier current adjudication is superseded
     (kept, `is_current` False). Raises AdjudicationRefused."""

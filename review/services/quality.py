@@ -273,8 +273,8 @@ def agreement_figures(rows: list[LabelRow], usernames: Mapping[int, str]) -> dic
 
 def review_queue(
     rows: list[LabelRow], gold: Mapping[int, str], target: float
-) -> list[list[object]]:
-    """[[clip id, [reasons…]], …] in clip order; reasons: "gold_failed", "disagreement",
+) -> list[tuple[int, list[str]]]:
+    """[(clip id, [reasons…]), …] in clip order; reasons: "gold_failed", "disagreement",
     "unsure" (module docstring)."""
     reasons: dict[int, set[str]] = defaultdict(set)
     for clip, agreement in item_agreement(_ratings(rows, 0)).items():
@@ -288,4 +288,4 @@ def review_queue(
         if row.clip in gold and row.key.split(".")[0] != gold[row.clip].split(".")[0]:
             reasons[row.clip].add("gold_failed")
     order = ("gold_failed", "disagreement", "unsure")
-    return [[clip, [r for r in order if r in reasons[clip]]] for clip in sorted(reasons)]
+    return [(clip, [r for r in order if r in reasons[clip]]) for clip in sorted(reasons)]

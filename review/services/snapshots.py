@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labelling.models import Annotation, GoldClip, LabelSource, Project
 from labelling.services.loop import node_keys_in_active_version
-from review.models import QualitySnapshot
+from review.models import QualitySnapshot, ReviewItem
 from review.services import quality
 
 # Below this many current human annotations a page computes a missing or stale snapshot
@@ -92,8 +92,21 @@ def compute(project: Project) -> QualitySnapshot:
                 "seconds": time.monotonic() - started,
                 "figures": figures,
                 "agreement": agreement,
-                "review_queue": queue,
             },
+        )
+        ReviewItem.objects.filter(project=project).delete()
+        ReviewItem.objects.bulk_create(
+            (
+                ReviewItem(
+                    project=project,
+                    clip_id=clip,
+                    gold_failed="gold_failed" in reasons,
+                    disagreement="disagreement" in reasons,
+                    unsure="unsure" in reasons,
+                )
+                for clip, reasons in queue
+            ),
+            batch_size=5_000,
         )
     return snapshot
 
@@ -115,7 +128,7 @@ class Freshness:
     seconds: float | None
 
 
-PARTS = ("figures", "agreement", "review_queue")
+PARTS = ("figures", "agreement")
 
 
 def current(
