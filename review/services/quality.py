@@ -89,6 +89,20 @@ def _ratings(rows: Iterable[LabelRow], ring: int | None) -> list[Rating]:
     return out
 
 
+class LabelSet:
+    """The rows and their ratings at each ring, each built once (a big project has
+    300,000 rows, and every figure reads the core ring)."""
+
+    def __init__(self, rows: list[LabelRow]) -> None:
+        self.rows = rows
+        self._at: dict[int | None, list[Rating]] = {}
+
+    def at(self, ring: int | None) -> list[Rating]:
+        if ring not in self._at:
+            self._at[ring] = _ratings(self.rows, ring)
+        return self._at[ring]
+
+
 def _leave_one_out(core: list[Rating]) -> tuple[list[Rating], dict[Item, str]]:
     """Each rating re-keyed as item "clip|rater", and the majority of the other raters of
     that clip as its consensus (clips rated by one rater have none)."""
@@ -138,11 +152,12 @@ def _confused(ratings: list[Rating]) -> list[dict[str, object]]:
 
 
 def annotator_figures(
-    rows: list[LabelRow], gold: Mapping[int, str], usernames: Mapping[int, str]
+    labels: LabelSet, gold: Mapping[int, str], usernames: Mapping[int, str]
 ) -> list[dict[str, object]]:
     """One dict per rater with a current human annotation, sorted by username."""
-    core = _ratings(rows, 0)
-    exact = _ratings(rows, None)
+    rows = labels.rows
+    core = labels.at(0)
+    exact = labels.at(None)
     gold_core: dict[Item, str] = {clip: key.split(".")[0] for clip, key in gold.items()}
     gold_exact: dict[Item, str] = dict(gold.items())
     acc_core = gold_accuracy(core, gold_core)
@@ -163,20 +178,20 @@ def annotator_figures(
     out = []
     for rater, mine in per_rater.items():
         name = str(rater)
-        labels = [row for row in mine if row.key is not None]
-        times = np.array([row.time_ms for row in labels], dtype=float)
-        skips = len(mine) - len(labels)
+        named = [row for row in mine if row.key is not None]
+        times = np.array([row.time_ms for row in named], dtype=float)
+        skips = len(mine) - len(named)
         weighted = kappas.get(name, [])
         weight = sum(n for _, n in weighted)
         out.append(
             {
                 "id": rater,
                 "username": usernames.get(rater, f"#{rater}"),
-                "labels": len(labels),
+                "labels": len(named),
                 "skips": skips,
                 "skip_rate": _ratio(skips, len(mine)),
-                "unsure": sum(row.unsure for row in labels),
-                "unsure_rate": _ratio(sum(row.unsure for row in labels), len(labels)),
+                "unsure": sum(row.unsure for row in named),
+                "unsure_rate": _ratio(sum(row.unsure for row in named), len(named)),
                 "median_ms": float(np.median(times)) if len(times) else None,
                 "p90_ms": float(np.percentile(times, 90)) if len(times) else None,
                 "gold_core": asdict(acc_core[name]) if name in acc_core else None,
@@ -219,12 +234,12 @@ def _drift(
     return out
 
 
-def agreement_figures(rows: list[LabelRow], usernames: Mapping[int, str]) -> dict[str, object]:
+def agreement_figures(labels: LabelSet, usernames: Mapping[int, str]) -> dict[str, object]:
     """Alpha per ring (overall and per class), the rater x rater matrix at the core ring,
     the most confused label pairs (finest and core)."""
     rings = []
     for ring in RINGS:
-        ratings = _ratings(rows, ring)
+        ratings = labels.at(ring)
         pairable = sum(1 for n in Counter(r.item for r in ratings).values() if n >= 2)
         rings.append(
             {
@@ -240,7 +255,7 @@ def agreement_figures(rows: list[LabelRow], usernames: Mapping[int, str]) -> dic
                 ],
             }
         )
-    core = _ratings(rows, 0)
+    core = labels.at(0)
     pairs = _pairs(core)
     raters = sorted({r.rater for r in core}, key=lambda r: (usernames.get(int(r), r), r))
     cells = []
@@ -266,21 +281,21 @@ def agreement_figures(rows: list[LabelRow], usernames: Mapping[int, str]) -> dic
             "raters": [{"id": int(r), "username": usernames.get(int(r), f"#{r}")} for r in raters],
             "cells": cells,
         },
-        "confused": _confused(_ratings(rows, None)),
+        "confused": _confused(labels.at(None)),
         "confused_core": _confused(core),
     }
 
 
 def review_queue(
-    rows: list[LabelRow], gold: Mapping[int, str], target: float
+    labels: LabelSet, gold: Mapping[int, str], target: float
 ) -> list[tuple[int, list[str]]]:
     """[(clip id, [reasons…]), …] in clip order; reasons: "gold_failed", "disagreement",
     "unsure" (module docstring)."""
     reasons: dict[int, set[str]] = defaultdict(set)
-    for clip, agreement in item_agreement(_ratings(rows, 0)).items():
+    for clip, agreement in item_agreement(labels.at(0)).items():
         if agreement.raters >= 2 and agreement.majority_share < target:
             reasons[int(clip)].add("disagreement")
-    for row in rows:
+    for row in labels.rows:
         if row.key is None:
             continue
         if row.unsure:

@@ -76,13 +76,14 @@ def compute(project: Project) -> QualitySnapshot:
     gold = gold_answers(project)
     raters = {row.rater for row in rows}
     usernames = dict(get_user_model().objects.filter(pk__in=raters).values_list("pk", "username"))
+    labels = quality.LabelSet(rows)
     figures = {
-        "annotators": quality.annotator_figures(rows, gold, usernames),
+        "annotators": quality.annotator_figures(labels, gold, usernames),
         "labels": sum(1 for row in rows if row.key is not None),
         "clips": len({row.clip for row in rows}),
     }
-    agreement = quality.agreement_figures(rows, usernames)
-    queue = quality.review_queue(rows, gold, project.agreement_target)
+    agreement = quality.agreement_figures(labels, usernames)
+    queue = quality.review_queue(labels, gold, project.agreement_target)
     with transaction.atomic():
         snapshot, _ = QualitySnapshot.objects.update_or_create(
             project=project,
