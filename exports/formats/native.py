@@ -86,9 +86,9 @@ class NativeVersion:
         """Where a clip's audio is: `file_name` in the folder, else `audio_uri` under
         `audio_root` (a version built by reference)."""
         if clip.get("file_name"):
-            return self.folder / str(clip["file_name"])
+            return _inside(self.folder, str(clip["file_name"]))
         if clip.get("audio_uri") and self.audio_root is not None:
-            return self.audio_root / str(clip["audio_uri"])
+            return _inside(self.audio_root, str(clip["audio_uri"]))
         raise NativeLayoutError(
             f"clip {clip['clip_id']}: the version has its audio by reference "
             f"({clip.get('audio_uri')!r}); give audio_root (the MEDIA_ROOT) to read it"
@@ -218,6 +218,14 @@ class NativeVersion:
         found = {row["annotator"]: row.get("label_source") or "human"
                  for row in self.rows("annotations")}  # fmt: skip
         return dict(sorted(found.items()))
+
+
+def _inside(root: Path, name: str) -> Path:
+    """`root / name`, refused if it leads outside `root` ("..", an absolute name, a link)."""
+    path = (root / name).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise NativeLayoutError(f"{name!r} leads outside {root}")
+    return path
 
 
 class _Cursor:

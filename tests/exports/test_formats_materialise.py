@@ -98,3 +98,10 @@ def test_a_corpus_rater_is_kept_apart_from_the_annotators(native, tmp_path):
     assert db.raters["r0001"].type == "human"
     assert "r0003" not in db.raters
     assert "corpus:emodb" in set(db["ratings"].get()["annotator"])
+
+
+def test_audio_outside_the_version_is_refused(native, tmp_path):
+    _rewrite(native, "clips", lambda row: {**row, "file_name": "../../etc/passwd"})
+
+    with pytest.raises(NativeLayoutError, match="leads outside"):
+        materialise(native, "labelstudio", tmp_path / "ls")
