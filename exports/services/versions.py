@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit import services as audit
 from exports import formats
 from exports.models import AUDIO_MODES, DatasetVersion, default_split_targets
 from labelling.models import ImportBatch, Project
@@ -87,7 +88,7 @@ def create_version(
             with transaction.atomic():
                 last = DatasetVersion.objects.filter(project=project).aggregate(n=Max("number"))
                 number = (last["n"] or 0) + 1
-                return DatasetVersion.objects.create(
+                version = DatasetVersion.objects.create(
                     project=project,
                     number=number,
                     query=query,
@@ -101,6 +102,14 @@ def create_version(
                     folder=f"{DATASETS_DIR}/{project.slug}-v{number}",
                     progress={"stage": "queued", "done": 0, "total": 0},
                 )
+                audit.record(
+                    user,
+                    "dataset.created",
+                    project=project,
+                    target=version,
+                    details={"number": number, "seed": seed, "query": query, "audio": audio},
+                )
+                return version
         except IntegrityError:
             continue
     raise RuntimeError("could not number the dataset version (too many concurrent creations)")

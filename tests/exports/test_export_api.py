@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 
+from audit.models import AuditEvent
 from exports.core.archive import deterministic_zip, sha256_file
 from exports.models import DatasetVersion
 from exports.services import build, versions
@@ -179,3 +180,16 @@ def test_a_version_can_be_created_with_its_audio_by_reference(project, engineer,
     assert refused.status_code == 400
     assert "audio" in refused.json()["errors"]
     assert DatasetVersion.objects.filter(project=project).count() == 1
+
+
+def test_creating_a_version_is_written_to_the_audit_log(project, engineer, client_for):
+    with mock.patch("exports.tasks.publish"):
+        response = client_for(engineer).post(BASE, {"seed": 5}, format="json")
+    assert response.status_code == 201
+    events = list(AuditEvent.objects.filter(action="dataset.created"))
+    assert len(events) == 1
+    assert events[0].actor == engineer
+    assert events[0].project == project
+    assert events[0].details == {
+        "number": 1, "seed": 5, "query": {"clips": "labelled"}, "audio": "copy"
+    }  # fmt: skip
