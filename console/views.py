@@ -151,8 +151,13 @@ def _overview_context(project: Project, figures: progress.Overview) -> dict[str,
     rings = [
         {
             "ring": i,
+            # A wheel's outer rings have dozens of feelings: name every k-th bar (all of them
+            # are named in the table and in each bar's tooltip).
             "chart": charts.bar_chart(
-                [(c.name, c.count, c.colour) for c in ring], x_label="", y_label="labels"
+                [(c.name, c.count, c.colour) for c in ring],
+                x_label="",
+                y_label="labels",
+                label_every=max(1, -(-len(ring) // 12)),
             ),
             "nodes": ring,
             "total": sum(c.count for c in ring),
