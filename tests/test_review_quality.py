@@ -164,9 +164,6 @@ def test_krippendorff_alpha_per_ring_and_class(world, reviewer, client_for):
         assert (got is None and want is None) or got == pytest.approx(want), ring
         assert rings[ring]["pairable_clips"] == sum(1 for u in units if len(u) >= 2)
         classes = {c["label"]: c["alpha"] for c in rings[ring]["per_class"]}
-        if ring == 2:  # per class only at the core and secondary rings
-            assert classes == {}
-            continue
         for value in {v for u in units for v in u}:
             expected = alpha([[str(v == value) for v in u] for u in units])
             assert (classes[value] is None and expected is None) or classes[value] == (
