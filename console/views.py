@@ -67,12 +67,16 @@ def _render(
 # --- Overview ------------------------------------------------------------------------------
 
 
+def overview_key(project: Project) -> str:
+    return f"console:overview:{project.pk}"
+
+
 def overview_html(project: Project) -> tuple[str, Any]:
     """The overview's figures as HTML, with the time they were computed: computed and drawn
     at most once per OVERVIEW_CACHE_SECONDS per project (rendering a big wheel's charts
     costs as much as the queries), so a big project's dashboard costs one computation a
     minute."""
-    key = f"console:overview:{project.pk}"
+    key = overview_key(project)
     found = cache.get(key)
     if found is None:
         figures = progress.overview(project)
@@ -386,6 +390,7 @@ def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
         changes, errors, learner_fields = forms.validate_learner(row, available, request.POST)
         if not errors:
             project_settings.update_settings(project, changes)
+            cache.delete(overview_key(project))  # the overview shows the quotas
             return redirect(f"/projects/{project.slug}/settings/?saved=learner")
     elif request.method == "POST":
         errors = {"form": ["Say which settings this is (form=project or form=learner)."]}

@@ -232,3 +232,19 @@ def test_the_overview_runs_a_fixed_number_of_queries(
     client.force_login(engineer)
     with django_assert_max_num_queries(16):
         _page(client, project)
+
+
+def test_changing_the_quotas_in_the_settings_page_refreshes_the_overview(
+    client, project, engineer, scene
+):
+    client.force_login(engineer)
+    assert "(above)" not in _page(client, project)
+    row = LearnerSettings.objects.get_or_create(project=project)[0]
+    form = {f: str(getattr(row, f)) for f in ("feature_set", "speaker_normalisation",
+            "retrain_after_labels", "retrain_interval_hours", "min_labelled_clips",
+            "unsure_weight", "seed", "query_strategy", "query_batch_size")}  # fmt: skip
+    form.update({"form": "learner", "augmentation": "on", "epochs": "", "query_params": "{}",
+                 "coverage_min_share": "{}",
+                 "coverage_max_share": '{"gender": {"male": 0.2}}'})  # fmt: skip
+    assert client.post(f"/projects/{project.slug}/settings/", form).status_code == 302
+    assert "(above)" in _table(_page(client, project), "coverage-gender")["male"][3]
