@@ -5,7 +5,7 @@ from django.urls import URLPattern, path
 from console import views
 
 urlpatterns: list[URLPattern] = [
-    path("projects/<slug:slug>/overview/", views.overview, name="console-overview"),
+    path("projects/<slug:slug>/overview/", views.overview_page, name="console-overview"),
     path("projects/<slug:slug>/imports/", views.imports, name="console-imports"),
     path("projects/<slug:slug>/models/", views.models_page, name="console-models"),
     path(

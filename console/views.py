@@ -12,28 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
-from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_http_methods
 
-from console import charts
+from console import charts, overview, tasks
 from console import settings_form as forms
 from labelling.models import ImportBatch, ImportItem, Project, Role
 from labelling.scoping import RoleRequired, project_page
-from labelling.services import access, progress, projects
+from labelling.services import access, projects
 from learner.models import ModelVersion
 from learner.services import project_settings, reports
 
-# How long the overview's figures are kept (docs/console.md: "at most a minute old").
-OVERVIEW_CACHE_SECONDS = 60
 POLL_MS = 1000
 
 
@@ -67,126 +62,15 @@ def _render(
 # --- Overview ------------------------------------------------------------------------------
 
 
-def overview_key(project: Project) -> str:
-    return f"console:overview:{project.pk}"
-
-
-def overview_html(project: Project) -> tuple[str, Any]:
-    """The overview's figures as HTML, with the time they were computed: computed and drawn
-    at most once per OVERVIEW_CACHE_SECONDS per project (rendering a big wheel's charts
-    costs as much as the queries), so a big project's dashboard costs one computation a
-    minute."""
-    key = overview_key(project)
-    found = cache.get(key)
-    if found is None:
-        figures = progress.overview(project)
-        html = render_to_string(
-            "console/_overview_figures.html", _overview_context(project, figures)
-        )
-        found = (html, timezone.now())
-        cache.set(key, found, OVERVIEW_CACHE_SECONDS)
-    return found
-
-
-def _quotas(project: Project) -> dict[str, dict[str, tuple[float | None, float | None]]]:
-    row = project_settings.settings_for(project)
-    out: dict[str, dict[str, tuple[float | None, float | None]]] = {}
-    for key in progress.COVERAGE_KEYS:
-        low = (row.coverage_min_share or {}).get(key) or {}
-        high = (row.coverage_max_share or {}).get(key) or {}
-        if low or high:
-            out[key] = {g: (low.get(g), high.get(g)) for g in set(low) | set(high)}
-    return out
-
-
-COVERAGE_LABELS = {
-    "speaker_id": "Speaker",
-    "gender": "Gender",
-    "age_band": "Age band",
-    "language": "Language",
-    "channel": "Channel",
-}
-COVERAGE_ROWS = 15
-
-
-def _coverage(figures: progress.Overview, quotas: dict) -> list[dict[str, Any]]:
-    out = []
-    for key in progress.COVERAGE_KEYS:
-        groups = figures.coverage.get(key, [])
-        share = progress.shares(groups)
-        wanted = quotas.get(key, {})
-        rows = []
-        for g in groups[:COVERAGE_ROWS]:
-            low, high = wanted.get(g.value, (None, None))
-            actual = share.get(g.value, 0.0)
-            state = ""
-            if low is not None and actual < low:
-                state = "below"
-            elif high is not None and actual > high:
-                state = "above"
-            rows.append({"group": g, "share": actual, "min": low, "max": high, "state": state})
-        missing = [g for g in wanted if g not in {grp.value for grp in groups}]
-        out.append(
-            {
-                "key": key,
-                "label": COVERAGE_LABELS[key],
-                "rows": rows,
-                "more": max(len(groups) - COVERAGE_ROWS, 0),
-                "missing": missing,
-            }
-        )
-    return out
-
-
-def _overview_context(project: Project, figures: progress.Overview) -> dict[str, Any]:
-    per_day = charts.bar_chart(
-        [(d.strftime("%m-%d"), n, "") for d, n in figures.per_day],
-        x_label="day (UTC)",
-        y_label="labels",
-        label_every=5,
-    )
-    burn = charts.line_chart(
-        [("Labels still wanted", "line-a", list(enumerate(n for _d, n in figures.burn_down)))],
-        x_label="days ago (0 = today)",
-        y_label="labels wanted",
-    )
-    n = len(figures.burn_down)
-    burn.xticks = [(x, str(n - 1 - int(float(label)))) for x, label in burn.xticks]
-    rings = [
-        {
-            "ring": i,
-            # A wheel's outer rings have dozens of feelings: name every k-th bar (all of them
-            # are named in the table and in each bar's tooltip).
-            "chart": charts.bar_chart(
-                [(c.name, c.count, c.colour) for c in ring],
-                x_label="",
-                y_label="labels",
-                label_every=max(1, -(-len(ring) // 12)),
-            ),
-            "nodes": ring,
-            "total": sum(c.count for c in ring),
-        }
-        for i, ring in enumerate(figures.rings)
-    ]
-    return {
-        "f": figures,
-        "per_day_chart": per_day,
-        "burn_chart": burn,
-        "rings": rings,
-        "coverage": _coverage(figures, _quotas(project)),
-        "rate_days": progress.RATE_DAYS,
-    }
-
-
 @login_required
 @require_GET
-def overview(request: HttpRequest, slug: str) -> HttpResponse:
+def overview_page(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = _page(request, slug)
-    html, computed_at = overview_html(project)
+    html, computed_at = overview.html(project, request_refresh=tasks.request_refresh)
     context = {
-        "figures_html": mark_safe(html),  # noqa: S308 - rendered with autoescaping above
+        "figures_html": mark_safe(html),  # noqa: S308 - rendered with autoescaping
         "computed_at": computed_at,
-        "cache_seconds": OVERVIEW_CACHE_SECONDS,
+        "cache_seconds": overview.FRESH_SECONDS,
     }
     return _render(request, "overview.html", project, role, "overview", context)
 
@@ -390,7 +274,7 @@ def settings_page(request: HttpRequest, slug: str) -> HttpResponse:
         changes, errors, learner_fields = forms.validate_learner(row, available, request.POST)
         if not errors:
             project_settings.update_settings(project, changes)
-            cache.delete(overview_key(project))  # the overview shows the quotas
+            overview.forget(project)  # the overview shows the quotas
             return redirect(f"/projects/{project.slug}/settings/?saved=learner")
     elif request.method == "POST":
         errors = {"form": ["Say which settings this is (form=project or form=learner)."]}
