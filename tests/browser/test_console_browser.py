@@ -102,7 +102,8 @@ def test_an_ml_engineer_imports_trains_reads_the_ranking_and_changes_a_setting(
     base = f"{live_server.url}/projects/{project.slug}"
 
     # 1. Imports: upload the files with their manifest; the page follows the batch.
-    page.goto(f"{base}/imports/")
+    # The live server's first request imports the learner's modules: give it time.
+    page.goto(f"{base}/imports/", timeout=30_000)
     page.set_input_files("#files", [str(f) for f in files])
     page.set_input_files("#manifest", str(manifest))
     page.get_by_role("button", name="Import").click()
