@@ -157,6 +157,7 @@ def _emotion_columns(
         columns[f"{ring}_tied"] = {"scheme_id": "tied", "rater_id": "majority"}
         columns[f"{ring}_soft"] = {"scheme_id": "emotion.soft", "rater_id": "soft"}
         columns[f"{ring}_dawid_skene"] = {"scheme_id": scheme, "rater_id": "dawid_skene"}
+        columns[f"{ring}_adjudicated"] = {"scheme_id": scheme, "rater_id": "adjudication"}
         columns[f"{ring}_dawid_skene_probability"] = {
             "scheme_id": "probability", "rater_id": "dawid_skene"
         }  # fmt: skip
@@ -217,6 +218,7 @@ def header(native: NativeVersion, keys: dict[str, list[str]], raters: dict[str, 
                 else {"type": "other", "description": f"label_source {source}"}
                 for rater, source in raters.items()
             },
+            "adjudication": {"type": "human", "description": "a reviewer's adjudication"},
             "dawid_skene": {"type": "vote", "description": "Dawid-Skene (crowd-kit)"},
             "gold": {"type": "truth", "description": "the gold answer of a gold clip"},
             "majority": {"type": "vote", "description": "majority vote, tie rule in docs"},
@@ -251,6 +253,7 @@ def _emotion_rows(native: NativeVersion, split: str) -> Iterator[Row]:
             row[f"{ring}_tied"] = values.get("tied")
             row[f"{ring}_soft"] = values.get("soft")
             row[f"{ring}_dawid_skene"] = values.get("dawid_skene")
+            row[f"{ring}_adjudicated"] = values.get("adjudicated")
             row[f"{ring}_dawid_skene_probability"] = values.get("dawid_skene_probability")
             row[f"{ring}_raters"] = values.get("raters")
             row[f"{ring}_agreement"] = values.get("agreement")

@@ -61,6 +61,8 @@ CLIP_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
 )
 # labels_<ring> column -> (metadata column suffix, type)
 LABEL_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("label", pa.string()),
+    ("adjudicated", pa.string()),
     ("majority", pa.string()),
     ("majority_votes", pa.int64()),
     ("tied", pa.bool_()),

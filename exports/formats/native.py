@@ -207,7 +207,7 @@ class NativeVersion:
                         found[RINGS[depth]].add(".".join(parts[: depth + 1]))
         for ring in self.rings:
             for row in self.rows(f"labels_{ring}"):
-                for column in ("majority", "dawid_skene"):
+                for column in ("majority", "dawid_skene", "adjudicated"):
                     if row.get(column):
                         found[ring].add(row[column])
         return {ring: sorted(keys) for ring, keys in found.items() if keys}

@@ -72,6 +72,8 @@ CLIP_COLUMNS = (
 )
 LABEL_COLUMNS = (
     "clip_id",
+    "label",
+    "adjudicated",
     "raters",
     "majority",
     "majority_votes",
@@ -152,8 +154,13 @@ def _rings(version: DatasetVersion) -> int:
     return 1 + int(deepest or 0)
 
 
-def _label_rows(ratings: list[agg.Rating]) -> tuple[list[Row], dict[agg.Item, str]]:
-    """labels_<ring> rows (sorted by clip) and the majority label per clip."""
+def _label_rows(
+    ratings: list[agg.Rating], adjudicated: dict[int, str], ring: int
+) -> tuple[list[Row], dict[agg.Item, str]]:
+    """labels_<ring> rows (sorted by clip) and the majority label per clip.
+
+    `label` is the label to train on: a reviewer's adjudication (at this ring) where there
+    is one, else the majority vote; `adjudicated` says which."""
     majority = agg.majority_vote(ratings)
     soft = agg.soft_labels(ratings)
     ds = agg.dawid_skene(ratings)
@@ -161,8 +168,10 @@ def _label_rows(ratings: list[agg.Rating]) -> tuple[list[Row], dict[agg.Item, st
     rows: list[Row] = []
     for item in sorted(majority, key=agg.item_sort_key):
         vote, fitted = majority[item], ds[item]
+        decided = agg.at_ring(adjudicated[item], ring) if item in adjudicated else None
         rows.append({
-            "clip_id": item, "raters": vote.raters, "majority": vote.label,
+            "clip_id": item, "label": decided or vote.label, "adjudicated": decided,
+            "raters": vote.raters, "majority": vote.label,
             "majority_votes": vote.votes, "tied": vote.tied,
             "soft": json.dumps(_rounded(soft[item]), sort_keys=True),
             "dawid_skene": fitted.label,
@@ -170,6 +179,12 @@ def _label_rows(ratings: list[agg.Rating]) -> tuple[list[Row], dict[agg.Item, st
             "agreement": per_item[item].pairwise,
         })  # fmt: skip
     return rows, {item: result.label for item, result in majority.items()}
+
+
+def _given_keys(decided: dict[int, tuple[int, Any]]) -> dict[int, str]:
+    """node id -> its own key, for the adjudicated nodes (the key as the reviewer chose it)."""
+    nodes = {node for node, _when in decided.values()}
+    return dict(TaxonomyNode.objects.filter(pk__in=nodes).values_list("pk", "key"))
 
 
 def _copy_audio(clip: Clip, target: Path) -> str:
@@ -231,7 +246,8 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     total = clips.count()
     names = labels.pseudonyms(version)
     rings = _rings(version)
-    keys = labels.key_map(version, clips)
+    decided = labels.adjudications(version, clips)
+    keys = labels.key_map(version, clips, also=(node for node, _when in decided.values()))
 
     progress("annotations", 0, total)
     gold_keys: dict[int, str] = {
@@ -251,9 +267,14 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     ratings = collected.ratings
 
     progress("aggregation", 0, total)
+    adjudicated = {clip: key for clip, (node, _when) in decided.items() if (key := keys.key(node))}
+    _table(
+        folder, "adjudications", labels.ADJUDICATION_COLUMNS,
+        labels.adjudication_rows(decided, keys, _given_keys(decided)),
+    )  # fmt: skip
     consensus: list[dict[agg.Item, str]] = []
     for ring in range(rings):
-        rows, majority = _label_rows(ratings[ring])
+        rows, majority = _label_rows(ratings[ring], adjudicated, ring)
         _table(folder, f"labels_{RINGS[ring]}", LABEL_COLUMNS, iter(rows))
         consensus.append(majority)
 

@@ -20,7 +20,7 @@ the version's `created_at` (one query) and the taxonomy's mappings (a few hundre
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -39,6 +39,7 @@ from labelling.models import (
     TaxonomyNode,
     WeakLabel,
 )
+from review.models import Adjudication
 
 CHUNK = 2000
 HUMAN = str(LabelSource.HUMAN)
@@ -91,8 +92,9 @@ class KeyMap:
         return None if node_id is None else self.by_node.get(node_id)
 
 
-def key_map(version: DatasetVersion, clips: QuerySet[Clip]) -> KeyMap:
-    """The mapping of every node the version's annotations and gold answers use."""
+def key_map(version: DatasetVersion, clips: QuerySet[Clip], also: Iterable[int] = ()) -> KeyMap:
+    """The mapping of every node the version's annotations and gold answers use (and the
+    nodes in `also`: adjudications)."""
     target = version.taxonomy_version
     used = set(
         Annotation.objects.filter(
@@ -102,6 +104,7 @@ def key_map(version: DatasetVersion, clips: QuerySet[Clip]) -> KeyMap:
     ) | set(
         GoldClip.objects.filter(clip_id__in=clips.values("pk")).values_list("node_id", flat=True)
     )  # fmt: skip
+    used |= set(also)
     if target is None:
         return KeyMap(dict(TaxonomyNode.objects.filter(pk__in=used).values_list("pk", "key")))
     current: dict[int, str | None] = dict(
@@ -150,6 +153,38 @@ class Collected:
     suggestion_shown: int = 0
     labels: int = 0
     dropped: int = 0
+
+
+ADJUDICATION_COLUMNS = ("clip_id", "label", "given_label", "created_at")
+
+
+def adjudications(version: DatasetVersion, clips: QuerySet[Clip]) -> dict[int, tuple[int, Any]]:
+    """clip -> (node id, when) of the clip's latest adjudication made before the version
+    (review.Adjudication). As of the version's `created_at`, not "current now", so a rebuild
+    is unchanged by later adjudications; a reviewer's decision never overwrites the
+    annotators' labels, it is a column and a table of its own."""
+    latest: dict[int, tuple[int, Any]] = {}
+    rows = (
+        Adjudication.objects.filter(
+            clip_id__in=clips.values("pk"), created_at__lte=version.created_at
+        )
+        .order_by("clip_id", "created_at", "pk")
+        .values_list("clip_id", "node_id", "created_at")
+    )
+    for clip_id, node_id, created in rows.iterator(chunk_size=CHUNK):
+        latest[clip_id] = (node_id, created)
+    return latest
+
+
+def adjudication_rows(
+    decided: dict[int, tuple[int, Any]], keys: KeyMap, given: dict[int, str]
+) -> Iterator[Row]:
+    for clip_id in sorted(decided):
+        node_id, created = decided[clip_id]
+        yield {
+            "clip_id": clip_id, "label": keys.key(node_id), "given_label": given.get(node_id),
+            "created_at": iso(created),
+        }  # fmt: skip
 
 
 def pseudonyms(version: DatasetVersion) -> dict[int, str]:

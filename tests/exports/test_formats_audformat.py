@@ -46,7 +46,7 @@ def test_the_header_has_the_schemes_raters_and_splits(native, database):
     assert humans == {"r0001", "r0002", "r0003"}
     assert {r: database.raters[r].type for r in database.raters} == {
         **dict.fromkeys(humans, "human"), "majority": "vote", "soft": "vote",
-        "dawid_skene": "vote", "gold": "truth",
+        "dawid_skene": "vote", "gold": "truth", "adjudication": "human",
     }  # fmt: skip
     for ring in RINGS:
         given = {r[ring] for r in annotations if r[ring]}
