@@ -31,9 +31,7 @@ def update_settings(project: Project, changes: dict[str, Any]) -> LearnerSetting
     row.save(update_fields=list(changes) or None)
     changed = audit.changes(before, {field: getattr(row, field) for field in changes})
     if changed:
-        audit.record(
-            None, "learner.settings_changed", project=project, target=row, details=changed
-        )
+        audit.record(None, "learner.settings_changed", project=project, target=row, details=changed)
     return row
 
 
