@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from audit import services as audit
 from labelling.models import (
     Annotation,
     Clip,
@@ -34,7 +35,6 @@ from labelling.models import (
     QueueEntry,
     Recording,
     Role,
-    Taxonomy,
     TaxonomyNode,
     WeakLabel,
 )
@@ -44,6 +44,7 @@ from labelling.services.interop.corpus import annotate as interop_annotate
 from labelling.services.interop.raters import rater
 from labelling.taxonomy_schema import parse_document
 from learner.models import ModelVersion, TrainingRun
+from ops.models import TaskFailure, WorkerHeartbeat
 from tests.factories import ClipFactory, tone_wav
 
 # --- Principals -------------------------------------------------------------------------
@@ -134,6 +135,22 @@ PROJECT_MARKERS = {
     "A": (SLUG_A, WHEEL_A, *CLIP_NAMES_A.values()),
     "B": (SLUG_B, WHEEL_B, CLIP_NAME_B, "zeta-import.zip"),
 }
+
+# The audit log: one event per project and one of the instance (no project), each findable
+# by its target label; who may read which is checked by the matrix ("audit_scope").
+AUDIT_PROBES = {
+    "A": "probe-event-acme",
+    "B": "probe-event-zeta",
+    "C": "probe-event-outpost",
+    None: "probe-event-instance",
+}
+# A failed task that is not EmoLoop's: retrying it is refused with 400 (nothing is sent).
+FOREIGN_TASK = "thirdparty.tasks.sync"
+# The stored plots of model version 1 (a real 1x1 PNG).
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c49444154"
+    "789c63606060000000040001f61738550000000049454e44ae426082"
+)
 
 INVITATION_TOKEN_A = "invite-acme-6f1c2b9e0d7a4e31"
 INVITATION_TOKEN_B = "invite-zeta-0a9b8c7d6e5f4a3b"
@@ -227,8 +244,10 @@ def build_world() -> World:
 
     # Wheels owned by a project (A's unused, so its version 1 is still editable) and a preset.
     for key, slug, name in (("A", WHEEL_A, "Acme wheel"), ("B", WHEEL_B, "Zeta wheel")):
-        version = taxonomy.import_document(parse_document(wheel_document(slug, name)))
-        Taxonomy.objects.filter(pk=version.taxonomy_id).update(owner_project=projects[key])
+        # Imported into its project, as the API does (the audit event is then the project's).
+        version = taxonomy.import_document(
+            parse_document(wheel_document(slug, name)), owner_project=projects[key]
+        )
         o[f"wheel_{key}"] = version
 
     # Clips of A: one in the pool, one leased to the annotator, a segment of the same
@@ -333,6 +352,7 @@ def build_world() -> World:
             extractor_version="test",
             # Not a model: activating it must answer 409, never 500.
             artifact=ContentFile(b"not a model", name=f"model-{key}.bin"),
+            confusion_image=ContentFile(PNG_1X1, name=f"confusion-{key}.png"),
             artifact_sha256="0" * 64,
             metrics={},
         )
@@ -346,8 +366,23 @@ def build_world() -> World:
             expires_at=timezone.now() + timedelta(days=7),
         )
 
+    for key, label in AUDIT_PROBES.items():
+        project = projects[key] if key is not None else None
+        audit.record(None, "access.probe", project=project, target=("access.probe", 0, label))
+    o["failure"] = TaskFailure.objects.create(
+        task_name=FOREIGN_TASK, task_id="f" * 32, args=[], kwargs={}, exception="RuntimeError: x"
+    )
+
     _check_world(world)
     return world
+
+
+def fresh_heartbeat(world: World) -> None:
+    """A worker heartbeat seen just now: /readyz answers 200 only with one (ops.services.health
+    wants it younger than OPS_HEARTBEAT_FRESH_SECONDS, so it is written per case, not once)."""
+    WorkerHeartbeat.objects.update_or_create(
+        hostname="access-matrix@world", defaults={"last_seen": timezone.now()}
+    )
 
 
 def _check_world(world: World) -> None:

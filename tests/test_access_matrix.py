@@ -54,6 +54,10 @@ ANNOTATOR, REVIEWER = Role.ANNOTATOR.value, Role.REVIEWER.value
 ML_ENGINEER, ADMIN = Role.ML_ENGINEER.value, Role.ADMIN.value
 STAFF = "staff"  # is_staff (or superuser), whatever the memberships
 STAFF_ADMIN = "admin who is staff"  # project admin who is also staff, or the superuser
+# The audit log's readers: staff (or the superuser), or an admin of any project at all (the
+# outsider, admin of C, included); each reads only what audit.services.events_for allows,
+# which the "audit_scope" check verifies.
+AUDIT_READER = "staff or an admin of some project"
 NOBODY = "nobody"  # the method must not exist: 405 for everyone signed in
 ADMIN_SITE = "admin site"  # staff; others are sent to the admin's login page
 
@@ -126,7 +130,11 @@ TARGETS: dict[str, Target] = {
     "other_run": Target("B", lambda w: {"slug": fx.SLUG_B, "run_id": w.objects["run_B"].pk}),
     # Clips of A: in the pool; leased to the annotator; a segment of the leased clip's
     # recording; a gold clip leased to the annotator; and B's clip.
-    "clip": Target("A", lambda w: {"id": w.objects["clip"].pk}),
+    # `slug` and `clip_id` name the same clip in the review room's URLs.
+    "clip": Target(
+        "A",
+        lambda w: {"id": w.objects["clip"].pk, "slug": fx.SLUG_A, "clip_id": w.objects["clip"].pk},
+    ),
     "leased_clip": Target("A", lambda w: {"id": w.objects["leased_clip"].pk}),
     "sibling_clip": Target("A", lambda w: {"id": w.objects["sibling_clip"].pk}),
     "leased_clip?variant=original": Target(
@@ -136,7 +144,14 @@ TARGETS: dict[str, Target] = {
     "leased_clip_in_blind_project": Target(
         "A", lambda w: {"id": w.objects["leased_clip"].pk}, setup=_blind
     ),
-    "other_clip": Target("B", lambda w: {"id": w.objects["other_clip"].pk}),
+    "other_clip": Target(
+        "B",
+        lambda w: {
+            "id": w.objects["other_clip"].pk,
+            "slug": fx.SLUG_B,
+            "clip_id": w.objects["other_clip"].pk,
+        },
+    ),
     "import": Target("A", lambda w: {"id": w.objects["import_A"].pk}),
     "other_import": Target("B", lambda w: {"id": w.objects["import_B"].pk}),
     "own_annotation": Target("A", lambda w: {"id": w.objects["own_annotation"].pk}),
@@ -151,6 +166,23 @@ TARGETS: dict[str, Target] = {
     "other_wheel": Target("B", lambda w: {"slug": fx.WHEEL_B, "number": 1}),
     "into_project": Target("A", query=f"?project={fx.SLUG_A}"),
     "into_other_project": Target("B", query=f"?project={fx.SLUG_B}"),
+    # The quality page of one annotator who has a human label in the project (anyone else:
+    # 404 even for reviewers): the annotator in A, B's annotator in B.
+    "annotator_quality": Target(
+        "A", lambda w: {"slug": fx.SLUG_A, "user_id": w.user("annotator").pk}
+    ),
+    "other_annotator_quality": Target(
+        "B", lambda w: {"slug": fx.SLUG_B, "user_id": w.objects["b_membership"].user_id}
+    ),
+    # Model version 1's stored confusion matrix (tests/access_fixtures.py writes one).
+    "model_plot": Target("A", lambda w: {"slug": fx.SLUG_A, "number": 1, "kind": "confusion"}),
+    "other_model_plot": Target(
+        "B", lambda w: {"slug": fx.SLUG_B, "number": 1, "kind": "confusion"}
+    ),
+    # Operations: a recorded task failure (not EmoLoop's, so a retry is refused with 400 and
+    # nothing is sent), and /readyz with a fresh worker heartbeat (else it is rightly 503).
+    "failure": Target(None, lambda w: {"id": w.objects["failure"].pk}),
+    "with_a_worker_heartbeat": Target(None, setup=fx.fresh_heartbeat),
     "dataset": _dataset(fx.SLUG_A),
     "other_dataset": _dataset(fx.SLUG_B),
     "dataset_file": _dataset(fx.SLUG_A, path="version.json"),
@@ -183,6 +215,8 @@ class Row:
     # False where the body legitimately names the project and its people: an invitation
     # says who sent it, and redeeming one makes the caller a member.
     scan: bool = True
+    # Tells apart two rows of one (path, method) that differ by their body.
+    variant: str = ""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -196,7 +230,7 @@ class Row:
         return not self.path.startswith("/api/")
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path}"
+        return f"{self.method} {self.path}" + (f" [{self.variant}]" if self.variant else "")
 
 
 WAV_UPLOAD = {"files": [FILE]}
@@ -362,6 +396,48 @@ ACCESS_TABLE: tuple[Row, ...] = (
     # behind the same login guard as the other two doors.
     Row("/admin/login/", "GET", PUBLIC),
     Row("/admin/login/", "POST", PUBLIC, body=NO_SUCH_LOGIN),
+    # Quality and review (issue 11): reviewers and above, pages and API alike.
+    Row("/projects/{slug}/quality/", "GET", REVIEWER, on=PROJECTS),
+    Row("/projects/{slug}/quality/agreement/", "GET", REVIEWER, on=PROJECTS),
+    Row("/projects/{slug}/quality/annotators/{user_id}/", "GET", REVIEWER,
+        on=("annotator_quality", "other_annotator_quality")),
+    Row("/projects/{slug}/review/", "GET", REVIEWER, on=PROJECTS),
+    Row("/projects/{slug}/review/clips/{clip_id}/", "GET", REVIEWER, on=("clip", "other_clip")),
+    Row("/projects/{slug}/review/clips/{clip_id}/", "POST", REVIEWER, on=("clip", "other_clip"),
+        body={"node": "mad", "note": "checked"}),
+    Row("/api/projects/{slug}/quality/", "GET", REVIEWER, on=PROJECTS),
+    Row("/api/projects/{slug}/quality/agreement/", "GET", REVIEWER, on=PROJECTS),
+    Row("/api/projects/{slug}/quality/annotators/{user_id}/", "GET", REVIEWER,
+        on=("annotator_quality", "other_annotator_quality")),
+    Row("/api/projects/{slug}/review/", "GET", REVIEWER, on=PROJECTS),
+    Row("/api/projects/{slug}/review/adjudications/", "GET", REVIEWER, on=PROJECTS),
+    Row("/api/projects/{slug}/review/clips/{clip_id}/", "GET", REVIEWER,
+        on=("clip", "other_clip")),
+    Row("/api/projects/{slug}/review/clips/{clip_id}/", "POST", REVIEWER,
+        on=("clip", "other_clip"), body={"node": "mad", "note": "checked"}),
+    # The ML engineer's console (issue 11): ML engineers and admins of the project; the
+    # labelling settings form is the project admins' (as PATCH /api/projects/<slug>/ is).
+    Row("/projects/{slug}/overview/", "GET", ML_ENGINEER, on=PROJECTS),
+    Row("/projects/{slug}/imports/", "GET", ML_ENGINEER, on=PROJECTS),
+    Row("/projects/{slug}/models/", "GET", ML_ENGINEER, on=PROJECTS),
+    Row("/projects/{slug}/models/{number}/{kind}.png", "GET", ML_ENGINEER,
+        on=("model_plot", "other_model_plot"), check="png"),
+    Row("/projects/{slug}/ranking/", "GET", ML_ENGINEER, on=PROJECTS),
+    Row("/projects/{slug}/settings/", "GET", ML_ENGINEER, on=PROJECTS),
+    Row("/projects/{slug}/settings/", "POST", ML_ENGINEER, on=PROJECTS,
+        body={"form": "learner", "epochs": "30"}, variant="learner settings"),
+    Row("/projects/{slug}/settings/", "POST", ADMIN, on=PROJECTS,
+        body={"form": "project", "gold_rate": "0.2"}, variant="labelling settings"),
+    # Operations (issue 11): instance admins (staff) only; /readyz is for load balancers.
+    Row("/ops/", "GET", STAFF),
+    Row("/api/ops/overview/", "GET", STAFF),
+    Row("/api/ops/failures/", "GET", STAFF),
+    Row("/api/ops/failures/{id}/retry/", "POST", STAFF, on=("failure",)),
+    Row("/api/ops/storage/measure/", "POST", STAFF),
+    Row("/readyz", "GET", PUBLIC, on=("with_a_worker_heartbeat",)),
+    # The audit log: staff and project admins, each reading only their share.
+    Row("/audit/", "GET", AUDIT_READER, check="audit_scope"),
+    Row("/api/audit/", "GET", AUDIT_READER, check="audit_scope"),
 )  # fmt: skip
 
 # --- Expected outcomes -------------------------------------------------------------------
@@ -416,6 +492,9 @@ def expected(row: Row, target_name: str, principal: str) -> str:
         return ALLOW if principal in fx.STAFF else DENY
     if need == STAFF_ADMIN:
         return ALLOW if role == ADMIN and principal in fx.STAFF else DENY
+    if need == AUDIT_READER:
+        admin_somewhere = Role.ADMIN in fx.ROLES[principal].values()
+        return ALLOW if principal in fx.STAFF or admin_somewhere else DENY
     # A role in the project the URL names, or (a URL naming none) in some project.
     return ALLOW if role is not None and RANK[role] >= RANK[need] else DENY
 
@@ -673,7 +752,33 @@ def check_wav(case: Case, response, data: object, world: fx.World, content: byte
         assert (content[:4], content[8:12]) == (b"RIFF", b"WAVE"), f"{case}: not a WAV"
 
 
+def check_png(case: Case, response, data: object, world: fx.World, content: bytes) -> None:
+    if response.status_code == 200:
+        assert content[:8] == b"\x89PNG\r\n\x1a\n", f"{case}: not a PNG"
+
+
+def check_audit_scope(case: Case, response, data: object, world: fx.World, content: bytes) -> None:
+    """Each reader finds exactly the probe events they may read (audit.services.events_for):
+    the superuser every one; staff the instance's (no project) and those of the projects
+    they administer; a project admin their projects' only, never another project's."""
+    if response.status_code != 200:
+        return
+    text = content.decode("utf-8", "replace")
+    principal = case.principal
+    readable = {key for key in ("A", "B", "C") if role_of(principal, key) == ADMIN}
+    if principal in fx.STAFF:
+        readable.add(None)
+    found = {key for key, marker in fx.AUDIT_PROBES.items() if marker in text}
+    name = {None: "the instance"} | {k: f"project {k}" for k in ("A", "B", "C")}
+    leaked = sorted(name[k] for k in found - readable)
+    missing = sorted(name[k] for k in readable - found)
+    assert not leaked, f"{case}: reads the audit events of {leaked}"
+    assert not missing, f"{case}: misses the audit events of {missing}"
+
+
 CHECKS: dict[str, Callable[..., None]] = {
+    "audit_scope": check_audit_scope,
+    "png": check_png,
     "labelling_subset": check_labelling_subset,
     "own_annotations_only": check_own_annotations_only,
     "wav": check_wav,
