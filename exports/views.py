@@ -32,7 +32,7 @@ BATCH_CHOICES = 50
 @require_GET
 def datasets(request: HttpRequest, slug: str) -> HttpResponse:
     try:
-        project, _role = project_page(request, slug, Role.ML_ENGINEER)
+        project, role = project_page(request, slug, Role.ML_ENGINEER)
     except RoleRequired as exc:
         # The layer speaks DRF; on a page a too-low role is Django's 403.
         raise PermissionDenied(str(exc)) from exc
@@ -48,5 +48,11 @@ def datasets(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "exports/datasets.html",
-        {"project": project, "batches": batches, "config": config, "max_seed": MAX_SEED},
+        {
+            "project": project,
+            "batches": batches,
+            "config": config,
+            "max_seed": MAX_SEED,
+            "role": role.value,
+        },
     )

@@ -39,7 +39,12 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     statistics, the team and imports are for reviewers and above (labelling stays blind)."""
     project, role = project_page(request, slug)
     sees_statistics = access.ROLE_RANK[role] >= access.ROLE_RANK[Role.REVIEWER]
-    context: dict = {"project": project, "role": role.label, "sees_statistics": sees_statistics}
+    context: dict = {
+        "project": project,
+        "role": role.label,
+        "nav_role": role.value,
+        "sees_statistics": sees_statistics,
+    }
     nodes: list[TaxonomyNode] = []
     version = project.taxonomy_version  # joined by project_page
     if version is not None:

@@ -28,10 +28,12 @@ QUEUE_PAGE = 50
 
 def _reviewer_project(request: HttpRequest, slug: str) -> Project:
     try:
-        project, _role = project_page(request, slug, Role.REVIEWER)
+        project, role = project_page(request, slug, Role.REVIEWER)
     except RoleRequired as exc:
         # The layer speaks DRF; on a page a too-low role is Django's 403.
         raise PermissionDenied(str(exc)) from exc
+    # For the project navigation (templates/review/_nav.html): which pages to offer.
+    request.project_role = role.value  # type: ignore[attr-defined]
     return project
 
 

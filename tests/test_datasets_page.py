@@ -89,3 +89,27 @@ def test_the_project_page_links_to_the_datasets_for_engineers_and_admins(
 ):
     html = client_of(request.getfixturevalue(who)).get(PROJECT_PAGE).content.decode()
     assert (f'href="{PAGE}"' in html) is shown
+
+
+@pytest.mark.parametrize(
+    ("who", "offered"),
+    [
+        ("annotator", ["Label"]),
+        ("reviewer", ["Quality", "Label"]),
+        ("engineer", ["Overview", "Imports", "Training & models", "Ranking", "Datasets",
+                      "Quality", "Settings", "Label"]),
+    ],
+)  # fmt: skip
+def test_the_project_navigation_offers_each_role_its_pages(request, project, who, offered):
+    import re
+
+    html = client_of(request.getfixturevalue(who)).get(PROJECT_PAGE).content.decode()
+    nav = re.search(r'<nav class="project-nav".*?</nav>', html, re.S)
+    assert nav is not None
+    links = re.findall(r"<a [^>]*>([^<]+)</a>", nav.group(0))
+    assert [text.replace("&amp;", "&") for text in links[1:]] == offered
+
+
+def test_the_datasets_page_is_marked_current_in_the_navigation(engineer):
+    html = client_of(engineer).get(PAGE).content.decode()
+    assert f'<a href="{PAGE}" aria-current="page">Datasets</a>' in html
