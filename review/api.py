@@ -85,7 +85,7 @@ class ReviewQueueView(_ReviewerView):
             OpenApiParameter("page", int),
             OpenApiParameter("page_size", int),
         ],
-        responses={200: s.QueueItemSerializer(many=True)},
+        responses={200: s.QueuePageSerializer},
     )
     def get(self, request: Request, slug: str) -> Response:
         """Clips to review, not yet adjudicated, in clip order (paginated)."""
@@ -140,7 +140,7 @@ class ReviewClipView(_ReviewerView):
 
 
 class AdjudicationListView(_ReviewerView):
-    @extend_schema(responses={200: s.AdjudicationSerializer(many=True)})
+    @extend_schema(responses={200: s.AdjudicationPageSerializer})
     def get(self, request: Request, slug: str) -> Response:
         """The project's current adjudications, newest first (paginated)."""
         found = (

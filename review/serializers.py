@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from review.services.adjudication import MAX_NOTE
@@ -81,10 +82,31 @@ class RaterSerializer(serializers.Serializer):
     username = serializers.CharField()
 
 
+# A matrix row: each cell a PairCell or null. Written out because drf-spectacular drops
+# `allow_null` on a serializer that is a ListField's child (the schema said "object").
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "shared": {"type": "integer"},
+                "agree": {"type": "integer"},
+                "kappa": {"type": "number", "format": "double", "nullable": True},
+            },
+            "required": ["shared", "agree", "kappa"],
+        },
+    }
+)
+class PairRowField(serializers.ListField):
+    child = PairCellSerializer(allow_null=True)
+
+
 class MatrixSerializer(serializers.Serializer):
     raters = RaterSerializer(many=True)
     cells = serializers.ListField(
-        child=serializers.ListField(child=PairCellSerializer(allow_null=True)),
+        child=PairRowField(),
         help_text="cells[i][j]: raters i and j on their shared clips (null: none, or i == j).",
     )
 
@@ -140,3 +162,19 @@ class ReviewClipSerializer(serializers.Serializer):
 class AdjudicateSerializer(serializers.Serializer):
     node = serializers.CharField(max_length=80, help_text="A node key of the active version.")
     note = serializers.CharField(max_length=MAX_NOTE, allow_blank=True, required=False)
+
+
+class _PageSerializer(serializers.Serializer):
+    """The envelope of a paginated list (emoloop.api_base.Pagination)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class QueuePageSerializer(_PageSerializer):
+    results = QueueItemSerializer(many=True)
+
+
+class AdjudicationPageSerializer(_PageSerializer):
+    results = AdjudicationSerializer(many=True)
