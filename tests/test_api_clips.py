@@ -149,3 +149,14 @@ def test_only_descriptive_clip_metadata_is_editable(client_for, project, enginee
     assert clip.speaker_id == "s2"
     assert (clip.duration_s, clip.source) == (0.5, "upload")
     assert clip.sha256 != "0" * 64
+
+
+@pytest.mark.parametrize("who", ["reviewer", "superuser"])
+def test_a_project_name_with_a_nul_character_is_not_found_not_a_server_error(
+    request, client_for, project, who
+):
+    # Found by schema fuzzing: PostgreSQL refuses NUL in a query parameter.
+    client = client_for(request.getfixturevalue(who))
+    response = client.get("/api/clips/", {"project": "call\x00centre"})
+    assert response.status_code in (403, 404), response.content[:200]
+    assert client.get("/api/projects/call%00centre/").status_code == 404

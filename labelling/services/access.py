@@ -56,7 +56,8 @@ def project_and_role(
     """The project named `slug` (with `related` paths of it joined) and the user's role in
     it, in one query; None if the user is not a member (a superuser is admin of every
     project)."""
-    if not user.is_authenticated:
+    if not user.is_authenticated or "\x00" in slug:
+        # No slug holds NUL, and PostgreSQL refuses it in a query parameter (a 500 otherwise).
         return None
     if user.is_superuser:
         project = Project.objects.select_related(*related).filter(slug=slug).first()
