@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import is_instance_admin
 from emoloop.api_base import Conflict
 from emoloop.dispatch import publish
 from ops.models import TaskFailure
@@ -28,8 +29,8 @@ class IsInstanceAdmin(BasePermission):
     message = "Operations are for instance admins (staff)."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+        # The same rule as the audit log's (audit.services.is_instance_admin).
+        return bool(request.user and is_instance_admin(request.user))
 
 
 ADMIN_ONLY = [IsAuthenticated, IsInstanceAdmin]

@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from audit.services import is_instance_admin
 from ops.serializers import overview_payload
 from ops.services import health
 
@@ -45,8 +46,7 @@ def _when(timestamp: float | None) -> str:
 
 @login_required
 def ops_page(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    if not (user.is_active and user.is_staff):
+    if not is_instance_admin(request.user):
         raise PermissionDenied("Operations are for instance admins (staff).")
     data = overview_payload()
     storage = data["storage"]

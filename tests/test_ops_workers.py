@@ -15,7 +15,7 @@ from audit.models import AuditEvent
 from emoloop.celery import app
 from ops.models import BeatRun, StorageReport, TaskFailure
 from ops.tasks import probe
-from tests.conftest import REPO, wait_until
+from tests.conftest import REPO, make_user, wait_until
 
 
 def test_only_instance_admins_see_operations(client, client_for, annotator, project_admin, db):
@@ -29,6 +29,14 @@ def test_only_instance_admins_see_operations(client, client_for, annotator, proj
         assert refused.json()["code"] == "permission_denied"
         assert client_for(user).post("/api/ops/failures/1/retry/").status_code == 403
     assert client_for(None).get("/api/ops/overview/").status_code in (401, 403)
+
+
+def test_a_superuser_without_the_staff_flag_is_an_instance_admin(client, client_for, db):
+    # The audit log's rule (audit.services.is_instance_admin): staff or superuser.
+    root = make_user("root", is_superuser=True, is_staff=False)
+    assert client_for(root).get("/api/ops/overview/").status_code == 200
+    client.force_login(root)
+    assert client.get("/ops/").status_code == 200
 
 
 @pytest.mark.celery
