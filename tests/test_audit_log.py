@@ -239,3 +239,29 @@ def test_the_page_is_for_admins(client, two_projects_events, project_admin, anno
     page = client.get("/audit/")
     assert page.status_code == 200
     assert page.content.decode().count('data-action="project.created"') == 1
+
+
+def test_members_added_re_roled_and_removed_through_the_api_are_recorded(
+    client_for, project, project_admin, superuser
+):
+    make_user("mira")
+    base = f"/api/projects/{project.slug}/members/"
+    created = client_for(superuser).post(base, {"username": "mira", "role": "annotator"})
+    assert created.status_code == 201, created.content[:300]
+    added = only_event("membership.added")
+    assert (added.actor, added.project) == (superuser, project)
+    assert added.details == {"role": "annotator", "user": "mira"}
+
+    member = f"{base}{created.json()['id']}/"
+    admin = client_for(project_admin)
+    assert admin.patch(member, {"role": "reviewer"}, format="json").status_code == 200
+    changed = only_event("membership.role_changed")
+    assert changed.actor == project_admin
+    assert changed.details == {"role": {"before": "annotator", "after": "reviewer"}, "user": "mira"}
+    assert admin.patch(member, {"role": "reviewer"}, format="json").status_code == 200
+    assert AuditEvent.objects.filter(action="membership.role_changed").count() == 1  # no change
+
+    assert admin.delete(member).status_code == 204
+    removed = only_event("membership.removed")
+    assert (removed.actor, removed.details) == (project_admin, {"role": "reviewer", "user": "mira"})
+    assert not Membership.objects.filter(user__username="mira").exists()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -13,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from audit import services as audit
 from emoloop.api_base import Conflict
 from labelling import serializers as s
 from labelling.api.common import FILTER_BACKENDS, INT_LOOKUP
@@ -66,7 +68,12 @@ class MembershipViewSet(
             project=self.project, user=serializer.validated_data["user"]
         ).exists():
             raise ValidationError({"username": "Already a member; change the role instead."})
-        serializer.save(project=self.project)
+        with transaction.atomic():
+            membership = serializer.save(project=self.project)
+            audit.record(
+                signed_in(user), "membership.added", project=self.project, target=membership,
+                details={"role": membership.role, "user": membership.user.get_username()},
+            )  # fmt: skip
 
     def _keeps_an_admin(self, membership: Membership, new_role: str | None) -> None:
         if membership.role != Role.ADMIN or new_role == Role.ADMIN:
@@ -79,11 +86,26 @@ class MembershipViewSet(
         membership = serializer.instance
         assert membership is not None  # UpdateModelMixin built the serializer on get_object()
         self._keeps_an_admin(membership, serializer.validated_data.get("role"))
-        serializer.save()
+        before = membership.role
+        with transaction.atomic():
+            saved = serializer.save()
+            if saved.role != before:
+                audit.record(
+                    signed_in(self.request.user), "membership.role_changed",
+                    project=self.project, target=saved,
+                    details={"role": {"before": before, "after": saved.role},
+                             "user": saved.user.get_username()},
+                )  # fmt: skip
 
     def perform_destroy(self, instance: Membership) -> None:
         self._keeps_an_admin(instance, None)
-        instance.delete()
+        with transaction.atomic():
+            audit.record(
+                signed_in(self.request.user), "membership.removed", project=self.project,
+                target=instance,
+                details={"role": instance.role, "user": instance.user.get_username()},
+            )  # fmt: skip
+            instance.delete()
 
 
 class InvitationViewSet(
