@@ -27,45 +27,22 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script, bench/ comes first on the path
+
+from bench.scratch_db import scratch_database  # noqa: E402
+
 RESULTS = REPO / "bench" / "results"
 SLUG = "bench-console"
 TARGET_MS = 300
 WARMUP = 3
-
-
-def database_urls(name: str) -> tuple[str, str]:
-    """(the bench database's URL, the server's maintenance database URL)."""
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        base = "postgres://postgres@127.0.0.1:5432/postgres"
-    parts = urlsplit(base)
-    return (
-        urlunsplit(parts._replace(path=f"/{name}")),
-        urlunsplit(parts._replace(path="/postgres")),
-    )
-
-
-def admin(url: str, sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        conn.close()
 
 
 def setup_django() -> None:
@@ -182,34 +159,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "console.json")
     args = parser.parse_args()
 
-    url, maintenance = database_urls(args.database)
-    scratch = Path(tempfile.mkdtemp(prefix="emoloop-bench-console-"))
-    os.environ.update({
-        "DATABASE_URL": url, "MEDIA_ROOT": str(scratch / "media"),
-        "EMOLOOP_DATA_DIR": str(scratch / "data"), "DATABASE_CONN_MAX_AGE": "0",
-    })  # fmt: skip
-    created = False
-    try:
-        if not args.reuse_db:
-            admin(maintenance, f'DROP DATABASE IF EXISTS "{args.database}"')
-        try:
-            admin(maintenance, f'CREATE DATABASE "{args.database}"')
-            created = True
-        except Exception as exc:  # psycopg2.errors.DuplicateDatabase with --reuse-db
-            if not args.reuse_db:
-                raise
-            print(f"reusing database {args.database} ({type(exc).__name__})", file=sys.stderr)
-        run = measure(args, scratch, fresh=created)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if not args.reuse_db:
-            from django.apps import apps
-
-            if apps.ready:
-                from django.db import connections
-
-                connections.close_all()
-            admin(maintenance, f'DROP DATABASE IF EXISTS "{args.database}"')
+    prefix = "emoloop-bench-console-"
+    with scratch_database(args.database, reuse_db=args.reuse_db, prefix=prefix) as (scratch, new):
+        run = measure(args, scratch, fresh=new)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(run, indent=2) + "\n")
     pages = run["pages"]
