@@ -77,3 +77,16 @@ def scratch_database(name: str, *, reuse_db: bool, prefix: str) -> Iterator[tupl
 
                 connections.close_all()
             admin(maintenance, f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def server_databases() -> list[str]:
+    """The names of the databases on the server (its tests check a bench left none behind)."""
+    import psycopg2
+
+    conn = psycopg2.connect(database_urls("postgres")[1])
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database")
+            return [name for (name,) in cursor.fetchall()]
+    finally:
+        conn.close()

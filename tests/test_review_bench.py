@@ -10,24 +10,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
+
+from bench.scratch_db import server_databases
 
 REPO = Path(__file__).resolve().parents[1]
 HEADLINE = re.compile(r"annotators_p95_ms=(\d+) agreement_p95_ms=(\d+) clips=(\d+)")
-
-
-def _databases() -> list[str]:
-    url = urlsplit(os.environ["DATABASE_URL"])
-    conn = psycopg2.connect(urlunsplit(url._replace(path="/postgres")))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT datname FROM pg_database")
-            return [name for (name,) in cursor.fetchall()]
-    finally:
-        conn.close()
 
 
 @pytest.mark.slow
@@ -53,4 +42,4 @@ def test_the_bench_times_the_pages_of_a_tiny_project(tmp_path):
     assert set(run["pages"]) == {"annotators", "agreement", "annotator", "review"}
     assert all(page["loads"] == 3 for page in run["pages"].values())
     assert run["snapshot_s"] > 0
-    assert database not in _databases()
+    assert database not in server_databases()

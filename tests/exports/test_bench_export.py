@@ -10,27 +10,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 import pytest
+
+from bench.scratch_db import server_databases
 
 REPO = Path(__file__).resolve().parents[2]
 HEADLINE = re.compile(
     r"export_s=(\d+\.\d) peak_rss_mb=(\d+) clips=(\d+) annotations=(\d+) "
     r"identical_rebuild=(true|false)"
 )
-
-
-def _databases() -> list[str]:
-    url = urlsplit(os.environ["DATABASE_URL"])
-    conn = psycopg2.connect(urlunsplit(url._replace(path="/postgres")))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT datname FROM pg_database")
-            return [name for (name,) in cursor.fetchall()]
-    finally:
-        conn.close()
 
 
 @pytest.mark.slow
@@ -58,4 +47,4 @@ def test_the_bench_builds_a_tiny_project_and_rebuilds_it_identically(tmp_path):
     assert [s["stage"] for s in run["stages"]][:4] == [
         "annotations", "aggregation", "splits", "clips",
     ]  # fmt: skip
-    assert database not in _databases()
+    assert database not in server_databases()
