@@ -9,6 +9,8 @@ in its SHA256SUMS, so no path from the URL ever reaches the file system unchecke
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -28,6 +30,13 @@ from exports.services import diff, versions
 from exports.tasks import start_version
 from labelling.models import Role
 from labelling.scoping import ProjectScopedMixin, signed_in
+
+
+def _zip_of(folder: Path) -> StreamingHttpResponse:
+    """A version's folder (or one of its formats) as a streamed, deterministic zip."""
+    response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
+    return response
 
 
 class _DatasetView(ProjectScopedMixin, APIView):
@@ -117,11 +126,7 @@ class DatasetZipView(_DatasetView):
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
     def get(self, request: Request, slug: str, number: int) -> StreamingHttpResponse:
         """The whole ready version as one zip, streamed (entries sorted, fixed dates)."""
-        version = self.version(number)
-        folder = self.ready_folder(version)
-        response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
-        return response
+        return _zip_of(self.ready_folder(self.version(number)))
 
 
 class DatasetFormatZipView(_DatasetView):
@@ -139,10 +144,7 @@ class DatasetFormatZipView(_DatasetView):
         self.ready_folder(version)
         if fmt not in FORMATS:
             raise NotFound(f"No format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}.")
-        folder = versions.format_folder(version, fmt)
-        response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
-        return response
+        return _zip_of(versions.format_folder(version, fmt))
 
 
 class DatasetDiffView(_DatasetView):
