@@ -5,7 +5,8 @@ Rendering a big wheel's charts costs as much as the queries, so the HTML is what
 (in Django's cache, Redis in production): `html` answers from it; figures older than
 FRESH_SECONDS are still served, with the time they were computed, while a Celery task
 (console.tasks.refresh_overview) recomputes them (one request per project at a time asks
-for that). After KEEP_SECONDS the figures are dropped and the next page load computes them.
+for that). After KEEP_SECONDS (a week: old figures, shown with their time, beat a second's
+wait) the figures are dropped and the next page load computes them, as the very first does.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from learner.services import project_settings
 log = logging.getLogger(__name__)
 
 FRESH_SECONDS = 60
-KEEP_SECONDS = 3600
+KEEP_SECONDS = 7 * 24 * 3600
 REFRESH_LOCK_SECONDS = 300
 
 
