@@ -1,24 +1,27 @@
-"""The quality pages at scale: GET the annotators and agreement pages of a project with
-100,000 clips, 300,000 human annotations and 50 annotators, as a signed-in reviewer.
+"""The dashboards at scale: GET the project overview (as an ML engineer) and the annotators
+and agreement pages (as a reviewer) of a project with 100,000 clips, 300,000 human
+annotations and 50 annotators.
 
 The bench creates its own PostgreSQL database (default `emoloop_bench_console` on the server
 of DATABASE_URL, else 127.0.0.1:5432 as user postgres), migrates it, fills it with COPY
 (bench/export_data.py, the dataset bench's synthetic project: three labels per clip at every
 ring of the Willcox wheel, skips, unsure labels, gold clips) and drops it at the end.
 
-The pages read the project's quality snapshot (review.services.snapshots): the bench
-computes it once, as the Celery task does after labels change, and reports how long that
-took (`snapshot_s`). Then each page is loaded through Django's test client (the whole
-request: middleware, session, access check, freshness check, template), a few warm-up loads
-and `--loads` timed ones; p50/p95/max per page. Also timed (not in the headline): one
-annotator's page and the review queue. The project overview page (issue 11's ML-engineer
-room) is not timed here yet.
+The quality pages read the project's quality snapshot (review.services.snapshots), the
+overview reads its figures kept in the cache (console.overview): the bench computes both
+once, as their Celery tasks do when the figures are stale, and reports how long that took
+(`snapshot_s`, `overview_compute_s`). The very first overview load of a project (nothing
+computed yet: the page computes and waits) is timed once, `overview_first_load_ms`. Then
+each page is loaded through Django's test client (the whole request: middleware, session,
+access check, freshness check, template), a few warm-up loads and `--loads` timed ones;
+p50/p95/max per page. Also timed (not in the headline): one annotator's page and the review
+queue.
 
     make bench-console     # or: python bench/console.py [--clips N] [--annotations N] [--loads N]
 
 Writes bench/results/console.json. The last line printed is
 
-    annotators_p95_ms=... agreement_p95_ms=... clips=100000
+    overview_p95_ms=... annotators_p95_ms=... agreement_p95_ms=... clips=100000
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
     from django.test import Client
 
     from bench import export_data
+    from console import overview
     from labelling.models import Annotation, Membership, Project, Role
     from review.services import snapshots
 
@@ -107,6 +111,24 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
     populate_s = time.perf_counter() - started
     reviewer, _ = get_user_model().objects.get_or_create(username=f"{SLUG}-reviewer")
     Membership.objects.get_or_create(user=reviewer, project=project, role=Role.REVIEWER)
+    engineer, _ = get_user_model().objects.get_or_create(username=f"{SLUG}-engineer")
+    Membership.objects.get_or_create(user=engineer, project=project, role=Role.ML_ENGINEER)
+    overview_url = f"/projects/{SLUG}/overview/"
+    engineer_client = Client(HTTP_HOST="127.0.0.1")
+    engineer_client.force_login(engineer)
+    engineer_client.get("/healthz")  # the first request's imports do not count
+
+    overview.forget(project)
+    started = time.perf_counter()
+    first = engineer_client.get(overview_url)
+    overview_first_load_ms = (time.perf_counter() - started) * 1000
+    if first.status_code != 200:
+        raise SystemExit(f"GET {overview_url} answered {first.status_code}")
+    overview.forget(project)
+    started = time.perf_counter()
+    overview.compute(project)
+    overview_compute_s = time.perf_counter() - started
+    print(f"overview computed in {overview_compute_s:.1f} s", file=sys.stderr)
 
     started = time.perf_counter()
     snapshot = snapshots.compute(project)
@@ -122,7 +144,8 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
         "annotator": f"/projects/{SLUG}/quality/annotators/{annotator}/",
         "review": f"/projects/{SLUG}/review/",
     }
-    timed = {}
+    timed = {"overview": time_page(engineer_client, overview_url, args.loads)}
+    print(f"overview: {timed['overview']}", file=sys.stderr)
     for name, url in pages.items():
         timed[name] = time_page(client, url, args.loads)
         print(f"{name}: {timed[name]}", file=sys.stderr)
@@ -134,6 +157,8 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
         "populate_s": round(populate_s, 1),
         "snapshot_s": round(snapshot_s, 1),
         "snapshot_bytes": len(json.dumps(snapshot.figures)),
+        "overview_compute_s": round(overview_compute_s, 2),
+        "overview_first_load_ms": round(overview_first_load_ms, 1),
         "review_queue": project.review_items.count(),
         "pages": timed,
         "target_ms": TARGET_MS,
@@ -166,6 +191,7 @@ def main() -> None:
     args.out.write_text(json.dumps(run, indent=2) + "\n")
     pages = run["pages"]
     print(
+        f"overview_p95_ms={pages['overview']['p95_ms']:.0f} "
         f"annotators_p95_ms={pages['annotators']['p95_ms']:.0f} "
         f"agreement_p95_ms={pages['agreement']['p95_ms']:.0f} clips={run['clips']}"
     )

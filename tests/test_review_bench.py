@@ -16,7 +16,9 @@ import pytest
 from bench.scratch_db import server_databases
 
 REPO = Path(__file__).resolve().parents[1]
-HEADLINE = re.compile(r"annotators_p95_ms=(\d+) agreement_p95_ms=(\d+) clips=(\d+)")
+HEADLINE = re.compile(
+    r"overview_p95_ms=(\d+) annotators_p95_ms=(\d+) agreement_p95_ms=(\d+) clips=(\d+)"
+)
 
 
 @pytest.mark.slow
@@ -33,13 +35,16 @@ def test_the_bench_times_the_pages_of_a_tiny_project(tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     match = HEADLINE.fullmatch(last)
     assert match, last
-    annotators_ms, agreement_ms, clips = match.groups()
+    overview_ms, annotators_ms, agreement_ms, clips = match.groups()
     assert clips == "300"
+    assert int(overview_ms) > 0
     assert int(annotators_ms) > 0
     assert int(agreement_ms) > 0
     run = json.loads(out.read_text())
     assert (run["clips"], run["annotations"]) == (300, 900)
-    assert set(run["pages"]) == {"annotators", "agreement", "annotator", "review"}
+    assert set(run["pages"]) == {"overview", "annotators", "agreement", "annotator", "review"}
     assert all(page["loads"] == 3 for page in run["pages"].values())
     assert run["snapshot_s"] > 0
+    assert run["overview_compute_s"] > 0
+    assert run["overview_first_load_ms"] > 0
     assert database not in server_databases()
