@@ -1,14 +1,18 @@
 """The Celery picture for admins: workers alive, tasks running and queued, beat runs, and
 the heartbeat that /readyz reads.
 
-Workers and running tasks are asked live (one broadcast, `OPS_INSPECT_TIMEOUT_SECONDS`):
-a worker that does not answer is not listed, so a killed worker disappears at the next
-refresh. Queue lengths are the Redis lists' lengths on the broker (None on other brokers).
+Workers and running tasks are asked live (one broadcast, `OPS_INSPECT_TIMEOUT_SECONDS`).
+A worker whose heartbeat was written in the last `SILENT_LISTED_HOURS` but that does not
+answer is listed apart (`silent_workers`): "not answering" while its heartbeat is fresher
+than `OPS_HEARTBEAT_FRESH_SECONDS`, "missing" once it is older, so a killed worker goes
+missing on the page instead of vanishing from it. Queue lengths are the Redis lists'
+lengths on the broker (None on other brokers).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +27,9 @@ from ops.models import BeatRun, TaskFailure, WorkerHeartbeat
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 # A worker's heartbeat fires every 2 s; it is written at most this often per worker.
 HEARTBEAT_WRITE_SECONDS = 5.0
+# A worker that stopped answering stays on the operations page this long after its last
+# heartbeat (a worker stopped for good, or renamed, then drops off the list).
+SILENT_LISTED_HOURS = 24
 _last_written: dict[str, float] = {}
 
 
@@ -46,6 +53,28 @@ def last_heartbeat() -> dict[str, Any] | None:
     if row is None:
         return None
     return {"hostname": row.hostname, "at": row.last_seen.timestamp()}
+
+
+def silent_workers(answered: Iterable[str], now: float | None = None) -> list[dict[str, Any]]:
+    """Workers seen (a heartbeat) in the last `SILENT_LISTED_HOURS` that are not among
+    `answered`: hostname, `last_seen` (a Unix time), `age_s` and `state`, "missing" when the
+    heartbeat is older than `OPS_HEARTBEAT_FRESH_SECONDS`, else "not answering"."""
+    now = time.time() if now is None else now
+    since = timezone.now() - timedelta(hours=SILENT_LISTED_HOURS)
+    rows = (
+        WorkerHeartbeat.objects.filter(last_seen__gte=since)
+        .exclude(hostname__in=list(answered))
+        .order_by("hostname")
+    )
+    fresh = settings.OPS_HEARTBEAT_FRESH_SECONDS
+    silent = []
+    for row in rows:
+        seen = row.last_seen.timestamp()
+        age = max(0.0, now - seen)
+        state = "missing" if age > fresh else "not answering"
+        silent.append({"hostname": row.hostname, "last_seen": seen, "age_s": round(age, 1),
+                       "state": state})  # fmt: skip
+    return silent
 
 
 def queue_names() -> list[str]:

@@ -51,6 +51,9 @@ def gather() -> dict[str, Any]:
             }
             for host, tasks in active.items()
         ],
+        "silent_workers": _attempt(
+            "silent_workers", errors, lambda: celery_state.silent_workers(active), []
+        ),
         "last_heartbeat": heartbeat,
         "queues": [
             {

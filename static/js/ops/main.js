@@ -69,14 +69,20 @@ function draw(data) {
   );
   document.getElementById("heartbeat").textContent =
     `Last heartbeat: ${when(data.last_heartbeat && data.last_heartbeat.at)}`;
-  fill(
-    "workers",
-    data.workers.map((w) =>
-      el("tr", { "data-worker": w.hostname }, el("td", {}, w.hostname), el("td", { class: "ok" }, "alive"),
-        el("td", {}, w.running.map((t) => t.name).join(", ") || "–")),
-    ),
-    el("tr", { class: "none" }, el("td", { colspan: 3, class: "bad" }, data.errors.workers || "No worker answered.")),
+  // Workers that answered, then those whose heartbeat was seen but that did not answer
+  // ("not answering" while the heartbeat is fresh, "missing" once it is stale).
+  const alive = data.workers.map((w) =>
+    el("tr", { "data-worker": w.hostname, "data-state": "alive" }, el("td", {}, w.hostname),
+      el("td", { class: "ok" }, "alive"), el("td", {}, w.running.map((t) => t.name).join(", ") || "–")),
   );
+  const none = el("tr", { class: "none" },
+    el("td", { colspan: 3, class: "bad" }, data.errors.workers || "No worker answered."));
+  const silent = (data.silent_workers || []).map((w) =>
+    el("tr", { "data-silent-worker": w.hostname, "data-state": w.state }, el("td", {}, w.hostname),
+      el("td", { class: "bad" }, w.state),
+      el("td", { class: "muted" }, `last heartbeat ${Math.round(w.age_s)} s ago`)),
+  );
+  fill("workers", [...(alive.length ? alive : [none]), ...silent]);
   fill(
     "queues",
     data.queues.map((q) =>
