@@ -9,11 +9,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from emoloop.commands import project_named
 from exports import formats
 from exports.core.archive import deterministic_zip
 from exports.models import DatasetVersion
 from exports.services import build, versions
-from labelling.models import Project
 
 
 class Command(BaseCommand):
@@ -38,9 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--import-batch", type=int, help="Only clips of this import batch.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        project = Project.objects.filter(slug=options["project_slug"]).first()
-        if project is None:
-            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        project = project_named(options["project_slug"])
         out: Path | None = options["out"]
         fmt: str = options["format"]
         if out is None and (fmt != "native" or options["zip"]):

@@ -9,8 +9,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from emoloop.commands import project_named
 from emoloop.dispatch import BrokerUnavailable
-from labelling.models import Project
 from labelling.services import ingest
 from labelling.services.interop import PRESETS, InteropError, load_mapping
 from labelling.services.interop.corpus import CorpusResult, apply_plan, audio_root, plan_corpus
@@ -41,13 +41,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        project = (
-            Project.objects.select_related("taxonomy_version__taxonomy")
-            .filter(slug=options["project_slug"])
-            .first()
-        )
-        if project is None:
-            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        project = project_named(options["project_slug"], "taxonomy_version__taxonomy")
         path = Path(options["path"])
         if not path.exists():
             raise CommandError(f"{path} does not exist.")

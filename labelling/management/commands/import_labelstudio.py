@@ -7,7 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from labelling.models import Annotation, ImportBatch, LabelSource, Project
+from emoloop.commands import project_named
+from labelling.models import Annotation, ImportBatch, LabelSource
 from labelling.services import ingest
 from labelling.services.interop import InteropError, load_mapping
 from labelling.services.interop.labelstudio import apply_labelstudio, plan_labelstudio
@@ -27,13 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--mapping", type=Path, help="JSON {label: node key or null}.")
 
     def handle(self, *args, **options) -> None:
-        project = (
-            Project.objects.select_related("taxonomy_version__taxonomy")
-            .filter(slug=options["project_slug"])
-            .first()
-        )
-        if project is None:
-            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        project = project_named(options["project_slug"], "taxonomy_version__taxonomy")
         audio_dir = Path(options["audio_dir"]) if options["audio_dir"] else None
         if audio_dir is not None and not audio_dir.is_dir():
             raise CommandError(f"{audio_dir} is not a folder.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labelling.models import Project
+from emoloop.commands import project_named
 from labelling.services.interop import PRESETS, InteropError, load_mapping
 from labelling.services.interop.predictions import apply_predictions, plan_predictions
 
@@ -30,13 +30,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        project = (
-            Project.objects.select_related("taxonomy_version__taxonomy")
-            .filter(slug=options["project_slug"])
-            .first()
-        )
-        if project is None:
-            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        project = project_named(options["project_slug"], "taxonomy_version__taxonomy")
         try:
             mapping = load_mapping(
                 project,

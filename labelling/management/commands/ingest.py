@@ -8,9 +8,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from emoloop.commands import project_named
 from emoloop.dispatch import BrokerUnavailable
 from labelling.manifest import ManifestError
-from labelling.models import ImportBatch, ImportItem, Project
+from labelling.models import ImportBatch, ImportItem
 from labelling.services import ingest
 from labelling.tasks import dispatch_batch
 
@@ -56,9 +57,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        project = Project.objects.filter(slug=options["project_slug"]).first()
-        if project is None:
-            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        project = project_named(options["project_slug"])
         path = Path(options["path"])
         if not path.exists():
             raise CommandError(f"{path} does not exist.")

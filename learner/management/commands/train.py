@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from emoloop.commands import project_named
 from emoloop.dispatch import BrokerUnavailable
-from labelling.models import Project
 from learner.features import NAMES
 from learner.models import TrainingRun
 from learner.services import training
@@ -27,9 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="store_true", help="Queue it for a Celery worker.")
 
     def handle(self, *args, **options) -> None:
-        project = Project.objects.filter(slug=options["project_slug"]).first()
-        if project is None:
-            raise CommandError(f"No project with slug {options['project_slug']!r}.")
+        project = project_named(options["project_slug"])
         if options["queue"]:
             try:
                 run, created = start_training(
