@@ -9,10 +9,11 @@ service as the API; deleting clips or projects removes their audio (labelling.se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -39,15 +40,20 @@ from labelling.models import (
 )
 from labelling.scoping import ProjectScopedAdmin, signed_in
 from labelling.serializers import EDITABLE_CLIP_FIELDS
+from labelling.services import membership as membership_service
 from labelling.services import projects, storage, taxonomy
 
 
 class MembershipInline(admin.TabularInline):
-    """Staff add existing accounts directly (project admins outside staff invite)."""
+    """Staff add existing accounts directly (project admins outside staff invite).
+    Deactivation is shown, not changed, here: it goes through the Membership admin (or the
+    API), which releases the member's leases."""
 
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
+    fields = ["user", "role", "is_active", "deactivated_at"]
+    readonly_fields = ["is_active", "deactivated_at"]
 
     def _staff(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
@@ -137,12 +143,75 @@ class ProjectAdmin(ProjectScopedAdmin):
             storage.delete_project(project)
 
 
+class MembershipForm(forms.ModelForm):
+    """Checks a change of role or of `is_active` with the service's rules (last active
+    admin, not oneself) so that a refusal shows beside the form, not as an error page."""
+
+    by: Any = None  # the signed-in user, set by MembershipAdmin.get_form
+
+    class Meta:
+        model = Membership
+        fields = ["user", "project", "role", "is_active"]
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
+        if self.instance.pk and self.by is not None:
+            try:
+                membership_service.check(
+                    self.instance, by=self.by, role=data.get("role"),
+                    is_active=data.get("is_active"),
+                )  # fmt: skip
+            except membership_service.MembershipRefused as exc:
+                self.add_error("is_active" if exc.code == "self" else "role", str(exc))
+        return data
+
+
 @admin.register(Membership)
 class MembershipAdmin(ProjectScopedAdmin):
-    list_display = ["user", "project", "role", "created_at"]
-    list_filter = ["role", "project"]
+    """A change of role or of `is_active` goes through labelling.services.membership, as on
+    the API: deactivating releases the member's leases and is recorded in the audit log."""
+
+    form = MembershipForm
+    list_display = ["user", "project", "role", "is_active", "deactivated_at", "created_at"]
+    list_filter = ["role", "is_active", "project"]
     search_fields = ["user__username", "project__slug"]
     autocomplete_fields = ["user"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:  # a new member is active
+            return ["is_active", "deactivated_at", "deactivated_by"]
+        # Who the member is, and where, does not change: remove and add instead.
+        return ["user", "project", "deactivated_at", "deactivated_by"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        # A subclass of MembershipForm (`form` above), built for this request.
+        form = cast(type[MembershipForm], super().get_form(request, obj, change, **kwargs))
+        form.by = signed_in(request.user)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
+        if not change:
+            obj.save()
+            return
+        stored = Membership.objects.get(pk=obj.pk)
+        membership_service.change(
+            stored, by=signed_in(request.user), role=form.cleaned_data.get("role"),
+            is_active=form.cleaned_data.get("is_active"),
+        )  # fmt: skip
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        self._remove(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        for membership in queryset:
+            self._remove(request, membership)
+
+    def _remove(self, request: HttpRequest, membership: Membership) -> None:
+        try:
+            membership_service.remove(membership, by=signed_in(request.user))
+        except membership_service.MembershipRefused as exc:
+            raise PermissionDenied(str(exc)) from exc
 
 
 @admin.register(Invitation)

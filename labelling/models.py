@@ -198,9 +198,11 @@ class Project(models.Model):
     dimensional_labels = models.BooleanField(
         default=False, help_text="Ask for a valence/arousal point besides the wheel."
     )
+    # through_fields: Membership has a second user key (deactivated_by).
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
-    )
+        settings.AUTH_USER_MODEL, through="Membership", through_fields=("project", "user"),
+        related_name="projects",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -217,6 +219,15 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A deactivated member is no member at any door (labelling.services.access reads only
+    # active rows); their labels, history and audit events stay. Changed only through
+    # labelling.services.membership, which releases their leases in the same transaction.
+    is_active = models.BooleanField(default=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )  # fmt: skip
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "project"], name="uniq_membership")]

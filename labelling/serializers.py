@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from rest_framework import serializers
@@ -153,6 +155,9 @@ class AssignTaxonomySerializer(StrictSerializer):
 
 
 class MembershipSerializer(StrictModelSerializer):
+    """A member as the team list shows it (reviewers and above read it); `is_active` false
+    and `deactivated_at` for a deactivated member, who keeps no access until reactivated."""
+
     username = serializers.SlugRelatedField(
         source="user", slug_field="username", queryset=get_user_model().objects.all()
     )
@@ -160,20 +165,29 @@ class MembershipSerializer(StrictModelSerializer):
 
     class Meta:
         model = Membership
-        fields = ["id", "username", "role", "created_at"]
-        read_only_fields = ["created_at"]
+        fields = ["id", "username", "role", "is_active", "deactivated_at", "created_at"]
+        read_only_fields = ["is_active", "deactivated_at", "created_at"]
 
 
-class MembershipRoleSerializer(StrictModelSerializer):
-    """Changing a member's role; who the member is cannot change."""
+class MembershipChangeSerializer(StrictModelSerializer):
+    """Changing a member's role and/or deactivating (is_active false) or reactivating them
+    (labelling.services.membership); who the member is cannot change."""
 
     username = serializers.CharField(source="user.username", read_only=True)
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    is_active = serializers.BooleanField(
+        required=False, help_text="false deactivates the member (their leases are released)."
+    )
 
     class Meta:
         model = Membership
-        fields = ["id", "username", "role", "created_at"]
-        read_only_fields = ["id", "created_at"]
+        fields = ["id", "username", "role", "is_active", "deactivated_at", "created_at"]
+        read_only_fields = ["id", "deactivated_at", "created_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Say what to change: role and/or is_active.")
+        return attrs
 
 
 class InvitationSerializer(StrictModelSerializer):

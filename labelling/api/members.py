@@ -1,4 +1,5 @@
-"""A project's team: /api/projects/<slug>/members/ (list, add, change role, remove),
+"""A project's team: /api/projects/<slug>/members/ (list, add, change role, deactivate or
+reactivate, remove),
 /api/projects/<slug>/invitations/ (list, invite, revoke) and
 /api/invitations/accept/ (redeem a token).
 """
@@ -21,6 +22,7 @@ from labelling.api.common import FILTER_BACKENDS, INT_LOOKUP
 from labelling.models import Invitation, Membership, Role
 from labelling.scoping import ProjectScopedMixin, RoleRequired, signed_in
 from labelling.services import invitations
+from labelling.services import membership as membership_service
 
 
 class MembershipViewSet(
@@ -31,8 +33,10 @@ class MembershipViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Members of one project. Reviewers and above see the team; admins change roles and
-    remove members; adding an existing account directly is for staff (others invite)."""
+    """Members of one project. Reviewers and above see the team (deactivated members
+    included, with `is_active` false); admins change roles, deactivate, reactivate and
+    remove members (labelling.services.membership); adding an existing account directly is
+    for staff (others invite)."""
 
     filter_backends = FILTER_BACKENDS
     filterset_fields = ["role"]
@@ -41,10 +45,7 @@ class MembershipViewSet(
     project_roles = {"list": Role.REVIEWER, "*": Role.ADMIN}
     lookup_value_regex = INT_LOOKUP
 
-    def get_serializer_class(self):
-        if self.action in ("update", "partial_update"):
-            return s.MembershipRoleSerializer
-        return s.MembershipSerializer
+    serializer_class = s.MembershipSerializer
 
     def get_queryset(self) -> QuerySet[Membership]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no project
@@ -75,37 +76,40 @@ class MembershipViewSet(
                 details={"role": membership.role, "user": membership.user.get_username()},
             )  # fmt: skip
 
-    def _keeps_an_admin(self, membership: Membership, new_role: str | None) -> None:
-        if membership.role != Role.ADMIN or new_role == Role.ADMIN:
-            return
-        admins = Membership.objects.filter(project=self.project, role=Role.ADMIN)
-        if not admins.exclude(pk=membership.pk).exists():
-            raise Conflict("A project keeps at least one admin.", code="last_admin")
+    @extend_schema(request=s.MembershipChangeSerializer, responses={200: s.MembershipSerializer})
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        """Change a member's role and/or `is_active` (false deactivates them: no access at
+        any door, their leases released; true restores access). 409 `last_admin` when the
+        project would be left without an active admin, 400 `self` for deactivating
+        oneself."""
+        partial = kwargs.pop("partial", False)
+        membership = self.get_object()
+        body = s.MembershipChangeSerializer(membership, data=request.data, partial=partial)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            changed = membership_service.change(
+                membership,
+                by=signed_in(request.user),
+                role=data.get("role"),
+                is_active=data.get("is_active"),
+            )
+        except membership_service.MembershipRefused as exc:
+            if exc.code == "last_admin":
+                raise Conflict(str(exc), code=exc.code) from exc
+            raise ValidationError({"is_active": [str(exc)]}, code=exc.code) from exc
+        return Response(s.MembershipSerializer(changed.membership).data)
 
-    def perform_update(self, serializer: BaseSerializer[Membership]) -> None:
-        membership = serializer.instance
-        assert membership is not None  # UpdateModelMixin built the serializer on get_object()
-        self._keeps_an_admin(membership, serializer.validated_data.get("role"))
-        before = membership.role
-        with transaction.atomic():
-            saved = serializer.save()
-            if saved.role != before:
-                audit.record(
-                    signed_in(self.request.user), "membership.role_changed",
-                    project=self.project, target=saved,
-                    details={"role": {"before": before, "after": saved.role},
-                             "user": saved.user.get_username()},
-                )  # fmt: skip
+    @extend_schema(request=s.MembershipChangeSerializer, responses={200: s.MembershipSerializer})
+    def partial_update(self, request: Request, *args, **kwargs) -> Response:
+        kwargs["partial"] = True
+        return self.update(request, *args, **kwargs)
 
     def perform_destroy(self, instance: Membership) -> None:
-        self._keeps_an_admin(instance, None)
-        with transaction.atomic():
-            audit.record(
-                signed_in(self.request.user), "membership.removed", project=self.project,
-                target=instance,
-                details={"role": instance.role, "user": instance.user.get_username()},
-            )  # fmt: skip
-            instance.delete()
+        try:
+            membership_service.remove(instance, by=signed_in(self.request.user))
+        except membership_service.MembershipRefused as exc:
+            raise Conflict(str(exc), code=exc.code) from exc
 
 
 class InvitationViewSet(

@@ -2,6 +2,9 @@
 
 Every API view narrows its queryset through these functions, so an object of a project
 the user is not a member of is simply not found (404), never merely forbidden.
+
+Only active memberships count: a deactivated member (labelling.services.membership) is a
+stranger here, at every door that asks these functions, until they are reactivated.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ def projects_for(user: AnyUser) -> QuerySet[Project]:
         return Project.objects.none()
     if user.is_superuser:
         return Project.objects.all()
-    return Project.objects.filter(memberships__user=user)
+    # One filter() call: both conditions bind the same membership row.
+    return Project.objects.filter(memberships__user=user, memberships__is_active=True)
 
 
 def projects_where(user: AnyUser, minimum: Role) -> QuerySet[Project]:
@@ -31,7 +35,9 @@ def projects_where(user: AnyUser, minimum: Role) -> QuerySet[Project]:
     if user.is_superuser:
         return Project.objects.all()
     roles = [role for role, rank in ROLE_RANK.items() if rank >= ROLE_RANK[minimum]]
-    return Project.objects.filter(memberships__user=user, memberships__role__in=roles)
+    return Project.objects.filter(
+        memberships__user=user, memberships__is_active=True, memberships__role__in=roles
+    )
 
 
 def role_in(user: AnyUser, project: Project) -> Role | None:
@@ -40,7 +46,9 @@ def role_in(user: AnyUser, project: Project) -> Role | None:
     if user.is_superuser:
         return Role.ADMIN
     role = (
-        Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+        Membership.objects.filter(user=user, project=project, is_active=True)
+        .values_list("role", flat=True)
+        .first()
     )
     return Role(role) if role else None
 
@@ -63,7 +71,7 @@ def project_and_role(
         project = Project.objects.select_related(*related).filter(slug=slug).first()
         return (project, Role.ADMIN) if project is not None else None
     membership = (
-        Membership.objects.filter(user=user, project__slug=slug)
+        Membership.objects.filter(user=user, project__slug=slug, is_active=True)
         .select_related("project", *(f"project__{path}" for path in related))
         .first()
     )

@@ -77,6 +77,13 @@ def find_open(token: str) -> Invitation:
 def accept(token: str, user: User) -> Membership:
     """Redeem a token: the user joins (or is promoted to) the invitation's role, once."""
     invitation = find_open(token)
+    if Membership.objects.filter(user=user, project=invitation.project, is_active=False).exists():
+        # An invitation is not a way back in: reactivation is an admin's decision
+        # (labelling.services.membership). The token stays unused.
+        raise InvitationRefused(
+            "Your membership of this project was deactivated; ask one of its admins to "
+            "reactivate it."
+        )
     # Compare-and-set: of two simultaneous redemptions of one token, one wins.
     claimed = Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True).update(
         accepted_at=timezone.now(), accepted_by=user

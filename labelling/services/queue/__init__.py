@@ -13,7 +13,7 @@ Rooms, imported one way (submit -> lease -> pool, gold, sql; none imports this p
 - `pool`: which entries still want labels (`wanting_labels`), enqueueing, policies,
   priorities and overlap changes.
 - `lease`: `next_clip` (one PostgreSQL statement, or the ORM elsewhere), reclaiming expired
-  leases, a clip's context neighbours.
+  leases and releasing a deactivated member's, a clip's context neighbours.
 - `submit`: `submit`, `undo_last`, recounting a clip's slots, agreement routing.
 - `gold`: gold clips, mixed into the queue and scored.
 - `sql`: the names in the hand-written statements, read from model metadata.
@@ -31,6 +31,7 @@ from labelling.services.queue.lease import (
     context_neighbours,
     next_clip,
     reclaim_expired,
+    release_leases,
 )
 from labelling.services.queue.pool import (
     apply_priorities,
@@ -63,6 +64,7 @@ __all__ = [
     "random_priorities",
     "reclaim_expired",
     "recount_clip",
+    "release_leases",
     "reprioritise",
     "retarget",
     "stratified_priorities",

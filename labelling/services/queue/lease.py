@@ -50,17 +50,37 @@ def reclaim_expired(project: Project) -> int:
     """Expire overdue leases and give their slots back (revising leases hold no slot)."""
     now = timezone.now()
     with transaction.atomic():
-        expired = list(
-            Lease.objects.select_for_update(skip_locked=True)
-            .filter(project=project, status=Lease.Status.ACTIVE, expires_at__lt=now)
-            .values_list("id", "clip_id", "revises_id", "is_gold")
+        overdue = Lease.objects.filter(project=project, expires_at__lt=now)
+        # SKIP LOCKED: a lease being submitted right now is left to its submit.
+        return _expire(overdue.select_for_update(skip_locked=True))
+
+
+def release_leases(project: Project, annotator: User) -> int:
+    """Expire an annotator's active leases in a project now, gold and undo leases included,
+    and give their slots back exactly as the expiry reclaim does (labelling.services.
+    membership, deactivating a member). Runs in the caller's transaction."""
+    mine = Lease.objects.filter(project=project, annotator=annotator)
+    # A plain FOR UPDATE (no SKIP LOCKED): a submit holding one of these leases finishes
+    # first; the lease is then done and no longer matches, so its slot is not given twice.
+    return _expire(mine.select_for_update())
+
+
+def _expire(leases: models.QuerySet[Lease]) -> int:
+    """Mark the active ones of `leases` (a FOR UPDATE queryset: the caller's transaction
+    holds them) expired and give one slot back per regular lease; gold and revising (undo)
+    leases hold none."""
+    expired = list(
+        leases.filter(status=Lease.Status.ACTIVE).values_list(
+            "id", "clip_id", "revises_id", "is_gold"
         )
-        if not expired:
-            return 0
-        Lease.objects.filter(id__in=[row[0] for row in expired]).update(status=Lease.Status.EXPIRED)
-        slots = Counter(clip for _, clip, revises, gold in expired if revises is None and not gold)
-        for clip_id, n in slots.items():
-            QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + n)
+    )
+    if not expired:
+        return 0
+    Lease.objects.filter(id__in=[row[0] for row in expired]).update(status=Lease.Status.EXPIRED)
+    slots = Counter(clip for _, clip, revises, gold in expired if revises is None and not gold)
+    # In clip order, so that two releases touching the same entries lock them alike.
+    for clip_id, n in sorted(slots.items()):
+        QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + n)
     return len(expired)
 
 
