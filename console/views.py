@@ -27,7 +27,7 @@ from labelling.models import ImportBatch, ImportItem, Project, Role
 from labelling.scoping import RoleRequired, project_page
 from labelling.services import access, projects
 from learner.models import ModelVersion
-from learner.services import project_settings, reports
+from learner.services import project_settings, reports, rescoring
 
 POLL_MS = 1000
 
@@ -238,6 +238,7 @@ def ranking(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "report": report,
             "histogram": histogram,
+            "failed_ranking": rescoring.newest_failure(project),
         },
     )
 

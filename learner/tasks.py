@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from celery import chord, shared_task
+from celery import Task, chord, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import User
-from django.db import OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -157,12 +157,19 @@ def dispatch_pending() -> dict[str, int]:
     - queued training runs never sent (the broker was down when they were opened), at once;
     - queued runs sent longer ago than EMOLOOP_TRAINING_REDISPATCH_SECONDS (a lost message;
       a duplicate is harmless, the task claims its run with a compare-and-set);
-    - rescorings of active model versions that have no ranking since their activation.
+    - rescorings of active model versions that have no ranking since their activation;
+    - rankings still open long after they started are failed (rescoring.fail_stalled), and
+      an active version whose newest ranking failed is ranked again, a bounded number of
+      times with backoff (rescoring.versions_to_retry).
 
     Stops at the first BrokerUnavailable (the rest waits for the next tick); any other
     failure is logged with the project and the others go on.
     """
-    counts = {"sent": 0, "resent": 0, "rescorings": 0}
+    counts = {"sent": 0, "resent": 0, "rescorings": 0, "ranking_retries": 0, "stalled_rankings": 0}
+    try:
+        counts["stalled_rankings"] = rescoring.fail_stalled()
+    except Exception:
+        log.exception("failing stalled rankings failed")
     stale = timezone.now() - timedelta(seconds=conf.training_redispatch_seconds())
     jobs: list[tuple[int, datetime | None, str]] = [
         (run_id, None, "sent") for run_id in training.undispatched_run_ids()
@@ -176,10 +183,12 @@ def dispatch_pending() -> dict[str, int]:
                 raise
             except Exception:
                 log.exception("could not send training run #%s", run_id)
-        for version in rescoring.unranked_active_versions():
+        retries = rescoring.versions_to_retry()
+        rescorings = [(v, False) for v in rescoring.unranked_active_versions()]
+        for version, retry in rescorings + [(v, True) for v in retries]:
             try:
-                publish(rescore_project, version.project_id, version.pk)
-                counts["rescorings"] += 1
+                publish(rescore_project, version.project_id, version.pk, retry)
+                counts["rescorings" if not retry else "ranking_retries"] += 1
             except BrokerUnavailable:
                 raise
             except Exception:
@@ -280,35 +289,48 @@ def queue_rescoring(project_id: int, version_id: int) -> bool:
 
 
 @shared_task(acks_late=True)
-def rescore_project(project_id: int, version_id: int | None = None) -> int | None:
+def rescore_project(
+    project_id: int, version_id: int | None = None, retry: bool = False
+) -> int | None:
     """Open a ranking and fan its chunks out to the workers (a chord ending in finish).
 
     With a version: does nothing when that version is no longer active (a newer activation
-    queued its own rescoring) or was ranked since its activation already (a second message
-    for the same activation). If the chord cannot be sent, the ranking is deleted again (no
-    chunk scored it), so that the version counts as never ranked and the beat retries it.
+    queued its own rescoring) or does not want a ranking (rescoring.wants_ranking: ranked
+    since its activation already, or, for a `retry`, its newest ranking did not fail or its
+    attempts are spent). The check and the new ranking are made under the version's row
+    lock, so two messages for the same activation (a beat resend racing the first) open one
+    ranking. If the chord cannot be sent, the ranking is deleted again (no chunk scored it),
+    so that the version counts as never ranked and the beat retries it.
     """
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return None
     version = None
-    if version_id is not None:
-        version = ModelVersion.objects.filter(pk=version_id, is_active=True).first()
-        if version is None or rescoring.already_ranked(version):
-            return None
     try:
-        plan = rescoring.start(project, version)
+        with transaction.atomic():
+            if version_id is not None:
+                version = (
+                    ModelVersion.objects.select_for_update()
+                    .filter(pk=version_id, is_active=True)
+                    .first()
+                )
+                if version is None or not rescoring.wants_ranking(version, retry=retry):
+                    return None
+            plan = rescoring.start(project, version)
     except Exception as exc:
         # Recorded as a failed ranking of this activation, so that the beat does not resend
-        # it every tick; the error is on the row and in the worker's log.
+        # it every tick (it retries it with backoff); the error is on the row and in the log.
         rescoring.record_failed_start(project, version, exc)
         raise
     if not plan.chunks:
         rescoring.finish(plan.ranking.pk)
         return plan.ranking.pk
     try:
+        # A chunk that raises records its error itself (score_chunk); the error callback
+        # covers what it cannot (its worker killed at the hard time limit), since the chord
+        # then never calls finish_ranking.
         chord(score_chunk.si(plan.ranking.pk, ids) for ids in plan.chunks)(
-            finish_ranking.si(plan.ranking.pk)
+            finish_ranking.si(plan.ranking.pk).on_error(ranking_failed.s(plan.ranking.pk))
         )
     except PUBLISH_ERRORS as exc:
         # Chunks already sent find no ranking and do nothing (score_chunk, finish).
@@ -320,18 +342,44 @@ def rescore_project(project_id: int, version_id: int | None = None) -> int | Non
     return plan.ranking.pk
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=5,
-    time_limit=1800,
-    soft_time_limit=1700,
-)
-def score_chunk(ranking_id: int, clip_ids: list[int]) -> int:
-    return rescoring.score_chunk(ranking_id, clip_ids)
+# Errors worth trying a chunk again for: the database restarted or a lock timed out.
+CHUNK_TRANSIENT = (OperationalError, InterfaceError)
+CHUNK_RETRIES = 4
+
+
+@shared_task(bind=True, acks_late=True, max_retries=CHUNK_RETRIES, time_limit=1800,
+             soft_time_limit=1700)  # fmt: skip
+def score_chunk(self: Task, ranking_id: int, clip_ids: list[int]) -> int:
+    """Score one chunk. A transient error is retried with backoff (1, 2, 4, 8 s); any other
+    error, or the last retry's, marks the ranking failed with its text and is raised (the
+    chord then skips finish_ranking and calls ranking_failed, which finds it failed)."""
+    try:
+        return rescoring.score_chunk(ranking_id, clip_ids)
+    except CHUNK_TRANSIENT as exc:
+        if self.request.retries < CHUNK_RETRIES:
+            raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+        _record_chunk_failure(ranking_id, exc)
+        raise
+    except Exception as exc:
+        _record_chunk_failure(ranking_id, exc)
+        raise
+
+
+def _record_chunk_failure(ranking_id: int, exc: BaseException) -> None:
+    try:
+        rescoring.fail(ranking_id, f"A chunk failed: {rescoring.error_text(exc)}")
+    except Exception:  # the database is gone: the beat's fail_stalled marks it later
+        log.exception("could not record the failure of ranking #%s", ranking_id)
 
 
 @shared_task(acks_late=True, time_limit=1800, soft_time_limit=1700)
 def finish_ranking(ranking_id: int) -> int:
     return rescoring.finish(ranking_id)
+
+
+@shared_task
+def ranking_failed(request: object, exc: BaseException, traceback: object, ranking_id: int) -> None:
+    """The chord's error callback (called in the worker where a chunk or the finishing step
+    failed, with that task's request and exception): the ranking is failed with the error,
+    unless it was recorded already."""
+    rescoring.fail(ranking_id, exc)

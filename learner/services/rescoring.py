@@ -11,6 +11,13 @@ one transaction: until then the queue keeps serving the previous ranking.
 Every step is idempotent: a chunk's scores are upserted (a worker dying mid-chunk only
 repeats that chunk), and finishing claims the ranking with a compare-and-set, so running
 the chord again changes nothing.
+
+No ranking stays open: a chunk that raises (after its transient-error retries), a finishing
+step that raises, and the chord's error callback all mark the ranking FAILED with the error
+(`fail`, a compare-and-set that keeps the first error); the beat fails a ranking still open
+STALLED_AFTER_S after it opened (`fail_stalled`) and retries a failed ranking of an active
+version as a new ranking, up to RANKING_ATTEMPTS per activation with a doubling backoff
+(`versions_to_retry`). Until a ranking completes, the queue keeps its previous order.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from datetime import timedelta
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from labelling.models import Clip, Project
@@ -43,13 +50,31 @@ BATCH_BASE = -1_000_000.0
 UNRANKED_GRACE_S = 60
 
 
+# A ranking that fails (a chunk raised, finishing raised, or it made no progress for
+# STALLED_AFTER_S) is retried by the beat as a new ranking of the same activation, at most
+# RANKING_ATTEMPTS rankings per activation, the n-th retry RETRY_BACKOFF_S * 2**(n-1) seconds
+# after the failure before it. The failed rankings keep their error on the row.
+RANKING_ATTEMPTS = 3
+RETRY_BACKOFF_S = 30.0
+# A chunk task has a hard limit of 30 minutes (learner.tasks.score_chunk); a ranking still
+# open twice that long after it opened is not coming back (its worker died, or the chord's
+# callback was lost), and is failed so that it is retried.
+STALLED_AFTER_S = 3600.0
+OPEN = (Ranking.Status.RUNNING, Ranking.Status.SELECTING)
+
+
+def _since_activation(version: ModelVersion) -> QuerySet[Ranking]:
+    return Ranking.objects.filter(model_version=version, created_at__gte=version.activated_at)
+
+
 def unranked_active_versions(grace_seconds: float = UNRANKED_GRACE_S) -> list[ModelVersion]:
     """Active versions activated more than `grace_seconds` ago with no ranking since then:
     their rescoring was never started (the broker was down after the activation committed,
     or the chord could not be sent). learner.tasks.dispatch_pending queues them again.
 
-    A ranking that started and failed counts as started (its error is on the row); a
-    rollback re-activates an older version, which then needs a ranking again.
+    A ranking that started and failed counts as started (its error is on the row; the retry
+    is `versions_to_retry`'s); a rollback re-activates an older version, which then needs a
+    ranking again.
     """
     since = Ranking.objects.filter(
         model_version=OuterRef("pk"), created_at__gte=OuterRef("activated_at")
@@ -63,14 +88,93 @@ def unranked_active_versions(grace_seconds: float = UNRANKED_GRACE_S) -> list[Mo
     )
 
 
-def already_ranked(version: ModelVersion) -> bool:
-    """Whether a ranking of this version was opened since its (latest) activation: a second
-    message for the same activation (a beat resend racing the first) then does nothing."""
+def wants_ranking(version: ModelVersion, *, retry: bool = False) -> bool:
+    """Whether a rescoring message for this version should open a ranking.
+
+    First attempt (`retry` false): only if no ranking of it was opened since its (latest)
+    activation, so a second message for the same activation (a beat resend racing the
+    first) does nothing. Retry: only if the newest ranking since the activation failed and
+    fewer than RANKING_ATTEMPTS were opened. The caller holds the version's row lock.
+    """
     if version.activated_at is None:
         return False
-    return Ranking.objects.filter(
-        model_version=version, created_at__gte=version.activated_at
-    ).exists()
+    rankings = _since_activation(version)
+    if not retry:
+        return not rankings.exists()
+    newest = rankings.order_by("-pk").first()
+    return (
+        newest is not None
+        and newest.status == Ranking.Status.FAILED
+        and rankings.count() < RANKING_ATTEMPTS
+    )
+
+
+def already_ranked(version: ModelVersion) -> bool:
+    """Whether a ranking of this version was opened since its (latest) activation."""
+    return version.activated_at is not None and _since_activation(version).exists()
+
+
+def versions_to_retry(
+    backoff_seconds: float | None = None, attempts: int | None = None
+) -> list[ModelVersion]:
+    """Active versions whose newest ranking since activation failed, with attempts left and
+    the backoff after that failure passed (learner.tasks.dispatch_pending retries them).
+    Defaults: RETRY_BACKOFF_S and RANKING_ATTEMPTS, read at the call."""
+    backoff_seconds = RETRY_BACKOFF_S if backoff_seconds is None else backoff_seconds
+    attempts = RANKING_ATTEMPTS if attempts is None else attempts
+    now = timezone.now()
+    due = []
+    versions = ModelVersion.objects.filter(is_active=True, activated_at__isnull=False)
+    for version in versions.select_related("project").order_by("project_id"):
+        rankings = list(_since_activation(version).order_by("-pk")[:attempts])
+        if not rankings or rankings[0].status != Ranking.Status.FAILED:
+            continue
+        if len(rankings) >= attempts:
+            continue
+        wait = backoff_seconds * 2 ** (len(rankings) - 1)
+        failed_at = rankings[0].finished_at or rankings[0].created_at
+        if failed_at <= now - timedelta(seconds=wait):
+            due.append(version)
+    return due
+
+
+def error_text(exc: BaseException | str) -> str:
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return text[:2000]
+
+
+def fail(ranking_id: int, exc: BaseException | str) -> bool:
+    """Mark an open ranking failed with the error; returns whether it was open.
+
+    A compare-and-set on the open states: the first error recorded stays (a chunk's own
+    error, not the chord's summary of it that follows), and a ranking that completed is
+    never marked failed by a late duplicate.
+    """
+    return bool(
+        Ranking.objects.filter(pk=ranking_id, status__in=OPEN).update(
+            status=Ranking.Status.FAILED, error=error_text(exc), finished_at=timezone.now()
+        )
+    )
+
+
+def newest_failure(project: Project) -> Ranking | None:
+    """The project's newest ranking if it failed (the console shows it and its error above
+    the ranking still serving the queue); None when the newest one did not fail."""
+    newest = (
+        Ranking.objects.filter(project=project).select_related("model_version").order_by("-pk")
+    ).first()
+    return newest if newest is not None and newest.status == Ranking.Status.FAILED else None
+
+
+def fail_stalled(after_seconds: float = STALLED_AFTER_S) -> int:
+    """Fail the rankings still open `after_seconds` after they opened; returns how many."""
+    limit = timezone.now() - timedelta(seconds=after_seconds)
+    return Ranking.objects.filter(status__in=OPEN, created_at__lt=limit).update(
+        status=Ranking.Status.FAILED,
+        error=f"No progress: still open {after_seconds:.0f} s after it started (a worker "
+        "died or the chord's last step was lost).",
+        finished_at=timezone.now(),
+    )
 
 
 @dataclass(frozen=True)
@@ -103,7 +207,7 @@ def record_failed_start(project: Project, version: ModelVersion | None, exc: Bas
         model_version=version,
         strategy=project_settings.settings_for(project).query_strategy[:40],
         status=Ranking.Status.FAILED,
-        error=f"{type(exc).__name__}: {exc}"[:2000],
+        error=error_text(exc),
         finished_at=timezone.now(),
     )
 
@@ -172,10 +276,7 @@ def finish(ranking_id: int) -> int:
     try:
         picked = _select_and_apply(ranking)
     except Exception as exc:
-        Ranking.objects.filter(pk=ranking_id).update(
-            status=Ranking.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
-            finished_at=timezone.now(),
-        )  # fmt: skip
+        fail(ranking_id, exc)
         raise
     return picked
 
