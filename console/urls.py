@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from console import views
+from console import members_page, views
 
 urlpatterns: list[URLPattern] = [
     path("projects/<slug:slug>/overview/", views.overview_page, name="console-overview"),
@@ -15,4 +15,5 @@ urlpatterns: list[URLPattern] = [
     ),
     path("projects/<slug:slug>/ranking/", views.ranking, name="console-ranking"),
     path("projects/<slug:slug>/settings/", views.settings_page, name="console-settings"),
+    path("projects/<slug:slug>/members/", members_page.members_page, name="console-members"),
 ]

@@ -79,7 +79,8 @@ def test_a_gold_lease_is_released_too_and_takes_no_slot_back(
     project.gold_rate = 0.5
     project.save()
     gold = queue.next_clip(project, annotator, rng=_AlwaysGold())
-    assert gold is not None and gold.clip.pk == gold_clip.pk
+    assert gold is not None
+    assert gold.clip.pk == gold_clip.pk
     gold_slots = QueueEntry.objects.get(clip=gold_clip).open_slots
     assert Lease.objects.get(pk=gold.lease.id).is_gold
 

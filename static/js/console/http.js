@@ -48,6 +48,18 @@ export function postJson(url, data = {}) {
   });
 }
 
+export function patchJson(url, data) {
+  return send(url, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(data),
+  });
+}
+
+export function deleteJson(url) {
+  return send(url, { method: "DELETE", headers: { Accept: "application/json", "X-CSRFToken": csrfToken() } });
+}
+
 export function postForm(url, formData) {
   return send(url, {
     method: "POST",
