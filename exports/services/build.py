@@ -160,15 +160,25 @@ def _label_rows(
     """labels_<ring> rows (sorted by clip) and the majority label per clip.
 
     `label` is the label to train on: a reviewer's adjudication (at this ring) where there
-    is one, else the majority vote; `adjudicated` says which."""
+    is one, else the majority vote; `adjudicated` says which. A clip decided at a ring that
+    none of its ratings reaches has a row of its own there (no votes, 0 raters)."""
     majority = agg.majority_vote(ratings)
     soft = agg.soft_labels(ratings)
     ds = agg.dawid_skene(ratings)
     per_item = agg.item_agreement(ratings)
+    here: dict[agg.Item, str] = {
+        item: key for item, full in adjudicated.items() if (key := agg.at_ring(full, ring))
+    }
     rows: list[Row] = []
-    for item in sorted(majority, key=agg.item_sort_key):
+    for item in sorted(set(majority) | set(here), key=agg.item_sort_key):
+        decided = here.get(item)
+        if item not in majority:  # decided at a ring no annotator's label reaches: no votes
+            rows.append({"clip_id": item, "label": decided, "adjudicated": decided, "raters": 0,
+                         "majority": None, "majority_votes": 0, "tied": False, "soft": "{}",
+                         "dawid_skene": None, "dawid_skene_probability": None,
+                         "agreement": None})  # fmt: skip
+            continue
         vote, fitted = majority[item], ds[item]
-        decided = agg.at_ring(adjudicated[item], ring) if item in adjudicated else None
         rows.append({
             "clip_id": item, "label": decided or vote.label, "adjudicated": decided,
             "raters": vote.raters, "majority": vote.label,
