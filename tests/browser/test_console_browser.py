@@ -1,25 +1,27 @@
 """The ML engineer's workspace in a real browser, on the live server, PostgreSQL, Redis and a
 real Celery worker (the live server and the worker share the test database): upload audio
 and watch the import finish, start a training and watch it finish, open the new version's
-plots, read the ranking with its reasons, change a setting, read the overview. No page may
+plots, read the ranking with its reasons, change a setting, create a dataset version and
+download it, read the overview. No page may
 log a console error, break the CSP or have a request fail; screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import io
+import zipfile
 
-import numpy as np
 import pytest
-import soundfile
 from django.conf import settings
 from django.test import Client
 from playwright.sync_api import Page, expect
 
+from exports.models import DatasetVersion
 from labelling.models import Annotation, Clip, ImportItem, TaxonomyNode
 from learner.models import LearnerSettings, ModelVersion, Ranking
 from tests.conftest import wait_until
+from tests.persona_world import SPEAKERS, synthesise
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,34 +36,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.__cspViolations.push(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`);
 });
 """
-SPEAKERS = ["s1", "s2", "s3", "s4", "s5", "s6"]
-PER_SPEAKER = 4  # two low, calm tones and two high, loud ones
 UNLABELLED = 4  # clips left for the ranking's pool
-
-
-def synthesise(folder: Path) -> tuple[list[Path], Path, dict[str, str]]:
-    """Tones whose pitch and loudness follow the feeling, a manifest naming the speakers,
-    and the feeling (core key) of each file."""
-    rng = np.random.default_rng(7)
-    files, feelings, rows = [], {}, []
-    for s, speaker in enumerate(SPEAKERS):
-        for k in range(PER_SPEAKER):
-            high = k % 2 == 1
-            freq = (520.0 if high else 140.0) + 15 * s + 3 * k
-            t = np.arange(int(16000 * 0.8)) / 16000
-            wave = (0.5 if high else 0.12) * np.sin(2 * np.pi * freq * t)
-            wave += 0.01 * rng.standard_normal(t.size)
-            name = f"{speaker}-{k}.wav"
-            soundfile.write(folder / name, wave.astype(np.float32), 16000)
-            files.append(folder / name)
-            feelings[name] = "mad" if high else "sad"
-            rows.append({"file": name, "speaker": speaker, "gender": "female" if s % 2 else "male"})
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file", "speaker", "gender"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return files, manifest, feelings
 
 
 def log_in(page: Page, live_server, user) -> None:
@@ -71,7 +46,7 @@ def log_in(page: Page, live_server, user) -> None:
     page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
 
 
-def test_an_ml_engineer_imports_trains_reads_the_ranking_and_changes_a_setting(
+def test_an_ml_engineer_imports_trains_reads_the_ranking_sets_and_exports_a_dataset(
     page: Page, live_server, project, engineer, annotator, worker, artifacts, tmp_path
 ):
     files, manifest, feelings = synthesise(tmp_path)
@@ -175,7 +150,28 @@ def test_an_ml_engineer_imports_trains_reads_the_ranking_and_changes_a_setting(
     assert (row.epochs, row.query_strategy) == (25, "margin")
     page.screenshot(path=str(artifacts / "console-settings.png"), full_page=True)
 
-    # 5. Overview.
+    # 5. Datasets: a version of the labelled clips, built by the worker, downloaded whole.
+    page.goto(f"{base}/datasets/")
+    expect(page.locator("#datasets")).to_have_attribute("data-state", "ready")
+    page.get_by_label("Split seed").fill("5")
+    page.get_by_role("button", name="Create version").click()
+    row = page.locator('#versions tr[data-number="1"]')
+    expect(row).to_have_attribute("data-status", "ready", timeout=90_000)
+    dataset = DatasetVersion.objects.get(project=project, number=1)
+    assert (dataset.created_by, dataset.split_seed) == (engineer, 5)
+    expect(page.locator("#detail")).to_have_attribute("data-loaded", "true", timeout=10_000)
+    page.screenshot(path=str(artifacts / "console-datasets.png"), full_page=True)
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    saved = tmp_path / "dataset.zip"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        assert archive.testzip() is None
+        core = list(csv.DictReader(io.StringIO(archive.read("labels_core.csv").decode())))
+    labelled_clips = {c.pk: feelings[c.original_name] for c in clips if c.pk not in held_out}
+    assert {int(r["clip_id"]): r["label"] for r in core} == labelled_clips
+
+    # 6. Overview.
     page.goto(f"{base}/overview/")
     labelled = len(clips) - len(held_out)
     expect(page.locator('[data-figure="clips"]')).to_have_text(str(len(clips)))
