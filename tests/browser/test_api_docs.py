@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from django.test import Client
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,16 +32,27 @@ def log_in(page: Page, live_server, user) -> None:
 
 
 def test_the_api_docs_render_the_operations_without_breaking_the_csp(
-    page: Page, live_server, annotator
+    page: Page, live_server, annotator, artifacts
 ):
     console_violations: list[str] = []
+    problems: list[str] = []
 
     def on_console(message) -> None:
         if "Content Security Policy" in message.text:
             console_violations.append(message.text)
+        elif message.type == "error":
+            problems.append(f"console: {message.text}")
 
     page.on("console", on_console)
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url} {r.failure}"))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None
+    )
     page.add_init_script(LISTEN_FOR_VIOLATIONS)
+    # The sign-in page first (the live server's first request imports the URL conf).
+    page.goto(f"{live_server.url}/accounts/login/", timeout=30_000)
+    expect(page.get_by_label("Username")).to_be_visible()
+    page.screenshot(path=str(artifacts / "login-page.png"), full_page=True)
     log_in(page, live_server, annotator)
 
     response = page.goto(f"{live_server.url}/api/docs/")
@@ -61,3 +72,5 @@ def test_the_api_docs_render_the_operations_without_breaking_the_csp(
     assert not violations, f"/api/docs/ broke the Content-Security-Policy: {violations}"
     assert rendered, "Swagger UI drew no operation for /api/projects/ within 10 s"
     assert page.locator(".opblock").count() > 20
+    page.screenshot(path=str(artifacts / "api-docs.png"))
+    assert not problems, problems

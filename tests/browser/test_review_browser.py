@@ -71,6 +71,14 @@ def test_a_reviewer_adjudicates_a_disagreement_and_it_is_in_the_next_dataset(
     log_in(page, live_server, reviewer)
     base = f"{live_server.url}/projects/{project.slug}"
 
+    # The way in: the projects list, then the project's page.
+    page.goto(f"{live_server.url}/")
+    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
+    page.screenshot(path=str(artifacts / "home-page.png"), full_page=True)
+    page.get_by_role("link", name=project.name, exact=True).click()
+    expect(page.get_by_role("heading", name=project.name)).to_be_visible()
+    page.screenshot(path=str(artifacts / "project-page.png"), full_page=True)
+
     # The annotators table, sorted in the page by a click on a heading.
     page.goto(f"{base}/quality/")
     expect(page.get_by_role("heading", name="Annotators")).to_be_visible()
