@@ -18,8 +18,6 @@ from django.utils.html import format_html
 from emoloop.dispatch import BrokerUnavailable
 from labelling.scoping import ProjectScopedAdmin, signed_in
 from learner.models import ClipFeatures, LearnerSettings, ModelVersion, TrainingRun
-from learner.services import training
-from learner.tasks import start_training
 
 
 def _inline_png(name: str | None, alt: str) -> str:
@@ -48,6 +46,10 @@ class LearnerSettingsAdmin(ProjectScopedAdmin):
 
     @admin.action(description="Train now")
     def train_now(self, request: HttpRequest, queryset: QuerySet[LearnerSettings]) -> None:
+        # The task layer imports training (torch): imported here, not at admin discovery,
+        # so Django start-up stays free of torch (tests/test_startup_imports.py).
+        from learner.tasks import start_training
+
         for row in queryset.select_related("project"):
             try:
                 run, created = start_training(
@@ -132,6 +134,8 @@ class ModelVersionAdmin(ProjectScopedAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one version.", messages.ERROR)
             return
+        from learner.services import training  # torch: imported on use, as in train_now
+
         version = queryset.get()
         try:
             training.activate(version)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
+
+if TYPE_CHECKING:
+    from labelling.models import Project
 
 # The learner's periodic tasks and what happens without each (docs/learner.md).
 BEAT_TASKS = {
@@ -51,6 +54,22 @@ def learner_project_files(project: Any) -> list[str]:
     return names
 
 
+def suggest(project: Project, clip_id: int) -> dict[str, Any] | None:
+    """The assisted mode's suggestion provider (learner.services.suggest), imported when a
+    suggestion is first asked for: start-up does not load the model code (torch)."""
+    from learner.services.suggest import suggest as provider
+
+    return provider(project, clip_id)
+
+
+def queue_rescoring(project_id: int, version_id: int) -> bool:
+    """The activation hook (learner.tasks.queue_rescoring), imported when a version is first
+    activated: start-up does not import the task layer, which imports training (torch)."""
+    from learner.tasks import queue_rescoring as dispatch
+
+    return dispatch(project_id, version_id)
+
+
 class LearnerConfig(AppConfig):
     """Features, training and ranking (filled in by the learner and active-learning work)."""
 
@@ -60,14 +79,15 @@ class LearnerConfig(AppConfig):
     def ready(self) -> None:
         from labelling.services.storage import register_project_files
         from labelling.services.suggestions import register_suggestion_provider
-        from learner.services.suggest import suggest
-        from learner.services.training import on_activation
-        from learner.tasks import queue_rescoring
+        from learner.services.activation import on_activation
 
         checks.register(check_beat_schedule, checks.Tags.compatibility)
         # labelling never imports learner: the learner tells it which files are a project's
         # and provides the assisted mode's suggestion.
         register_project_files(learner_project_files)
+        # Both by a thin wrapper that imports on first call: torch, matplotlib and the task
+        # layer stay out of every process that never suggests or activates (web start-up,
+        # the dataset export; tests/test_startup_imports.py).
         register_suggestion_provider(suggest)
         # Services never import tasks: activation calls the task layer through a hook.
         on_activation(queue_rescoring)

@@ -9,13 +9,17 @@ the caller (learner.services.features reads them from learner.conf). Each extrac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from learner.features import acoustic
+if TYPE_CHECKING:
+    from learner.features.acoustic_set import AcousticExtractor as AcousticExtractor
 
-DEFAULT = acoustic.NAME
+# The acoustic set's name (acoustic.NAME). Its module imports torch, so it is imported when
+# the set is used (get_extractor, AcousticExtractor), not with this package: Django start-up
+# reads NAMES (learner.models) and must not load torch (tests/test_startup_imports.py).
+DEFAULT = "acoustic"
 NAMES = ("acoustic", "egemaps", "compare", "ssl")
 
 
@@ -33,19 +37,6 @@ class ExtractorUnavailable(RuntimeError):
     """The feature set cannot run here; the message says what is missing."""
 
 
-class AcousticExtractor:
-    name = acoustic.NAME
-    version = acoustic.VERSION
-    dim = acoustic.DIM
-    licence = "Apache-2.0 (EmoLoop code on torch/torchaudio)"
-    description = (
-        "Log-mel/MFCC statistics with pitch, energy, voicing and voice-quality functionals"
-    )
-
-    def extract(self, wave: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-        return acoustic.extract(wave, sample_rate)
-
-
 @dataclass(frozen=True)
 class ExtractorOptions:
     ssl_checkpoint: str = ""
@@ -57,6 +48,8 @@ def get_extractor(name: str, options: ExtractorOptions | None = None) -> Extract
     when no feature set has that name."""
     options = options or ExtractorOptions()
     if name == "acoustic":
+        from learner.features.acoustic_set import AcousticExtractor as AcousticExtractor
+
         return AcousticExtractor()
     if name in ("egemaps", "compare"):
         from learner.features.opensmile_sets import OpenSmileExtractor, OpenSmileUnavailable
@@ -95,3 +88,12 @@ def describe(options: ExtractorOptions | None = None) -> list[dict[str, object]]
                 }
             )
     return out
+
+
+def __getattr__(name: str) -> Any:
+    """`learner.features.AcousticExtractor`, imported on first use (torch)."""
+    if name == "AcousticExtractor":
+        from learner.features.acoustic_set import AcousticExtractor as AcousticExtractor
+
+        return AcousticExtractor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,9 @@ A run goes queued -> running -> succeeded | failed | insufficient:
   redelivered or duplicated task message cannot train twice. It snapshots the labels,
   completes the feature cache, trains and evaluates (learner.pipeline), stores the artifact
   and plots, reads the artifact back through storage and checks that it predicts what the
-  in-memory model predicts, and only then activates the new version, in one transaction.
+  in-memory model predicts, and only then registers the new version and, if the quality
+  gate lets it (learner.services.gate), activates it, in one transaction. The deployed
+  model is refit on every label after the held-out evaluation (learner.pipeline).
 - While training it beats a heartbeat on the run. A run whose worker died (SIGKILL, out of
   memory, a lost machine) is marked failed either when its task message is redelivered
   (acks_late) and the new attempt finds the old worker process gone, or by
@@ -38,7 +40,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audit import services as audit
-from labelling.models import Clip, Project
+from labelling.models import Project
 from labelling.services import loop
 from learner import conf, plots
 from learner.features import NAMES as FEATURE_SETS
@@ -48,24 +50,19 @@ from learner.models import (
     EPOCHS_MAX,
     RETRAIN_AFTER_LABELS_MAX,
     RETRAIN_INTERVAL_HOURS_MAX,
+    GateDecision,
     LearnerSettings,
     ModelVersion,
-    SpeakerNormalisation,
     TrainingRun,
 )
-from learner.normalise import GLOBAL, SPEAKER
 from learner.pipeline import Dataset, InsufficientData, PipelineConfig, Predictor, TrainResult
 from learner.pipeline import train_and_evaluate as _train_and_evaluate
-from learner.services import features as feature_cache
-from learner.services import predict, project_settings
-from learner.targets import Judgement, Node, label_space, soft_targets
+from learner.services import activation, datasets, gate, predict, project_settings
 
 log = logging.getLogger(__name__)
 Status = TrainingRun.Status
 
 HEARTBEAT_EVERY_S = 1.0
-# Per-speaker normalisation in "auto" mode needs at least this share of clips with a speaker.
-AUTO_SPEAKER_SHARE = 0.5
 
 
 class RunAbandoned(Exception):
@@ -275,17 +272,6 @@ def due_trigger(project: Project) -> str | None:
 # --- Training ----------------------------------------------------------------------------
 
 
-def _normalisation(project: Project, row: LearnerSettings) -> str:
-    if row.speaker_normalisation == SpeakerNormalisation.ON:
-        return SPEAKER
-    if row.speaker_normalisation == SpeakerNormalisation.OFF:
-        return GLOBAL
-    clips = Clip.objects.filter(project=project)
-    total = clips.count()
-    with_speaker = clips.exclude(speaker_id="").count()
-    return SPEAKER if total and with_speaker / total >= AUTO_SPEAKER_SHARE else GLOBAL
-
-
 class _Heartbeat:
     """Beats the run's heartbeat and progress at most once a second; raises RunAbandoned
     when the run was closed under us (reaped as stale)."""
@@ -314,56 +300,6 @@ def _train_config(row: LearnerSettings, params: dict) -> TrainConfig:
         seed=row.seed,
         threads=conf.torch_threads(),
     )
-
-
-def judgements_of(snapshot: loop.LabelSnapshot) -> list[Judgement]:
-    """The snapshot's labels and skips as training judgements (clip, feeling, unsure)."""
-    return [Judgement(lb.clip_id, lb.node_key, lb.unsure) for lb in snapshot.labels]
-
-
-def build_dataset(
-    project: Project, run: TrainingRun, snapshot: loop.LabelSnapshot, beat: _Heartbeat
-):
-    """Targets from the snapshot, features from the cache (computing what is missing)."""
-    row = project_settings.settings_for(project)
-    nodes = [Node(n.key, n.name, n.level, n.parent_key) for n in loop.taxonomy_nodes(project)]
-    judgements = judgements_of(snapshot)
-    space = label_space(nodes, judgements)
-    targets = soft_targets(space, judgements, unsure_weight=row.unsure_weight)
-    ex = feature_cache.extractor(run.feature_set)
-    all_clips = list(
-        Clip.objects.filter(project=project).order_by("pk").values_list("pk", "speaker_id")
-    )
-    all_ids = [pk for pk, _ in all_clips]
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        beat("features", done, len(all_ids))
-
-    feature_cache.compute(all_ids, ex.name, (0,), on_clip=tick)
-    copies = feature_cache.AUGMENT.copies if row.augmentation else 0
-    if copies:
-        done = 0
-        feature_cache.compute(targets.clip_ids, ex.name, range(1, copies + 1), on_clip=tick)
-    speaker_of = dict(all_clips)
-    stats_features = feature_cache.matrix(all_ids, ex)
-    index = {pk: i for i, pk in enumerate(all_ids)}
-    labelled = np.array([index[c] for c in targets.clip_ids], dtype=np.int64)
-    dataset = Dataset(
-        features=stats_features[labelled] if len(labelled) else np.zeros((0, ex.dim)),
-        speakers=[speaker_of[c] for c in targets.clip_ids],
-        targets=targets,
-        space=space,
-        extractor={"name": ex.name, "version": ex.version, "dim": ex.dim},
-        stats_features=stats_features,
-        stats_speakers=[speaker_of[c] for c in all_ids],
-        augmented=[
-            (k, feature_cache.matrix(targets.clip_ids, ex, k)) for k in range(1, copies + 1)
-        ],
-    )
-    return dataset, row
 
 
 def _check_artifact(name: str, predictor: Predictor, dataset: Dataset) -> None:
@@ -419,7 +355,8 @@ def _register(
     data: bytes,
     stored: list[str],
 ) -> ModelVersion:
-    """Create the version row and activate it, in one transaction."""
+    """Create the version row and, if the quality gate lets it, activate it, in one
+    transaction."""
     artifact, confusion, reliability = stored
     with transaction.atomic():
         # Lock the project's settings row: version numbers and activation are serialised per
@@ -431,6 +368,8 @@ def _register(
         number = (
             ModelVersion.objects.filter(project=project).aggregate(top=Max("number"))["top"] or 0
         ) + 1
+        row = project_settings.settings_for(project)
+        verdict = gate.judge(result.held_out, gate.active_version(project), row, seed=row.seed)
         version = ModelVersion.objects.create(
             project=project,
             number=number,
@@ -445,14 +384,26 @@ def _register(
             train_seconds=result.train_seconds,
             confusion_image=confusion,
             calibration_image=reliability,
+            gate_decision=verdict.decision,
+            gate_reason=verdict.reason,
+            gate_details=verdict.details,
+            held_out=result.held_out,
         )
-        _activate(version)
-        _finish(run.pk, Status.SUCCEEDED, progress={"stage": "done"})
+        if verdict.activate:
+            _activate(version, {"gate": verdict.decision})
+            _finish(run.pk, Status.SUCCEEDED, progress={"stage": "done"})
+        else:
+            _finish(
+                run.pk, Status.SUCCEEDED, "gate_refused", verdict.reason, progress={"stage": "done"}
+            )
     return version
 
 
-def _activate(version: ModelVersion) -> None:
-    """Make `version` the project's active model (inside the caller's transaction)."""
+def _activate(
+    version: ModelVersion, details: dict[str, object] | None = None, user: User | None = None
+) -> None:
+    """Make `version` the project's active model (inside the caller's transaction); the
+    audit event carries `details` beside the version's and the previous one's numbers."""
     previous = list(
         ModelVersion.objects.filter(project_id=version.project_id, is_active=True)
         .exclude(pk=version.pk)
@@ -465,11 +416,15 @@ def _activate(version: ModelVersion) -> None:
     version.activated_at = timezone.now()
     version.save(update_fields=["is_active", "activated_at"])
     audit.record(
-        None,
+        user,
         "model.activated",
         project=version.project,
         target=version,
-        details={"number": version.number, "previous": previous[0] if previous else None},
+        details={
+            "number": version.number,
+            "previous": previous[0] if previous else None,
+            **(details or {}),
+        },
     )
     # The loop: a new active model rescores the unlabelled pool (after commit, so the
     # workers see the activation). The activation is committed by then: a broker that is
@@ -483,7 +438,8 @@ def _activate(version: ModelVersion) -> None:
 
 # Called after commit with (project id, version id) whenever a version becomes active. The
 # task layer registers the rescoring dispatch (learner.apps): services never import tasks.
-_ACTIVATION_HOOKS: list[Callable[[int, int], object]] = []
+# The list is learner.services.activation's, so the app registers without importing torch.
+_ACTIVATION_HOOKS = activation.HOOKS
 
 
 def on_activation(hook: Callable[[int, int], object]) -> None:
@@ -492,8 +448,10 @@ def on_activation(hook: Callable[[int, int], object]) -> None:
         _ACTIVATION_HOOKS.append(hook)
 
 
-def activate(version: ModelVersion) -> ModelVersion:
-    """Make an existing version active again (a rollback), once its artifact loads."""
+def activate(version: ModelVersion, user: User | None = None) -> ModelVersion:
+    """Make an existing version active by hand (a rollback, or a candidate the quality gate
+    refused), once its artifact loads. The audit event says it was by hand and whether it
+    overrode the gate (`user` None: the request's user)."""
     with default_storage.open(predict.artifact_name(version), "rb") as fh:
         try:
             Predictor.from_bytes(fh.read())
@@ -501,9 +459,15 @@ def activate(version: ModelVersion) -> ModelVersion:
             raise ArtifactError(
                 f"version {version.number}'s artifact does not load: {exc}"
             ) from exc
+    overridden = version.gate_decision == GateDecision.REFUSED
     with transaction.atomic():
         project_settings.lock_settings(version.project_id)
-        _activate(version)
+        _activate(
+            version,
+            {"manual": True, "gate_overridden": overridden}
+            | ({"gate_reason": version.gate_reason} if overridden else {}),
+            user,
+        )
     return version
 
 
@@ -549,12 +513,14 @@ def run_training(
         TrainingRun.objects.filter(pk=run.pk).update(
             labels_snapshot=name, labels_until=snapshot.taken_at, label_count=labelled
         )
-        dataset, row = build_dataset(project, run, snapshot, beat)
+        dataset, row = datasets.build_dataset(project, run.feature_set, snapshot, beat)
         config = PipelineConfig(
-            normalisation=_normalisation(project, row),
+            normalisation=datasets.normalisation(project, row),
             train=_train_config(row, run.params),
             min_examples=row.min_labelled_clips,
             seed=row.seed,
+            test_groups=gate.pinned_test_groups(project, row),
+            refit_all=True,
         )
         TrainingRun.objects.filter(pk=run.pk).update(
             params={
