@@ -271,6 +271,9 @@ ACCESS_TABLE: tuple[Row, ...] = (
         body={"role": "reviewer"}),
     Row("/api/projects/{slug}/members/{id}/", "PATCH", ADMIN, on=("member", "other_member"),
         body={"role": "reviewer"}),
+    # Deactivating a member (their leases released): the same admins as a role change.
+    Row("/api/projects/{slug}/members/{id}/", "PATCH", ADMIN, on=("member", "other_member"),
+        body={"is_active": False}, variant="deactivate"),
     Row("/api/projects/{slug}/members/{id}/", "DELETE", ADMIN, on=("member", "other_member")),
     Row("/api/projects/{slug}/invitations/", "GET", ADMIN, on=PROJECTS),
     Row("/api/projects/{slug}/invitations/", "POST", ADMIN, on=PROJECTS,
@@ -290,6 +293,7 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/api/projects/{slug}/training-runs", "GET", REVIEWER, on=PROJECTS),
     Row("/api/projects/{slug}/training-runs", "POST", ML_ENGINEER, on=PROJECTS, body={}),
     Row("/api/projects/{slug}/training-runs/{run_id}", "GET", REVIEWER, on=("run", "other_run")),
+    Row("/api/projects/{slug}/rankings", "GET", ML_ENGINEER, on=PROJECTS),
     Row("/api/projects/{slug}/learner-settings", "GET", REVIEWER, on=PROJECTS),
     Row("/api/projects/{slug}/learner-settings", "PATCH", ML_ENGINEER, on=PROJECTS,
         body={"epochs": 30}),
@@ -428,6 +432,8 @@ ACCESS_TABLE: tuple[Row, ...] = (
         body={"form": "learner", "epochs": "30"}, variant="learner settings"),
     Row("/projects/{slug}/settings/", "POST", ADMIN, on=PROJECTS,
         body={"form": "project", "gold_rate": "0.2"}, variant="labelling settings"),
+    # Users and roles (issue 11): the project's admins, as the members API's writes are.
+    Row("/projects/{slug}/members/", "GET", ADMIN, on=PROJECTS),
     # Operations (issue 11): instance admins (staff) only; /readyz is for load balancers.
     Row("/ops/", "GET", STAFF),
     Row("/api/ops/overview/", "GET", STAFF),
