@@ -23,12 +23,23 @@ Soft targets, per clip, from its current annotations
   the fine-ring annotations) / (number of labelled annotations), so a clip that only one of
   two annotators labelled finely teaches the fine head half as much. Rows with weight 0 at a
   head are ignored by that head's loss and evaluation.
+
+Weak labels (another model's predictions, `WeakJudgement`: a distribution over node keys and
+its source's weight W in [0, 1])
+- A weak row's core target is the distribution summed onto the core feelings (renormalised
+  over the keys the label space knows); its fine target the share that falls on fine
+  classes, renormalised; several sources on one clip are averaged, weighted by W.
+- Example weights: core = W (the largest W among the clip's sources, so two weak sources
+  never outweigh one human label); fine = W x the share of the mass on fine classes.
+- `merge_targets` appends weak rows only for clips without human judgements: a clip that
+  a human labelled (or skipped) keeps exactly its human targets; W = 0 adds nothing.
+  `Targets.weak` marks the weak rows so that evaluation can leave them out.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +140,14 @@ class Targets:
     fine: np.ndarray | None  # (N, Kf) or None without a fine head
     fine_weight: np.ndarray | None  # (N,)
     skipped_only: list[int]  # clips whose annotations are all skips (not examples)
+    # (N,) True where the row is a weak label (another model's prediction), None: no weak rows
+    weak: np.ndarray | None = None
+
+    def weak_rows(self) -> np.ndarray:
+        """(N,) bool: which rows are weak labels (all False without any)."""
+        if self.weak is None:
+            return np.zeros(len(self.clip_ids), dtype=bool)
+        return np.asarray(self.weak, dtype=bool)
 
 
 def soft_targets(
@@ -174,6 +193,100 @@ def soft_targets(
         fine=np.array(fine_rows, dtype=np.float64).reshape(-1, n_fine) if has_fine else None,
         fine_weight=np.array(fine_w, dtype=np.float64) if has_fine else None,
         skipped_only=skipped,
+    )
+
+
+# --- Weak labels: another model's predictions as soft targets ------------------------------
+
+
+@dataclass(frozen=True)
+class WeakJudgement:
+    """One external model's distribution over node keys for one clip, with the weight its
+    source carries (learner.services.weak_labels: the source's weight in [0, 1])."""
+
+    clip_id: int
+    probabilities: Mapping[str, float]
+    weight: float
+
+
+def weak_soft_targets(space: LabelSpace, weak: Iterable[WeakJudgement]) -> Targets:
+    """Soft targets from weak labels, one row per clip (see "Weak labels" in the module
+    docstring). Keys outside the label space are ignored; a row with no mass left, or with
+    weight 0, is not an example."""
+    by_clip: dict[int, list[WeakJudgement]] = defaultdict(list)
+    for w in weak:
+        if w.weight > 0:
+            by_clip[w.clip_id].append(w)
+    core_index = {k: i for i, k in enumerate(space.core)}
+    fine_index = {k: i for i, k in enumerate(space.fine)}
+    clip_ids: list[int] = []
+    core_rows, core_w, fine_rows, fine_w = [], [], [], []
+    for clip_id in sorted(by_clip):
+        core = np.zeros(len(space.core))
+        fine = np.zeros(len(space.fine))
+        fine_mass = 0.0
+        total_weight = 0.0
+        for w in by_clip[clip_id]:
+            c = np.zeros(len(space.core))
+            f = np.zeros(len(space.fine))
+            for key, p in w.probabilities.items():
+                if key not in space._by_key or not p > 0:
+                    continue
+                c[core_index[space.ancestor_at(key, 0)]] += p
+                fine_key = space.fine_class(key)
+                if fine_key is not None:
+                    f[fine_index[fine_key]] += p
+            mass = c.sum()
+            if mass <= 0:
+                continue
+            core += w.weight * c / mass
+            fine += w.weight * f / mass
+            fine_mass += w.weight * f.sum() / mass
+            total_weight += w.weight
+        if total_weight <= 0:
+            continue
+        weight = max(w.weight for w in by_clip[clip_id])
+        clip_ids.append(clip_id)
+        core_rows.append(core / total_weight)
+        core_w.append(weight)
+        fine_rows.append(fine / fine.sum() if fine.sum() > 0 else fine)
+        fine_w.append(weight * fine_mass / total_weight)
+    n_core, n_fine = len(space.core), len(space.fine)
+    has_fine = n_fine > 0
+    return Targets(
+        clip_ids=clip_ids,
+        core=np.array(core_rows, dtype=np.float64).reshape(-1, n_core),
+        core_weight=np.array(core_w, dtype=np.float64),
+        fine=np.array(fine_rows, dtype=np.float64).reshape(-1, n_fine) if has_fine else None,
+        fine_weight=np.array(fine_w, dtype=np.float64) if has_fine else None,
+        skipped_only=[],
+        weak=np.ones(len(clip_ids), dtype=bool),
+    )
+
+
+def merge_targets(human: Targets, weak: Targets) -> Targets:
+    """The human targets with the weak rows of clips that no human judged appended after
+    them (`weak` marks which rows are weak). A clip with a human label, or whose human
+    judgements are all skips, keeps only what the humans said."""
+    judged = set(human.clip_ids) | set(human.skipped_only)
+    keep = np.array([c not in judged for c in weak.clip_ids], dtype=bool)
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        return human
+
+    def stack(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+        if a is None or b is None:
+            return None
+        return np.concatenate([a, b[rows]])
+
+    return Targets(
+        clip_ids=[*human.clip_ids, *(weak.clip_ids[i] for i in rows)],
+        core=np.concatenate([human.core, weak.core[rows]]),
+        core_weight=np.concatenate([human.core_weight, weak.core_weight[rows]]),
+        fine=stack(human.fine, weak.fine),
+        fine_weight=stack(human.fine_weight, weak.fine_weight),
+        skipped_only=list(human.skipped_only),
+        weak=np.concatenate([human.weak_rows(), np.ones(len(rows), dtype=bool)]),
     )
 
 

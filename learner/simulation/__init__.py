@@ -27,6 +27,9 @@ The loop, for a fully labelled corpus (a folder of audio and a labels CSV with `
 5. The reference: a model trained on the whole pool, per rotation (mean over seeds).
    labels_to_target of a run is the first number of labels at which its UAR reaches
    `target_fraction` x that reference, or None when the budget ran out first.
+   With weak labels (`weak_weight` > 0), every round also trains on the weak labels of the
+   pool clips not labelled yet, with that weight; they are not labels spent, and the test
+   speakers' weak labels are never used (learner.simulation.weak).
 6. Per strategy: the mean curve with its spread, labels_to_target (mean and std over runs),
    its ratio to random with a bootstrap interval (rotations resampled, then seeds within
    them), the area under the curve (mean UAR over the curve) and the final UAR.
@@ -50,6 +53,7 @@ The package, one module per job; each imports only the modules above it:
 | `config` | SimulationConfig, strategy names, the model of every round |
 | `loop` | Problem (the arrays of a simulation), one run, the full-pool reference |
 | `metrics` | labels to target, censoring, bootstrap ratio to random, the summary |
+| `weak` | weak labels: another model's predictions read from a file (`--weak-labels`), a weak labeller trained on other speakers (`make_weak_labeller`) |
 | `jobs` | every (rotation, seed, strategy) job in forked worker processes: `simulate` |
 | `report` | the strategy table, CSVs, the curves plot, summary.json |
 

@@ -47,6 +47,10 @@ class SimulationConfig:
     target_fraction: float = TARGET_FRACTION
     bootstrap: int = 2000
     split_seed: int = 0
+    # Weight of the weak labels (learner.simulation.weak) in every round's training set; 0:
+    # they are not used. `weak_labels` names their file (for the record).
+    weak_weight: float = 0.0
+    weak_labels: str = ""
 
     def validate(self) -> None:
         for name in self.strategies:
@@ -65,6 +69,8 @@ class SimulationConfig:
             raise ValueError(f"embedding must be one of {EMBEDDINGS}")
         if self.normalisation not in MODES:
             raise ValueError(f"normalisation must be one of {MODES}")
+        if not 0 <= self.weak_weight <= 1:
+            raise ValueError("weak_weight must lie in [0, 1]")
         if not 0 < self.target_fraction <= 1:
             raise ValueError("target_fraction must lie in (0, 1]")
 

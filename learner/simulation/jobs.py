@@ -94,6 +94,9 @@ def simulate(
     With workers > 1 the runs go to forked processes, one torch thread each.
     """
     config.validate()
+    if config.weak_weight > 0 and problem.weak is None:
+        raise ValueError("weak_weight is set but the problem has no weak labels")
+    problem.set_weak_weight(config.weak_weight)
     n_test = config.test_speakers or default_test_speakers(len(set(problem.speakers)))
     rotations = speaker_rotations(
         problem.speakers, config.rotations, n_test, seed=config.split_seed

@@ -20,7 +20,16 @@ from learner.ranking import COLD_START_STRATEGY, Pool, get_strategy, predict_poo
 from learner.simulation.config import RANDOM, SimulationConfig, resolve_strategy
 from learner.simulation.corpus import Corpus
 from learner.simulation.features import Features
-from learner.targets import Judgement, LabelSpace, Node, label_space, soft_targets
+from learner.targets import (
+    Judgement,
+    LabelSpace,
+    Node,
+    Targets,
+    WeakJudgement,
+    label_space,
+    soft_targets,
+    weak_soft_targets,
+)
 
 # MC-dropout passes per ensemble member for strategies that need them (bald).
 MC_PASSES = 4
@@ -36,26 +45,67 @@ class Problem:
     labels: np.ndarray  # (N,)
     classes: list[str]
     extractor: dict[str, Any]
+    # (N, K) another model's distributions over `classes`, NaN rows where it has none
+    # (learner.simulation.weak); None: no weak labels.
+    weak: np.ndarray | None = None
     space: LabelSpace = field(init=False)
     dataset: Dataset = field(init=False)
+    # (N,) the dataset row of each clip's weak label, -1 where it has none.
+    weak_row: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         nodes = [Node(k, k, 0, None) for k in self.classes]
         judgements = [Judgement(i, self.classes[y]) for i, y in enumerate(self.labels)]
         self.space = label_space(nodes, judgements)
         targets = soft_targets(self.space, judgements)
+        n = len(self.labels)
+        x, speakers, augmented = self.x, list(self.speakers), list(self.augmented)
+        self.weak_row = np.full(n, -1, dtype=np.int64)
+        if self.weak is not None:
+            # Weak rows follow the N clip rows: row N + j is the weak label of clip have[j],
+            # with weight 0 until `set_weak_weight`.
+            have = np.flatnonzero(~np.isnan(self.weak).any(axis=1))
+            self.weak_row[have] = n + np.arange(len(have))
+            weak = weak_soft_targets(
+                self.space,
+                [
+                    WeakJudgement(int(i), dict(zip(self.classes, self.weak[i], strict=True)), 1.0)
+                    for i in have
+                ],
+            )
+            targets = Targets(
+                clip_ids=[*targets.clip_ids, *(n + j for j in range(len(have)))],
+                core=np.concatenate([targets.core, weak.core]),
+                core_weight=np.concatenate([targets.core_weight, np.zeros(len(have))]),
+                fine=None,
+                fine_weight=None,
+                skipped_only=[],
+                weak=np.concatenate([np.zeros(n, dtype=bool), np.ones(len(have), dtype=bool)]),
+            )
+            x = np.concatenate([x, x[have]])
+            speakers += [speakers[i] for i in have]
+            augmented = [np.concatenate([a, a[have]]) for a in augmented]
         # Every clip is in the dataset; a round trains on the rows it has labelled. Stats
         # come from every clip (labelled or not, pool and test): see the package docstring.
         self.dataset = Dataset(
-            features=self.x,
-            speakers=list(self.speakers),
+            features=x,
+            speakers=speakers,
             targets=targets,
             space=self.space,
             extractor=dict(self.extractor),
             stats_features=self.x,
             stats_speakers=list(self.speakers),
-            augmented=list(enumerate(self.augmented, start=1)),
+            augmented=list(enumerate(augmented, start=1)),
         )
+
+    def set_weak_weight(self, weight: float) -> None:
+        """Every weak row's example weight (0: weak labels teach nothing)."""
+        self.dataset.targets.core_weight[self.dataset.targets.weak_rows()] = weight
+
+    def weak_rows_for(self, clips: np.ndarray) -> np.ndarray:
+        """The dataset rows of the weak labels of `clips` (those that have one)."""
+        rows: np.ndarray = self.weak_row[clips]
+        return np.asarray(rows[rows >= 0])
 
 
 def _uar(problem: Problem, predictor: Predictor, test: np.ndarray) -> float:
@@ -63,7 +113,7 @@ def _uar(problem: Problem, predictor: Predictor, test: np.ndarray) -> float:
     return metrics.uar(problem.labels[test], probs.argmax(axis=1), len(problem.classes))
 
 
-def _pipeline(config: SimulationConfig, seed: int) -> PipelineConfig:
+def pipeline_config(config: SimulationConfig, seed: int) -> PipelineConfig:
     return PipelineConfig(
         normalisation=config.normalisation,
         train=dataclasses.replace(config.train, seed=seed, threads=1),
@@ -173,9 +223,13 @@ def run_strategy(
     round_no = 0
     while True:
         labelled = np.flatnonzero(~unlabelled)
+        train_rows = pool[labelled]
+        if config.weak_weight > 0:
+            # Weak labels of the pool clips not labelled yet (never the test speakers').
+            train_rows = np.concatenate([train_rows, problem.weak_rows_for(pool[unlabelled])])
         started = time.perf_counter()
         predictor = fit_predictor(
-            problem.dataset, pool[labelled], _pipeline(config, seed * 1000 + round_no)
+            problem.dataset, train_rows, pipeline_config(config, seed * 1000 + round_no)
         )
         train_s += time.perf_counter() - started
         curve.append([len(labelled), _uar(problem, predictor, test)])
@@ -229,14 +283,22 @@ def run_full_pool(
     """UAR of the model trained on every pool clip (the reference the target is cut from)."""
     pool, test = split_rows(problem, test_speakers)
     started = time.perf_counter()
-    predictor = fit_predictor(problem.dataset, pool, _pipeline(config, seed * 1000 + 999))
+    predictor = fit_predictor(problem.dataset, pool, pipeline_config(config, seed * 1000 + 999))
     train_s = time.perf_counter() - started
     return {"uar": _uar(problem, predictor, test), "labels": len(pool), "train_s": train_s}
 
 
-def problem_from(corpus: Corpus, features: Features, *, augmentation: bool = False) -> Problem:
-    """The arrays of a simulation; augmented copies only when `augmentation`."""
+def problem_from(
+    corpus: Corpus,
+    features: Features,
+    *,
+    augmentation: bool = False,
+    weak: np.ndarray | None = None,
+) -> Problem:
+    """The arrays of a simulation; augmented copies only when `augmentation`; `weak`: the
+    (N, K) weak labels (learner.simulation.weak), if any."""
     return Problem(
+        weak=weak,
         x=features.plain,
         augmented=list(features.augmented) if augmentation else [],
         speakers=list(corpus.speakers),

@@ -14,6 +14,11 @@ from tqdm import tqdm
 from learner import simulation
 from learner.features import DEFAULT, NAMES, ExtractorUnavailable
 from learner.ranking import DEFAULT_STRATEGY, STRATEGIES
+from learner.simulation.weak import load_weak_labels
+
+# A weak label's default weight against a human label's 1: the product's default source
+# weight (labelling.models_interop.WeakLabelSource.DEFAULT_WEIGHT), for the same reason.
+DEFAULT_WEAK_WEIGHT = 0.3
 
 
 def _positive(value: str) -> int:
@@ -21,6 +26,15 @@ def _positive(value: str) -> int:
     if number < 1:
         raise ValueError(value)
     return number
+
+
+def _weak_weight(options: dict) -> float:
+    weight = options["weak_weight"]
+    if weight is not None and not options["weak_labels"]:
+        raise CommandError("--weak-weight needs --weak-labels")
+    if not options["weak_labels"]:
+        return 0.0
+    return DEFAULT_WEAK_WEIGHT if weight is None else float(weight)
 
 
 class Command(BaseCommand):
@@ -93,6 +107,20 @@ class Command(BaseCommand):
             action="store_true",
             help="Leave out rows whose emotion has no node in the flat taxonomy.",
         )
+        parser.add_argument(
+            "--weak-labels",
+            default=None,
+            help="Another model's predictions (CSV: file + one column per label; or JSON lines "
+            '{"file", "probabilities"}): weak labels that join every round\'s training set '
+            "for the pool clips not labelled yet (learner.simulation.weak).",
+        )
+        parser.add_argument(
+            "--weak-weight",
+            type=float,
+            default=None,
+            help="Weight of a weak label against a human one (1), in [0, 1] (default 0.3 "
+            "with --weak-labels).",
+        )
         parser.add_argument("--workers", type=_positive, default=simulation.default_workers())
         parser.add_argument("--out", default="simulation", help="Output folder.")
         parser.add_argument(
@@ -115,6 +143,8 @@ class Command(BaseCommand):
             seed_set=options["seed_set"],
             embedding=options["embedding"],
             augmentation=options["augmentation"],
+            weak_weight=_weak_weight(options),
+            weak_labels=options["weak_labels"] or "",
         )
         try:
             config.validate()
@@ -144,7 +174,25 @@ class Command(BaseCommand):
             )
         except (ExtractorUnavailable, simulation.CorpusError) as exc:
             raise CommandError(str(exc)) from exc
-        problem = simulation.problem_from(corpus, features, augmentation=config.augmentation)
+        weak = None
+        if options["weak_labels"]:
+            try:
+                weak = load_weak_labels(options["weak_labels"], corpus)
+            except simulation.CorpusError as exc:
+                raise CommandError(str(exc)) from exc
+            accuracy = weak.accuracy(corpus.labels)
+            self.stdout.write(
+                f"weak labels: {weak.covered} of {len(corpus)} clips, accuracy "
+                + (f"{accuracy:.3f}" if accuracy is not None else "n/a")
+                + f" against the corpus labels, weight {config.weak_weight}"
+                + (f"; {weak.unknown_files} rows for unknown files" if weak.unknown_files else "")
+            )
+        problem = simulation.problem_from(
+            corpus,
+            features,
+            augmentation=config.augmentation,
+            weak=weak.probabilities if weak is not None else None,
+        )
         progress_bar: list[tqdm] = []
 
         def progress(total: int, desc: str):
@@ -162,6 +210,15 @@ class Command(BaseCommand):
                 b.close()
         summary.update(simulation.describe_inputs(corpus, features, problem))
         summary["corpus"]["labels"] = options["labels"]
+        if weak is not None:
+            summary["weak_labels"] = {
+                "file": weak.path,
+                "weight": config.weak_weight,
+                "clips": weak.covered,
+                "accuracy": weak.accuracy(corpus.labels),
+                "unknown_files": weak.unknown_files,
+                "unknown_labels": weak.unknown_labels,
+            }
         summary["arguments"] = {
             **summary["arguments"],
             "features": options["features"],
