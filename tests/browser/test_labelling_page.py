@@ -21,7 +21,9 @@ def wheel_path(*names: str) -> str:
 
 
 def log_in(page: Page, live_server, user) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
+    # The live server's first request imports the URL conf (torch, crowd-kit): seconds on a
+    # busy machine, past the 5 s budget of one navigation.
+    page.goto(f"{live_server.url}/accounts/login/", timeout=30_000)
     page.get_by_label("Username").fill(user.username)
     page.get_by_label("Password").fill("pw-" + user.username)
     page.get_by_role("button", name="Log in").click()
