@@ -8,6 +8,9 @@ undefined) and reported as None.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 
@@ -106,4 +109,123 @@ def classification_report(
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
         "per_class_recall": dict(zip(labels, recalls, strict=True)),
         "confusion_matrix": cm.tolist(),
+    }
+
+
+# --- Intervals: bootstrap over speakers (or clips) ----------------------------------------
+# A figure measured on few clips, or on few speakers, is mostly noise: each version's
+# figures carry a percentile-bootstrap interval. Whole speakers are resampled (a speaker's
+# clips are not independent of each other) when the test rows hold at least
+# MIN_GROUPS_TO_RESAMPLE of them; otherwise single clips are, and the interval says so.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_LEVEL = 0.95
+MIN_GROUPS_TO_RESAMPLE = 3
+
+
+def resampling_units(groups: Sequence[str]) -> tuple[np.ndarray, str]:
+    """Per row, the index of the unit a bootstrap draws (its speaker, or itself), and
+    "speaker" or "clip". Rows without a speaker ("") are units of their own."""
+    named = [g if g else f"\x00row{i}" for i, g in enumerate(groups)]
+    names, index = np.unique(np.asarray(named, dtype=object), return_inverse=True)
+    speakers = {g for g in groups if g}
+    if len(speakers) >= MIN_GROUPS_TO_RESAMPLE and len(names) < len(named):
+        return index.astype(np.int64), "speaker"
+    return np.arange(len(named), dtype=np.int64), "clip"
+
+
+def _multiplicities(units: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(B, N): how often each row is drawn in each resample (whole units with replacement)."""
+    n_units = int(units.max()) + 1 if len(units) else 0
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_units, size=(resamples, n_units))
+    counts = np.zeros((resamples, n_units))
+    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
+    return counts[:, units]
+
+
+def _resampled(
+    weights: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
+    """UAR, macro-F1 and accuracy of every resample (rows of `weights`)."""
+    truth = np.eye(n_classes)[y_true]
+    guessed = np.eye(n_classes)[y_pred]
+    correct = (y_true == y_pred).astype(np.float64)
+    support = weights @ truth
+    hits = weights @ (truth * correct[:, None])
+    predicted = weights @ guessed
+    present = support > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(present, hits / support, np.nan)
+        f1 = np.where(present, 2 * hits / (support + predicted), np.nan)
+        accuracy = (weights @ correct) / weights.sum(axis=1)
+    return {
+        "uar": np.nanmean(recall, axis=1),
+        "macro_f1": np.nanmean(f1, axis=1),
+        "accuracy": accuracy,
+    }
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: Sequence[str],
+    n_classes: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Percentile intervals of UAR, macro-F1 and accuracy: {"uar": [low, high], …, "by":
+    "speaker" | "clip", "units": n, "resamples": B, "level": level}. {} without rows."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if len(y_true) == 0:
+        return {}
+    units, by = resampling_units(groups)
+    values = _resampled(_multiplicities(units, resamples, seed), y_true, y_pred, n_classes)
+    tail = (1.0 - level) / 2
+    out: dict[str, Any] = {
+        key: [float(v) for v in np.nanquantile(draws, [tail, 1.0 - tail])]
+        for key, draws in values.items()
+    }
+    out.update(by=by, units=int(units.max()) + 1, resamples=resamples, level=level)
+    return out
+
+
+def paired_uar_difference(
+    y_true: np.ndarray,
+    pred_new: np.ndarray,
+    pred_old: np.ndarray,
+    groups: Sequence[str],
+    n_classes: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """UAR(new) - UAR(old) on the same rows, with a paired bootstrap interval: each resample
+    draws the same speakers (or clips) for both models, so what the two share (the test
+    rows' difficulty) cancels out of the difference."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    pred_new = np.asarray(pred_new, dtype=np.int64)
+    pred_old = np.asarray(pred_old, dtype=np.int64)
+    units, by = resampling_units(groups)
+    weights = _multiplicities(units, resamples, seed)
+    new = _resampled(weights, y_true, pred_new, n_classes)["uar"]
+    old = _resampled(weights, y_true, pred_old, n_classes)["uar"]
+    tail = (1.0 - level) / 2
+    low, high = np.nanquantile(new - old, [tail, 1.0 - tail])
+    uar_new = uar(y_true, pred_new, n_classes)
+    uar_old = uar(y_true, pred_old, n_classes)
+    return {
+        "uar_new": uar_new,
+        "uar_old": uar_old,
+        "difference": uar_new - uar_old,
+        "low": float(low),
+        "high": float(high),
+        "by": by,
+        "units": int(units.max()) + 1,
+        "rows": len(y_true),
+        "resamples": resamples,
+        "level": level,
     }

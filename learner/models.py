@@ -43,6 +43,10 @@ QUOTA_KEYS = ("speaker_id", "gender", "age_band", "language", "channel")
 QUOTA_GROUPS_MAX = 1_000  # groups per metadata key (one per speaker at most, in practice)
 QUOTA_GROUP_LABEL_MAX = 120  # Clip.speaker_id's length
 SHARES_JSON_MAX = 64 * 1024
+# The quality gate's tolerance, in UAR points: a new version is refused only when the upper
+# end of its paired bootstrap interval of UAR(new) - UAR(active) is below -margin. Half
+# the UAR scale would let anything through; beyond it the gate means nothing.
+QUALITY_GATE_MARGIN_MAX = 0.5
 _SHARE_SLACK = 1e-9
 
 # Every parameter some registered strategy takes, with one strategy that takes it (to check
@@ -281,6 +285,19 @@ class LearnerSettings(models.Model):
         help_text='Maximum share per metadata group in a batch, e.g. {"speaker_id": '
         '{"s01": 0.05}}; shares 0 to 1, each at least its minimum.',
     )
+    # --- Quality gate (learner.services.gate) ---
+    quality_gate = models.BooleanField(
+        default=True,
+        help_text="Activate a new version only if, on the active version's held-out speakers, "
+        "it is not worse beyond the noise (paired bootstrap of the UAR difference); "
+        "otherwise it stays a candidate that an ML engineer can activate by hand.",
+    )
+    quality_gate_margin = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(QUALITY_GATE_MARGIN_MAX)],
+        help_text="Tolerance in UAR (0 to 0.5): refuse only when the upper end of the 95% "
+        "interval of UAR(new) - UAR(active) is below minus this.",
+    )
 
     class Meta:
         verbose_name = "learner settings"
@@ -328,6 +345,12 @@ class LearnerSettings(models.Model):
                 condition=Q(speaker_normalisation__in=SpeakerNormalisation.values),
                 name="learner_speaker_normalisation_known",
             ),
+            models.CheckConstraint(
+                condition=Q(
+                    quality_gate_margin__gte=0.0, quality_gate_margin__lte=QUALITY_GATE_MARGIN_MAX
+                ),
+                name="learner_quality_gate_margin_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -357,6 +380,8 @@ SETTINGS_FIELDS = (
     "query_batch_size",
     "coverage_min_share",
     "coverage_max_share",
+    "quality_gate",
+    "quality_gate_margin",
 )
 
 
@@ -444,6 +469,16 @@ class TrainingRun(models.Model):
         return f"Training #{self.pk} of {self.project.slug} ({self.status})"
 
 
+class GateDecision(models.TextChoices):
+    """What the quality gate (learner.services.gate) said about a new version."""
+
+    ACCEPTED = "accepted", "Not worse than the active version beyond the noise"
+    REFUSED = "refused", "Worse than the active version beyond the noise (a candidate)"
+    FIRST = "first", "No active version to compare with"
+    NOT_COMPARABLE = "not_comparable", "No common held-out evaluation with the active version"
+    OFF = "off", "Gate switched off for the project"
+
+
 class ModelVersion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     number = models.PositiveIntegerField()
@@ -470,6 +505,13 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     activated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The quality gate's verdict when the version was registered ("" before the gate).
+    gate_decision = models.CharField(max_length=16, choices=GateDecision.choices, blank=True)
+    gate_reason = models.TextField(blank=True)
+    gate_details = models.JSONField(default=dict, blank=True)
+    # Per held-out test clip: id, split group, true and predicted core label (what the gate
+    # compares the next version with). Not served by the API.
+    held_out = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["project", "-number"]

@@ -10,10 +10,15 @@ One run:
    their augmented copies when there are any.
 3. Fit a temperature per head on the validation rows.
 4. Report UAR, macro-F1, accuracy, per-class recall, the confusion matrix and the expected
-   calibration error before and after temperature scaling, on the test rows.
-The returned `Predictor` is exactly the model that was evaluated; it serialises to a
-self-contained artifact (weights, label map, extractor name/version, normalisation
-statistics, temperatures).
+   calibration error before and after temperature scaling, on the test rows, with bootstrap
+   intervals over the test speakers (learner.metrics.bootstrap_intervals), and keep each
+   test clip's prediction (`TrainResult.held_out`, what the quality gate compares).
+5. With `refit_all`, fit the deployed model once more on every labelled row, with the
+   temperatures of step 3. The figures stay those of the held-out run (`evaluated_on`,
+   `deployed_fit` in the metrics say so); without it the returned `Predictor` is exactly the
+   model that was evaluated.
+The `Predictor` serialises to a self-contained artifact (weights, label map, extractor
+name/version, normalisation statistics, temperatures).
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ class PipelineConfig:
     prior_clips: float = 3.0
     min_speaker_clips: int = 2
     seed: int = 0
+    # Groups (speakers, or "clip:<id>") held out for testing whatever the seeded order says:
+    # the active version's test groups, so that a new version is judged on the same ones.
+    test_groups: tuple[str, ...] = ()
+    # Refit the deployed model on all labelled rows after the held-out evaluation.
+    refit_all: bool = False
 
 
 @dataclass
@@ -127,21 +137,24 @@ def speaker_split(
     test_fraction: float,
     val_fraction: float,
     seed: int,
+    pinned: Sequence[str] = (),
 ) -> Split:
     """Assign whole groups to test, then validation, then training, in a seeded order.
 
     Groups are speakers; clips without a speaker id are groups of their own. With fewer than
     three known speakers every clip is its own group (not speaker-independent, and marked
-    so). Every part gets at least one group.
+    so). Every part gets at least one group. `pinned` groups that are present go to test
+    first (while validation and training keep a group each); more follow in the seeded
+    order until the test fraction is reached. Pinning the groups the seeded order would
+    have chosen changes nothing.
     """
-    known = {s for s in speakers if s}
-    by_speaker = len(known) >= MIN_SPEAKERS_FOR_SPLIT
-    groups = [
-        s if (by_speaker and s) else f"clip:{c}" for s, c in zip(speakers, clip_ids, strict=True)
-    ]
+    groups = split_groups(speakers, clip_ids)
+    by_speaker = len({s for s in speakers if s}) >= MIN_SPEAKERS_FOR_SPLIT
     names = sorted(set(groups))
     rng = np.random.default_rng(seed)
     order = [names[i] for i in rng.permutation(len(names))]
+    keep = set(pinned)
+    order = [g for g in order if g in keep] + [g for g in order if g not in keep]
     rows = np.asarray(groups, dtype=object)
     sizes = {g: int((rows == g).sum()) for g in names}
     n = len(groups)
@@ -149,7 +162,7 @@ def speaker_split(
     taken = {"test": 0, "val": 0}
     for i, g in enumerate(order):
         remaining_after = len(order) - i - 1
-        if taken["test"] < test_fraction * n and remaining_after >= 2:
+        if (g in keep or taken["test"] < test_fraction * n) and remaining_after >= 2:
             part = "test"
         elif taken["val"] < val_fraction * n and remaining_after >= 1:
             part = "val"
@@ -170,6 +183,15 @@ def speaker_split(
         by="speaker" if by_speaker else "clip",
         groups={k: sorted(v) for k, v in parts.items()} if by_speaker else {},
     )
+
+
+def split_groups(speakers: Sequence[str], clip_ids: Sequence[int]) -> list[str]:
+    """Each row's group for the split: its speaker, or "clip:<id>" (a clip without a
+    speaker id, or every clip when fewer than three speakers are known)."""
+    by_speaker = len({s for s in speakers if s}) >= MIN_SPEAKERS_FOR_SPLIT
+    return [
+        s if (by_speaker and s) else f"clip:{c}" for s, c in zip(speakers, clip_ids, strict=True)
+    ]
 
 
 def _aug_speaker(speaker: str, copy: int) -> str:
@@ -296,10 +318,14 @@ def _tensors_to_arrays(obj: Any) -> Any:
 
 @dataclass
 class TrainResult:
-    predictor: Predictor
+    predictor: Predictor  # the deployed model (refit on all rows with `refit_all`)
     metrics: dict[str, Any]
     split: Split
     train_seconds: float
+    # Per test row (core head): clip id, split group, true and predicted core label names.
+    held_out: dict[str, list[Any]] = field(default_factory=dict)
+    # Rows the deployed model was fitted on (before augmented copies).
+    deployed_rows: int = 0
 
 
 def _head_report(
@@ -348,6 +374,7 @@ def train_and_evaluate(
         test_fraction=config.test_fraction,
         val_fraction=config.val_fraction,
         seed=config.seed,
+        pinned=config.test_groups,
     )
     train = split.train
     train_core = targets.core[train]
@@ -390,6 +417,27 @@ def train_and_evaluate(
             targets.fine[split.test],
             targets.fine_weight[split.test],
         )
+    rows, y_true = _hard(targets.core[split.test], targets.core_weight[split.test])
+    y_pred = core_test[rows].argmax(axis=1) if len(rows) else np.zeros(0, dtype=np.int64)
+    test_rows = split.test[rows]
+    groups = split_groups(data.speakers, targets.clip_ids)
+    test_speakers = [data.speakers[i] if split.by == "speaker" else "" for i in test_rows]
+    intervals = metrics.bootstrap_intervals(
+        y_true, y_pred, test_speakers, len(data.space.core), seed=config.seed
+    )
+    held_out: dict[str, list[Any]] = {
+        "clip_ids": [int(targets.clip_ids[i]) for i in test_rows],
+        "groups": [groups[i] for i in test_rows],
+        "truth": [data.space.core[k] for k in y_true],
+        "predicted": [data.space.core[k] for k in y_pred],
+    }
+    evaluated = predictor
+    deployed_rows = len(train)
+    if config.refit_all:
+        deployed_rows = len(targets.clip_ids)
+        predictor = fit_predictor(data, np.arange(deployed_rows), config, on_epoch)
+        predictor.temperature_core = evaluated.temperature_core
+        predictor.temperature_fine = evaluated.temperature_fine
     elapsed = time.perf_counter() - started
     result_metrics = {
         "split": split.summary(),
@@ -403,8 +451,24 @@ def train_and_evaluate(
         "accuracy": reports["core"].get("accuracy"),
         "ece_before": reports["core"].get("ece_before"),
         "ece_after": reports["core"].get("ece_after"),
+        "intervals": {k: intervals[k] for k in ("uar", "macro_f1", "accuracy") if k in intervals},
+        "interval_method": {k: v for k, v in intervals.items() if not isinstance(v, list)},
+        "evaluated_on": _evaluated_on(split, data.speakers, len(rows)),
+        "deployed_fit": {
+            "rows": deployed_rows,
+            "labelled_rows": len(targets.clip_ids),
+            "all_labels": deployed_rows == len(targets.clip_ids),
+            "temperatures_from": "validation rows of the held-out run",
+        },
     }
-    return TrainResult(predictor, result_metrics, split, elapsed)
+    return TrainResult(predictor, result_metrics, split, elapsed, held_out, deployed_rows)
+
+
+def _evaluated_on(split: Split, speakers: Sequence[str], n: int) -> str:
+    if split.by == "speaker":
+        held = sorted({speakers[i] for i in split.test if speakers[i]})
+        return f"held-out speakers {', '.join(held)} ({n} clips, none of them in training)"
+    return f"held-out clips ({n}; split by clip: fewer than {MIN_SPEAKERS_FOR_SPLIT} speakers)"
 
 
 def fit_predictor(
