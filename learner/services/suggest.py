@@ -18,12 +18,22 @@ log = logging.getLogger(__name__)
 
 def suggest(project: Project, clip_id: int) -> dict | None:
     """{"model_version", "top", "probabilities": {"core": {key: p}, "fine": {key: p}}},
-    or None when there is nothing to suggest (no active model yet).
+    or None when there is nothing to suggest (no active model yet) or nothing may be shown
+    (a blind project, a gold clip).
 
     "top" is the most probable feeling at the finest ring the model was trained on; "fine"
     holds that ring's probabilities (empty when the model only knows the core ring).
     """
-    clip = Clip.objects.filter(pk=clip_id, project=project).only("pk", "speaker_id").first()
+    if not project.assisted:
+        # labelling.services.suggestions asks only in assisted mode; the provider refuses
+        # too, so that no other caller can take a prediction to an annotator of a blind
+        # project.
+        return None
+    clip = (
+        Clip.objects.filter(pk=clip_id, project=project, gold__isnull=True)  # never the answer
+        .only("pk", "speaker_id")
+        .first()
+    )
     if clip is None:
         return None
     try:
