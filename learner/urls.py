@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from learner import api
+from learner import api, api_rankings
 
 urlpatterns = [
     path("projects/<slug:slug>/predict", api.PredictView.as_view(), name="learner-predict"),
@@ -36,6 +36,11 @@ urlpatterns = [
         "clips/<int:pk>/prediction",
         api.ClipPredictionView.as_view(),
         name="learner-clip-prediction",
+    ),
+    path(
+        "projects/<slug:slug>/rankings",
+        api_rankings.RankingListView.as_view(),
+        name="learner-rankings",
     ),
     path("learner/feature-sets", api.FeatureSetListView.as_view(), name="learner-feature-sets"),
 ]

@@ -84,6 +84,30 @@ def test_the_console_shows_a_failed_ranking_above_the_one_serving_the_queue(
     assert 'id="ranking-failed"' not in html  # a newer ranking completed
 
 
+@pytest.mark.django_db
+def test_the_api_lists_rankings_with_a_failed_ones_error_for_ml_engineers(
+    project, engineer, reviewer, annotator, client_for
+):
+    Ranking.objects.create(project=project, strategy="coverage", status="complete")
+    failed = Ranking.objects.create(
+        project=project, strategy="coverage", status="failed", error="A chunk failed: boom",
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    url = f"/api/projects/{project.slug}/rankings"
+
+    listed = client_for(engineer).get(url)
+
+    assert listed.status_code == 200
+    newest = listed.json()[0]
+    assert (newest["id"], newest["status"], newest["error"]) == (
+        failed.pk, "failed", "A chunk failed: boom",
+    )  # fmt: skip
+    assert newest["model_version"] is None
+    assert [r["status"] for r in listed.json()] == ["failed", "complete"]
+    assert client_for(reviewer).get(url).status_code == 403
+    assert client_for(annotator).get(url).status_code == 403
+
+
 # --- With a real worker ---------------------------------------------------------------------
 
 
