@@ -294,7 +294,6 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/api/projects/{slug}/training-runs", "POST", ML_ENGINEER, on=PROJECTS, body={}),
     Row("/api/projects/{slug}/training-runs/{run_id}", "GET", REVIEWER, on=("run", "other_run")),
     Row("/api/projects/{slug}/rankings", "GET", ML_ENGINEER, on=PROJECTS),
-    Row("/api/projects/{slug}/rankings", "GET", ML_ENGINEER, on=PROJECTS),
     Row("/api/projects/{slug}/learner-settings", "GET", REVIEWER, on=PROJECTS),
     Row("/api/projects/{slug}/learner-settings", "PATCH", ML_ENGINEER, on=PROJECTS,
         body={"epochs": 30}),
