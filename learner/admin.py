@@ -83,8 +83,17 @@ class TrainingRunAdmin(ProjectScopedAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ProjectScopedAdmin):
-    list_display = ["__str__", "is_active", "extractor", "uar", "ece", "label_count", "created_at"]
-    list_filter = ["is_active", "extractor", "project"]
+    list_display = [
+        "__str__",
+        "is_active",
+        "gate_decision",
+        "extractor",
+        "uar",
+        "ece",
+        "label_count",
+        "created_at",
+    ]
+    list_filter = ["is_active", "gate_decision", "extractor", "project"]
     readonly_fields = [
         "project",
         "number",
@@ -99,11 +108,14 @@ class ModelVersionAdmin(ProjectScopedAdmin):
         "is_active",
         "activated_at",
         "created_at",
+        "gate_decision",
+        "gate_reason",
+        "gate_details",
         "confusion_plot",
         "calibration_plot",
         "metrics",
     ]
-    exclude = ["confusion_image", "calibration_image"]
+    exclude = ["confusion_image", "calibration_image", "held_out"]
     actions = ["make_active"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -129,7 +141,7 @@ class ModelVersionAdmin(ProjectScopedAdmin):
     def calibration_plot(self, version: ModelVersion) -> str:
         return _inline_png(version.calibration_image.name, "reliability diagram")
 
-    @admin.action(description="Make active (rollback)")
+    @admin.action(description="Make active (rollback, or a candidate the gate refused)")
     def make_active(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one version.", messages.ERROR)
@@ -138,7 +150,7 @@ class ModelVersionAdmin(ProjectScopedAdmin):
 
         version = queryset.get()
         try:
-            training.activate(version)
+            training.activate(version, signed_in(request.user))
         except training.ArtifactError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return

@@ -119,7 +119,9 @@ class ModelVersionListView(ProjectScopedMixin, APIView):
 
     @extend_schema(responses={200: s.ModelVersionSerializer(many=True)})
     def get(self, request: Request, slug: str) -> Response:
-        versions = ModelVersion.objects.filter(project=self.project).order_by("-number")
+        versions = (
+            ModelVersion.objects.filter(project=self.project).defer("held_out").order_by("-number")
+        )
         return Response(s.ModelVersionSerializer(versions, many=True).data)
 
 
@@ -138,13 +140,14 @@ class ActivateModelView(ProjectScopedMixin, APIView):
     @extend_schema(
         request=None,
         responses={200: s.ModelVersionSerializer},
-        description="Make this version the active one again (a rollback), once its artifact "
-        "loads (ML engineer).",
+        description="Make this version the active one by hand (a rollback, or a candidate the "
+        "quality gate refused), once its artifact loads (ML engineer). The audit event "
+        "`model.activated` records that it was by hand and whether it overrode the gate.",
     )
     def post(self, request: Request, slug: str, number: int) -> Response:
         version = get_object_or_404(ModelVersion, project=self.project, number=number)
         try:
-            training.activate(version)
+            training.activate(version, signed_in(request.user))
         except training.ArtifactError as exc:
             raise Conflict(str(exc), code="artifact_error") from exc
         return Response(s.ModelVersionSerializer(version).data)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from emoloop.api_base import StrictModelSerializer, StrictSerializer
@@ -17,6 +18,7 @@ from learner.models import (
     TrainingRun,
     settings_errors,
 )
+from learner.services import reports
 from learner.services.reports import LIVE_STRATEGIES, unavailable_reason
 
 
@@ -111,16 +113,36 @@ class StartTrainingResponseSerializer(serializers.Serializer):
     run = TrainingRunSerializer()
 
 
+class IntervalsSerializer(serializers.Serializer):
+    uar = serializers.ListField(child=serializers.FloatField(), required=False)
+    macro_f1 = serializers.ListField(child=serializers.FloatField(), required=False)
+    accuracy = serializers.ListField(child=serializers.FloatField(), required=False)
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
+    """A version with its held-out figures, their 95% bootstrap intervals, the test set's
+    size and whether it is large enough to mean something, what the deployed model was
+    fitted on, and the quality gate's verdict (learner.services.reports.facts)."""
+
     run: serializers.PrimaryKeyRelatedField[TrainingRun] = serializers.PrimaryKeyRelatedField(
         read_only=True
     )
+    test_clips = serializers.SerializerMethodField()
+    test_speakers = serializers.SerializerMethodField()
+    metrics_meaningful = serializers.SerializerMethodField()
+    warnings = serializers.SerializerMethodField()
+    intervals = serializers.SerializerMethodField()
+    interval_method = serializers.SerializerMethodField()
+    evaluated_on = serializers.SerializerMethodField()
+    deployed_fit = serializers.SerializerMethodField()
+    is_candidate = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
         fields = [
             "number",
             "is_active",
+            "is_candidate",
             "activated_at",
             "created_at",
             "run",
@@ -129,9 +151,65 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "extractor_version",
             "label_count",
             "train_seconds",
+            "test_clips",
+            "test_speakers",
+            "metrics_meaningful",
+            "warnings",
+            "intervals",
+            "interval_method",
+            "evaluated_on",
+            "deployed_fit",
+            "gate_decision",
+            "gate_reason",
+            "gate_details",
             "metrics",
         ]
         read_only_fields = fields
+
+    def _facts(self, version: ModelVersion) -> reports.VersionFacts:
+        cache = self.context.setdefault("_facts", {})
+        if version.pk not in cache:
+            cache[version.pk] = reports.facts(version)
+        found: reports.VersionFacts = cache[version.pk]
+        return found
+
+    def get_test_clips(self, version: ModelVersion) -> int | None:
+        return self._facts(version).test_clips
+
+    def get_test_speakers(self, version: ModelVersion) -> int | None:
+        """Speakers of the test split; null when it was split by clip."""
+        return self._facts(version).test_speakers
+
+    def get_metrics_meaningful(self, version: ModelVersion) -> bool:
+        """False below TRUST_MIN_CLIPS test clips or TRUST_MIN_SPEAKERS test speakers:
+        the figures are not yet meaningful (`warnings` says why)."""
+        return self._facts(version).meaningful
+
+    def get_warnings(self, version: ModelVersion) -> list[str]:
+        return self._facts(version).warnings
+
+    @extend_schema_field(IntervalsSerializer)
+    def get_intervals(self, version: ModelVersion) -> dict[str, Any]:
+        """95% bootstrap intervals [low, high] of the headline figures; {} for versions
+        trained before intervals were recorded."""
+        return self._facts(version).intervals
+
+    def get_interval_method(self, version: ModelVersion) -> dict[str, Any]:
+        """How the intervals were drawn: by speaker or clip, units, resamples, level."""
+        found = (version.metrics or {}).get("interval_method") or {}
+        return dict(found)
+
+    def get_evaluated_on(self, version: ModelVersion) -> str:
+        """The held-out rows every figure was measured on."""
+        return self._facts(version).evaluated_on
+
+    def get_deployed_fit(self, version: ModelVersion) -> dict[str, Any]:
+        """What the deployed model was fitted on (all labelled rows after evaluation)."""
+        return self._facts(version).deployed_fit
+
+    def get_is_candidate(self, version: ModelVersion) -> bool:
+        """Refused by the quality gate and never activated by hand since."""
+        return self._facts(version).is_candidate
 
 
 class LearnerSettingsSerializer(StrictModelSerializer):

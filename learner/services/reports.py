@@ -17,10 +17,13 @@ from django.db.models.functions import Cast, Floor, Least
 from labelling.models import Project, QueueEntry
 from learner import conf
 from learner.features import describe
-from learner.models import ClipScore, ModelVersion, Ranking, TrainingRun
+from learner.models import ClipScore, GateDecision, ModelVersion, Ranking, TrainingRun
 from learner.ranking import STRATEGIES
 
-# A test split smaller than either is too small to trust (docs/console.md).
+# A version's figures are "not yet meaningful" below either (the API's metrics_meaningful,
+# the models page's warning; docs/learner.md). Generic sample sizes, not tuned to a corpus:
+# under 30 clips a 95% interval of a recall spans about +-0.15 or more, and with fewer than
+# 3 speakers the figures describe those voices rather than the model.
 TRUST_MIN_CLIPS = 30
 TRUST_MIN_SPEAKERS = 3
 # Strategies the live loop can run: rescoring hands the strategies point probabilities,
@@ -64,6 +67,12 @@ class VersionFacts:
     speaker_independent: bool
     intervals: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    meaningful: bool = False
+    evaluated_on: str = ""
+    deployed_fit: dict[str, Any] = field(default_factory=dict)
+    gate_decision: str = ""
+    gate_reason: str = ""
+    is_candidate: bool = False
     per_class: list[tuple[str, float | None]] = field(default_factory=list)
     has_confusion: bool = False
     has_reliability: bool = False
@@ -96,6 +105,17 @@ def facts(version: ModelVersion) -> VersionFacts:
             f"The test split has only {test_speakers} speaker(s) (fewer than "
             f"{TRUST_MIN_SPEAKERS}): the figures say more about those speakers than the model."
         )
+    meaningful = (
+        test_clips is not None
+        and test_clips >= TRUST_MIN_CLIPS
+        and (split.get("by") != "speaker" or (test_speakers or 0) >= TRUST_MIN_SPEAKERS)
+    )
+    if not meaningful:
+        warnings.insert(
+            0,
+            f"Not yet meaningful: a test split needs at least {TRUST_MIN_CLIPS} clips and "
+            f"{TRUST_MIN_SPEAKERS} speakers before its figures say much.",
+        )
     recalls = core.get("per_class_recall") or {}
     return VersionFacts(
         number=version.number,
@@ -109,6 +129,12 @@ def facts(version: ModelVersion) -> VersionFacts:
         speaker_independent=bool(split.get("speaker_independent")),
         intervals=metrics.get("intervals") or {},
         warnings=warnings,
+        meaningful=meaningful,
+        evaluated_on=str(metrics.get("evaluated_on") or ""),
+        deployed_fit=metrics.get("deployed_fit") or {},
+        gate_decision=version.gate_decision,
+        gate_reason=version.gate_reason,
+        is_candidate=version.gate_decision == GateDecision.REFUSED and not version.is_active,
         per_class=[(str(k), v) for k, v in recalls.items()],
         has_confusion=bool(version.confusion_image),
         has_reliability=bool(version.calibration_image),
@@ -117,12 +143,13 @@ def facts(version: ModelVersion) -> VersionFacts:
 
 def versions(project: Project) -> list[VersionFacts]:
     """Every model version, newest first."""
-    return [facts(v) for v in ModelVersion.objects.filter(project=project).order_by("-number")]
+    rows = ModelVersion.objects.filter(project=project).defer("held_out").order_by("-number")
+    return [facts(v) for v in rows]
 
 
 def learning_curve(project: Project) -> list[tuple[int, int, dict[str, float | None]]]:
     """(labels, version number, {uar, macro_f1, ece_after}) per version, in training order."""
-    rows = ModelVersion.objects.filter(project=project).order_by("number")
+    rows = ModelVersion.objects.filter(project=project).defer("held_out").order_by("number")
     return [
         (v.label_count, v.number, {k: facts(v).value(k) for k in ("uar", "macro_f1", "ece_after")})
         for v in rows

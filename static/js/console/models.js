@@ -52,6 +52,8 @@ if (form) {
 
 for (const button of document.querySelectorAll("button.activate")) {
   button.addEventListener("click", async () => {
+    // A candidate the quality gate refused: activating it overrides the gate (audited).
+    if (button.dataset.candidate && !window.confirm(`The quality gate refused v${button.dataset.number}. Activate it anyway?`)) return;
     button.disabled = true;
     try {
       await postJson(`${settings.urls.models}/${button.dataset.number}/activate`);
