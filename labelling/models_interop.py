@@ -55,6 +55,49 @@ class WeakLabel(models.Model):
         return f"{self.model_name} {self.model_version} on clip {self.clip_id}"
 
 
+class WeakLabelSource(models.Model):
+    """How much a project's training trusts one external model (its weak labels, all versions):
+    the weight of its soft targets against a human label's 1, whether it is used at all, and
+    whether to use it although it disagrees with the humans (labelling.services.interop.
+    sources flags it; learner.services.weak_labels leaves a flagged source out unless forced).
+
+    A source without a row has the defaults. DEFAULT_WEIGHT 0.3: an external model's
+    prediction is a guess made on other data, usually in another recording domain, so it
+    counts for under a third of a label (three agreeing weak labels about one human one);
+    what it did in the simulator on EmoDB is in docs/active-learning.md, "Weak labels".
+    """
+
+    DEFAULT_WEIGHT = 0.3
+
+    project = models.ForeignKey(
+        "labelling.Project", on_delete=models.CASCADE, related_name="weak_label_sources"
+    )
+    model_name = models.CharField(max_length=120)
+    weight = models.FloatField(
+        default=DEFAULT_WEIGHT, help_text="0..1; a human label weighs 1. 0: not used."
+    )
+    enabled = models.BooleanField(default=True)
+    force = models.BooleanField(
+        default=False, help_text="Train on it even while it is flagged for disagreeing."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "model_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "model_name"], name="uniq_weak_label_source_per_project"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(weight__gte=0) & models.Q(weight__lte=1),
+                name="weak_label_source_weight_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} in project {self.project_id} (weight {self.weight})"
+
+
 # --- A new corpus clip's annotation ---------------------------------------------------------
 
 # The manifest columns a corpus import (labelling/services/interop/corpus.py) gives each new

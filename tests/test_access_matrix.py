@@ -256,6 +256,7 @@ ACCESS_TABLE: tuple[Row, ...] = (
         body={"preset": "emodb", "audio": FILE, "labels": FILE}, multipart=True),
     Row("/api/projects/{slug}/predictions/", "POST", ML_ENGINEER, on=PROJECTS,
         body={"file": FILE, "model": "m", "model_version": "1"}, multipart=True),
+    Row("/api/projects/{slug}/predictions/", "GET", ML_ENGINEER, on=PROJECTS),
     Row("/api/projects/{slug}/labelstudio-imports/", "POST", ML_ENGINEER, on=PROJECTS,
         body={"file": FILE}, multipart=True),
     # The labelling queue

@@ -7,6 +7,10 @@ Studio export, uploaded into a project (labelling/services/interop/).
   its corpus annotation as it is created.
 - POST /api/projects/<slug>/predictions/: `file` (CSV or JSON lines), `model`,
   `model_version`, optional `mapping` or `preset`: weak labels.
+- GET /api/projects/<slug>/predictions/: the weak-label sources (read-only): per model, its
+  versions, clips, weight, enabled/force, agreement with the human majority on the clips
+  both labelled, whether it is flagged for disagreeing and whether it trains the model
+  (labelling/services/interop/sources.py).
 - POST /api/projects/<slug>/labelstudio-imports/: `file` (the export), optional `mapping`:
   annotations on clips already in the project (new audio goes through the CLI's
   --audio-dir).
@@ -37,6 +41,7 @@ from labelling.services.interop import PRESETS, InteropError, load_mapping
 from labelling.services.interop.corpus import apply_plan, audio_root, plan_corpus
 from labelling.services.interop.labelstudio import apply_labelstudio, plan_labelstudio
 from labelling.services.interop.predictions import apply_predictions, plan_predictions
+from labelling.services.interop.sources import source_reports, thresholds
 from labelling.tasks import dispatch_batch
 
 
@@ -53,6 +58,20 @@ class PredictionImportSerializer(StrictSerializer):
     model_version = serializers.CharField(max_length=80)
     mapping = serializers.FileField(required=False)
     preset = serializers.ChoiceField(choices=PRESETS, required=False)
+
+
+class WeakSourceSerializer(serializers.Serializer):
+    model_name = serializers.CharField()
+    versions = serializers.ListField(child=serializers.CharField())
+    clips = serializers.IntegerField()
+    weight = serializers.FloatField()
+    enabled = serializers.BooleanField()
+    force = serializers.BooleanField()
+    overlap = serializers.IntegerField(help_text="Clips with a prediction and a human majority.")
+    agreed = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True)
+    flagged = serializers.BooleanField(help_text="Disagrees with the humans beyond the threshold.")
+    used_for_training = serializers.BooleanField()
 
 
 class LabelStudioImportSerializer(StrictSerializer):
@@ -137,6 +156,30 @@ class CorpusImportView(_InteropView):
 
 
 class PredictionImportView(_InteropView):
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "WeakLabelSources",
+                {
+                    "sources": WeakSourceSerializer(many=True),
+                    "min_agreement": serializers.FloatField(),
+                    "min_overlap": serializers.IntegerField(),
+                },
+            )
+        },
+        description="The weak-label sources, their agreement with the humans and flags "
+        "(ML engineer; read-only).",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        min_agreement, min_overlap = thresholds()
+        return Response(
+            {
+                "sources": [r.as_dict() for r in source_reports(self._project())],
+                "min_agreement": min_agreement,
+                "min_overlap": min_overlap,
+            }
+        )
+
     @extend_schema(
         request=PredictionImportSerializer,
         responses={
