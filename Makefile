@@ -95,5 +95,11 @@ bench-annotator: $(STAMP) frontend browser services
 bench-console: $(STAMP) services
 	$(TEST_ENV) $(PY) bench/console.py $(ARGS)
 
+# Creates, fills and drops its own database (emoloop_bench_loop) on DATABASE_URL's server and
+# starts (and stops) its own Celery worker on queues of its own.
+.PHONY: bench-loop-latency
+bench-loop-latency: $(STAMP) services
+	$(TEST_ENV) $(PY) bench/loop_latency.py $(ARGS)
+
 clean:
 	rm -rf var/test .pytest_cache .mypy_cache
