@@ -154,3 +154,17 @@ def test_a_deactivated_admin_changes_nothing(client_for, project, project_admin,
     assert response.status_code == 404
     anna.refresh_from_db()
     assert anna.is_active
+
+
+def test_staff_adding_a_deactivated_member_are_told_to_reactivate(
+    client_for, project, project_admin, annotator, superuser
+):
+    Membership.objects.filter(user=annotator).update(is_active=False)
+
+    response = client_for(superuser).post(
+        _url(project), {"username": "anna", "role": "reviewer"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "reactivate" in response.content.decode()
+    assert Membership.objects.filter(user=annotator).count() == 1

@@ -65,9 +65,14 @@ class MembershipViewSet(
                 "existing account directly is for staff.",
                 code="invite_instead",
             )
-        if Membership.objects.filter(
+        existing = Membership.objects.filter(
             project=self.project, user=serializer.validated_data["user"]
-        ).exists():
+        ).first()
+        if existing is not None and not existing.is_active:
+            raise ValidationError(
+                {"username": "A deactivated member; reactivate them (is_active) instead."}
+            )
+        if existing is not None:
             raise ValidationError({"username": "Already a member; change the role instead."})
         with transaction.atomic():
             membership = serializer.save(project=self.project)
