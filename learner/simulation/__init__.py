@@ -53,7 +53,7 @@ The package, one module per job; each imports only the modules above it:
 | `config` | SimulationConfig, strategy names, the model of every round |
 | `loop` | Problem (the arrays of a simulation), one run, the full-pool reference |
 | `metrics` | labels to target, censoring, bootstrap ratio to random, the summary |
-| `weak` | weak labels: another model's predictions read from a file (`--weak-labels`), a weak labeller trained on other speakers (`make_weak_labeller`) |
+| `weak` | weak labels from a file (`--weak-labels`); a weak labeller of other speakers |
 | `jobs` | every (rotation, seed, strategy) job in forked worker processes: `simulate` |
 | `report` | the strategy table, CSVs, the curves plot, summary.json |
 
