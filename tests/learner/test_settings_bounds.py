@@ -216,6 +216,8 @@ def _admin_form(row: LearnerSettings, **changes) -> dict:
         "query_batch_size": row.query_batch_size,
         "coverage_min_share": "{}",
         "coverage_max_share": "{}",
+        "quality_gate": "on" if row.quality_gate else "",
+        "quality_gate_margin": row.quality_gate_margin,
     }
     return {**data, **changes}
 
