@@ -4,8 +4,11 @@ with the humans and its flag (labelling.services.interop.sources) and the source
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 
 from labelling.models import Annotation, Clip, Project, TaxonomyNode, WeakLabel
 from labelling.models_interop import WeakLabelSource
@@ -239,3 +242,17 @@ def test_the_sources_api_lists_agreement_and_flags_for_engineers_only(
     assert by_name["good"]["agreement"] == 1.0
     assert body["min_overlap"] == 3
     assert client_for(annotator).get(url).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_weak_sources_command_sets_a_weight_and_lists_the_flag(
+    project: Project, judged: list[Clip]
+) -> None:
+    out = io.StringIO()
+    call_command("weak_sources", project.slug, "good", "--weight", "0.6", stdout=out)
+    lines = dict(line.split(": ", 1) for line in out.getvalue().splitlines())
+    assert "weight=0.6" in lines["good"]
+    assert "flagged=True used_for_training=False" in lines["bad"]
+    assert WeakLabelSource.objects.get(project=project, model_name="good").weight == 0.6
+    with pytest.raises(CommandError, match="not in"):
+        call_command("weak_sources", project.slug, "good", "--weight", "2", stdout=out)
