@@ -149,6 +149,21 @@ class Targets:
             return np.zeros(len(self.clip_ids), dtype=bool)
         return np.asarray(self.weak, dtype=bool)
 
+    def human_only(self) -> Targets:
+        """The rows that are not weak labels (what a trainability check or an evaluation
+        looks at); itself when there are no weak rows."""
+        keep = np.flatnonzero(~self.weak_rows())
+        if len(keep) == len(self.clip_ids):
+            return self
+        return Targets(
+            clip_ids=[self.clip_ids[i] for i in keep],
+            core=self.core[keep],
+            core_weight=self.core_weight[keep],
+            fine=self.fine[keep] if self.fine is not None else None,
+            fine_weight=self.fine_weight[keep] if self.fine_weight is not None else None,
+            skipped_only=list(self.skipped_only),
+        )
+
 
 def soft_targets(
     space: LabelSpace, judgements: Iterable[Judgement], *, unsure_weight: float = 0.5

@@ -84,6 +84,15 @@ def test_human_labelled_and_skipped_clips_keep_exactly_their_human_targets() -> 
     assert not merged.weak_rows().any()
 
 
+def test_human_only_drops_the_weak_rows() -> None:
+    human = _human()
+    merged = merge_targets(human, weak_soft_targets(SPACE, [WeakJudgement(2, {"sad": 1.0}, 1)]))
+    back = merged.human_only()
+    assert back.clip_ids == [1]
+    assert back.core.tolist() == human.core.tolist()
+    assert human.human_only() is human
+
+
 def test_weight_zero_changes_nothing() -> None:
     human = _human()
     weak = weak_soft_targets(SPACE, [WeakJudgement(2, {"sad": 1.0}, 0.0)])
