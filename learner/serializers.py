@@ -167,11 +167,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def _facts(self, version: ModelVersion) -> reports.VersionFacts:
-        cache = self.context.setdefault("_facts", {})
-        if version.pk not in cache:
-            cache[version.pk] = reports.facts(version)
-        found: reports.VersionFacts = cache[version.pk]
-        return found
+        # One reading of the metrics per version, for the nine fields that show them.
+        if getattr(self, "_facts_of", None) is None:
+            self._facts_of: dict[int, reports.VersionFacts] = {}
+        if version.pk not in self._facts_of:
+            self._facts_of[version.pk] = reports.facts(version)
+        return self._facts_of[version.pk]
 
     def get_test_clips(self, version: ModelVersion) -> int | None:
         return self._facts(version).test_clips
