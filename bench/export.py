@@ -10,8 +10,10 @@ temporary MEDIA_ROOT, so the copies cost file creation, not bytes.
 
 The build runs in a child process (`--child`), which reports its wall time around
 `exports.services.build.build` (population and Django start-up excluded), its peak resident
-set size (ru_maxrss, the whole process: Django, pandas, crowd-kit included) and the time and
-memory at each stage of the build's progress callback. A second child writes the version
+set size (ru_maxrss, the whole process: Django and every import included), that of the
+build's Dawid-Skene worker process (exports/services/ds_fit.py: pandas and crowd-kit live
+there), the CPU seconds of both, and the time and memory at each stage of the build's progress
+callback. The headline's peak_rss_mb is the two peaks added (they run side by side). A second child writes the version
 again into another folder; `identical_rebuild` compares the two SHA256SUMS byte for byte.
 
     make bench-export       # or: python bench/export.py [--clips N] [--annotations N] [--profile]
@@ -50,8 +52,15 @@ KEEP_RUNS = 5
 TARGETS = {"export_s": 60, "peak_rss_mb": 500}
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size in MB: of this process, or (RUSAGE_CHILDREN) of the largest of
+    its ended children (the build's Dawid-Skene worker)."""
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
+def cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb() -> float:
@@ -128,6 +137,7 @@ def child(args: argparse.Namespace) -> None:
     ).get(pk=args.version_id)
     clock = StageClock()
     profiler = cProfile.Profile() if args.profile else None
+    cpu_before = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     if profiler is not None:
         profiler.enable()
@@ -138,6 +148,8 @@ def child(args: argparse.Namespace) -> None:
         folder = args.folder
         build.write_version(version, folder, clock)
     finished = time.perf_counter()
+    cpu_self = cpu_s(resource.RUSAGE_SELF) - cpu_before[0]
+    cpu_children = cpu_s(resource.RUSAGE_CHILDREN) - cpu_before[1]
     if profiler is not None:
         profiler.disable()
         out = io.StringIO()
@@ -149,7 +161,12 @@ def child(args: argparse.Namespace) -> None:
     sheet = json.loads((folder / "datasheet.json").read_text())
     print(json.dumps({
         "folder": str(folder), "export_s": round(finished - started, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "stages": clock.stages(finished),
+        "cpu_s": round(cpu_self, 1), "worker_cpu_s": round(cpu_children, 1),
+        "build_peak_rss_mb": round(peak_rss_mb(), 1),
+        "worker_peak_rss_mb": round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+        # The worker runs beside the build: the two peaks added bound what both held at once.
+        "peak_rss_mb": round(peak_rss_mb() + peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+        "stages": clock.stages(finished),
         "clips": sheet["composition"]["clips"],
         "annotations": sheet["collection"]["annotations"],
         "sums_sha256": sha256_file(folder / "SHA256SUMS"),
@@ -224,6 +241,7 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
     if by_reference:
         version.options = {**version.options, "audio": "reference"}
         version.save(update_fields=["options"])
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     first = run_child("build", version.pk, None, args.profile)
     second = run_child("rebuild", version.pk, scratch / "rebuild", False)
     identical = (
@@ -239,12 +257,17 @@ def measure(args: argparse.Namespace, scratch: Path, fresh: bool) -> dict[str, A
         "export_s": first["export_s"],
         "rebuild_s": second["export_s"],
         "peak_rss_mb": first["peak_rss_mb"],
+        "build_peak_rss_mb": first["build_peak_rss_mb"],
+        "worker_peak_rss_mb": first["worker_peak_rss_mb"],
+        "cpu_s": first["cpu_s"],
+        "worker_cpu_s": first["worker_cpu_s"],
         "rebuild_peak_rss_mb": second["peak_rss_mb"],
         "stages": first["stages"],
         "profiled": args.profile,
         "clips": first["clips"],
         "annotations": first["annotations"],
         "identical_rebuild": identical,
+        "load_average_at_start": load_at_start,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -271,11 +294,15 @@ def report(args: argparse.Namespace, run: dict[str, Any]) -> None:
         "targets": TARGETS,
         "note": (
             "export_s: wall time of exports.services.build.build in a child process (Django "
-            "start-up and population excluded); peak_rss_mb: that process's ru_maxrss, "
-            "imports included. stages: from the build's progress callback; 'aggregation' "
-            "covers labels_<ring> tables (majority, soft, Dawid-Skene), gold.csv, "
-            "agreement.json and weak labels; the last stage (lineage) runs to the end: "
-            "version.json, datasheet with plots, SHA256SUMS. Shared machine: compare runs."
+            "start-up and population excluded). peak_rss_mb: build_peak_rss_mb (that "
+            "process's ru_maxrss, imports included) + worker_peak_rss_mb (its Dawid-Skene "
+            "worker process, exports/services/ds_fit.py, which runs beside it), an upper "
+            "bound of both at once. cpu_s / worker_cpu_s: CPU seconds (user + system) of the "
+            "build process and of the worker. stages: from the build's progress callback; "
+            "'aggregation' covers majority votes, gold.csv, agreement.json and weak labels; "
+            "'labels' waits for the worker's Dawid-Skene and writes labels_<ring>, then "
+            "version.json, datasheet with plots, SHA256SUMS. Shared machine (2 cores): see "
+            "the load averages and CPU seconds, and compare runs."
         ),
         "runs": [*previous, run][-KEEP_RUNS:],
     }
@@ -284,6 +311,11 @@ def report(args: argparse.Namespace, run: dict[str, Any]) -> None:
     for stage in run["stages"]:
         print(json.dumps(stage))
     print(f"populate_s={run['populate_s']} rebuild_s={run['rebuild_s']} audio={run['audio']}")
+    print(
+        f"build_peak_rss_mb={run['build_peak_rss_mb']:.0f} "
+        f"worker_peak_rss_mb={run['worker_peak_rss_mb']:.0f} cpu_s={run['cpu_s']} "
+        f"worker_cpu_s={run['worker_cpu_s']} load_average_at_start={run['load_average_at_start']}"
+    )
     print(
         f"export_s={run['export_s']:.1f} peak_rss_mb={run['peak_rss_mb']:.0f} "
         f"clips={run['clips']} annotations={run['annotations']} "

@@ -27,14 +27,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import pandas as pd
-from crowdkit.aggregation import DawidSkene
-from pandas.errors import PandasDeprecationWarning
+import numpy as np
 
 Item = str | int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rating:
     """One rater's label for one item at one ring. `rater` is a pseudonymous id."""
 
@@ -166,6 +164,104 @@ def item_agreement(ratings: Iterable[Rating]) -> dict[Item, ItemAgreement]:
     return result
 
 
+#: crowd-kit's EM settings for dataset versions (recorded in DatasetVersion.aggregation, so a
+#: rebuild uses the settings its version was built with). The tolerance is on the change of the
+#: evidence lower bound per rating between two EM steps; docs/datasets.md, "Aggregation", gives
+#: what it changes against a fit run to 1e-5 on the 100,000-clip bench.
+DS_N_ITER = 100
+DS_TOL = 1e-3
+
+
+def _check_ds_parameters(n_iter: int, tol: float) -> None:
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+
+
+@dataclass(frozen=True)
+class CodedRatings:
+    """Ratings as crowd-kit's input, in integer codes: one row per rating sorted by (item,
+    rater); `tasks` holds the item's position in `items` (item order), `workers` the rater's
+    rank among the sorted raters, `labels` the label's index in `names` (sorted). Ranks keep
+    the order of the names, so crowd-kit sees the same groups in the same order as with the
+    names themselves, and pandas groups and joins integers several times faster than strings.
+    The arrays alone (a few MB) are what a worker process needs to fit."""
+
+    items: list[Item]
+    names: list[str]
+    tasks: np.ndarray
+    workers: np.ndarray
+    labels: np.ndarray
+
+
+def code_ratings(by_item: Mapping[Item, Mapping[str, str]]) -> CodedRatings:
+    """{item: {rater: label}} (items in output order, raters sorted: `labels_by_item`)."""
+    names = sorted({label for votes in by_item.values() for label in votes.values()})
+    raters = sorted({rater for votes in by_item.values() for rater in votes})
+    label_code = {label: index for index, label in enumerate(names)}
+    rater_code = {rater: index for index, rater in enumerate(raters)}
+    size = sum(len(votes) for votes in by_item.values())
+    tasks = np.empty(size, dtype=np.int32)
+    workers = np.empty(size, dtype=np.int32)
+    labels = np.empty(size, dtype=np.int32)
+    row = 0
+    for index, votes in enumerate(by_item.values()):
+        for rater, label in votes.items():
+            tasks[row], workers[row], labels[row] = index, rater_code[rater], label_code[label]
+            row += 1
+    return CodedRatings(list(by_item), names, tasks, workers, labels)
+
+
+def fit_coded(
+    tasks: np.ndarray, workers: np.ndarray, labels: np.ndarray, n_iter: int, tol: float
+) -> np.ndarray:
+    """crowd-kit's DawidSkene on coded ratings (CodedRatings' arrays): the posterior matrix
+    (items, labels), rows in task-code order, columns in label-code order. Needs only numpy
+    arrays, so it runs as well in a worker process."""
+    # Imported here: crowd-kit brings pandas, scikit-learn and nltk (about 200 MB of
+    # resident memory), which only the process that fits needs (exports.services.ds_fit).
+    import pandas as pd
+    from crowdkit.aggregation import DawidSkene
+    from pandas.errors import PandasDeprecationWarning
+
+    frame = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
+    model = DawidSkene(n_iter=n_iter, tol=tol)
+    # crowd-kit 1.4.2 still passes inplace= and copy= that pandas 3 deprecates: one warning
+    # per EM step would flood the export task's log. Only those warnings, only from crowd-kit.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=PandasDeprecationWarning, module="crowdkit")
+        probas = model.fit_predict_proba(frame)
+    del frame
+    n_items, n_labels = int(tasks.max()) + 1, int(labels.max()) + 1
+    matrix: np.ndarray = probas.reindex(index=range(n_items), columns=range(n_labels)).to_numpy(
+        dtype=np.float64
+    )
+    return matrix
+
+
+def fit_coded_top(
+    tasks: np.ndarray, workers: np.ndarray, labels: np.ndarray, n_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`fit_coded`'s label code of highest posterior per item (the first maximum: with
+    labels in sorted order, exact ties go to the smallest key) and that posterior. Two
+    small arrays: what a worker process sends back."""
+    matrix = fit_coded(tasks, workers, labels, n_iter, tol)
+    best = matrix.argmax(axis=1)
+    return best, matrix[np.arange(len(best)), best]
+
+
+def top_labels(
+    coded: CodedRatings, best: np.ndarray, top: np.ndarray
+) -> dict[Item, tuple[str, float]]:
+    """{item: (label, posterior)} from `fit_coded_top`'s arrays."""
+    names = coded.names
+    return {
+        item: (names[code], probability)
+        for item, code, probability in zip(coded.items, best.tolist(), top.tolist(), strict=True)
+    }
+
+
 def dawid_skene(
     ratings: Iterable[Rating], *, n_iter: int = 100, tol: float = 1e-5
 ) -> dict[Item, DSResult]:
@@ -179,41 +275,32 @@ def dawid_skene(
 
     Raises ValueError when n_iter < 1 or tol < 0.
     """
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-    if tol < 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
+    _check_ds_parameters(n_iter, tol)
     by_item = labels_by_item(ratings)
     if not by_item:
         return {}
-    items = list(by_item)
-    # Raters and labels go in as their rank in sorted order, not as strings: pandas groups
-    # and joins integers several times faster, and a rank keeps the order of the names, so
-    # crowd-kit sees the same groups in the same order and computes the same floats.
-    raters = {r: i for i, r in enumerate(sorted({r for v in by_item.values() for r in v}))}
-    names = sorted({label for votes in by_item.values() for label in votes.values()})
-    code = {label: index for index, label in enumerate(names)}
-    rows = [
-        (index, raters[rater], code[label])
-        for index, item in enumerate(items)
-        for rater, label in by_item[item].items()
-    ]
-    frame = pd.DataFrame(rows, columns=["task", "worker", "label"])
-    model = DawidSkene(n_iter=n_iter, tol=tol)
-    # crowd-kit 1.4.2 still passes inplace= and copy= that pandas 3 deprecates: one warning
-    # per EM step would flood the export task's log. Only those warnings, only from crowd-kit.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=PandasDeprecationWarning, module="crowdkit")
-        probas = model.fit_predict_proba(frame)
-    columns = [names[int(label)] for label in probas.columns]
-    labels = sorted(columns)
+    coded = code_ratings(by_item)
+    names = coded.names
+    matrix = fit_coded(coded.tasks, coded.workers, coded.labels, n_iter, tol)
     result: dict[Item, DSResult] = {}
-    # One array lookup per item instead of a pandas row lookup (100,000 of them per ring).
-    matrix = probas.loc[list(range(len(items)))].to_numpy(dtype=float).tolist()
-    for item, values in zip(items, matrix, strict=True):
-        row: Mapping[str, float] = dict(zip(columns, values, strict=True))
-        posterior = {label: row[label] for label in labels}
-        best = max(posterior.values())
+    for item, values in zip(by_item, matrix.tolist(), strict=True):
+        posterior = dict(zip(names, values, strict=True))
+        best = max(values)
         label = min(c for c, p in posterior.items() if p == best)
         result[item] = DSResult(label=label, posterior=posterior)
     return result
+
+
+def dawid_skene_labels(
+    ratings: Iterable[Rating], *, n_iter: int = DS_N_ITER, tol: float = DS_TOL
+) -> dict[Item, tuple[str, float]]:
+    """{item: (Dawid-Skene label, its posterior)}: `dawid_skene` without the posterior over
+    every label (72 floats per clip at the outer ring of the wheel, which a dataset version
+    does not write). Same fit, same label (highest posterior, exact ties to the smallest
+    key: labels are in sorted order and argmax takes the first maximum)."""
+    _check_ds_parameters(n_iter, tol)
+    by_item = labels_by_item(ratings)
+    if not by_item:
+        return {}
+    coded = code_ratings(by_item)
+    return top_labels(coded, *fit_coded_top(coded.tasks, coded.workers, coded.labels, n_iter, tol))

@@ -168,8 +168,13 @@ class TableWriter(ABC):
                 raise RowError(f"row {number}: unknown columns {unknown}, missing {missing}")
             values: list[Normal] = []
             for column in self.columns:
+                value = row[column]
+                kind = type(value)
+                if kind is str or kind is int or value is None or kind is bool:
+                    values.append(value)  # already plain: what _normal would return
+                    continue
                 try:
-                    values.append(_normal(row[column]))
+                    values.append(_normal(value))
                 except (TypeError, ValueError) as error:
                     raise RowError(f"row {number}, column {column!r}: {error}") from None
             yield values
@@ -211,6 +216,39 @@ class JsonlWriter(TableWriter):
             file.write("\n")
             count += 1
         return count
+
+
+def write_twin_tables(
+    csv_path: Path, jsonl_path: Path, columns: Sequence[str], rows: Iterable[Row]
+) -> int:
+    """Write `rows` to a CSV and a JSONL file in one pass; how many were written.
+
+    The bytes of each file are those of CsvWriter(columns).write and
+    JsonlWriter(columns).write on the same rows (a test compares them), but every row is
+    checked and normalised once and never kept: no second pass over the rows, no spool. Each
+    file is complete under its final name or absent, like the single writers'.
+    """
+    csv_writer = CsvWriter(columns)  # checks the column names
+    names = csv_writer.columns
+    encoder = json.JSONEncoder(
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+    count = 0
+    with _atomic(Path(csv_path)) as csv_binary, _atomic(Path(jsonl_path)) as jsonl_binary:
+        csv_text = io.TextIOWrapper(csv_binary, encoding="utf-8", newline="")
+        jsonl_text = io.TextIOWrapper(jsonl_binary, encoding="utf-8", newline="")
+        table = csv.writer(csv_text, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        table.writerow(names)
+        write_line = jsonl_text.write
+        for values in csv_writer._normalised(rows):
+            table.writerow([_csv_text(value) for value in values])
+            write_line(encoder.encode(dict(zip(names, values, strict=True))))
+            write_line("\n")
+            count += 1
+        for text in (csv_text, jsonl_text):
+            text.flush()
+            text.detach()
+    return count
 
 
 # --- Folder listing and SHA256SUMS --------------------------------------------------------

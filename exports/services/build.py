@@ -1,8 +1,8 @@
 """Building a dataset version's folder in the native layout (docs/datasets.md, v1).
 
 Rows are streamed from the database in primary-key order (`.iterator(chunk_size=…)`) and
-written with `exports.core.archive`'s writers (the JSONL twin of each table is replayed from
-a pickled spool, not from memory); only the human ratings (clip, rater, label per ring) and
+written with `exports.core.archive`'s writers (each table and its JSONL twin in one pass,
+no row kept); only the human ratings (clip, rater, label per ring) and
 one small tuple per clip are kept in memory for aggregation, splits and the datasheet. The
 folder is written under a temporary name and renamed into place when complete, SHA256SUMS
 last.
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,10 +35,10 @@ from django.utils import timezone
 
 from exports.core import aggregation as agg
 from exports.core import agreement
-from exports.core.archive import CsvWriter, JsonlWriter, Row, sha256_file, write_sha256sums
+from exports.core.archive import Row, sha256_file, write_sha256sums, write_twin_tables
 from exports.core.splits import SplitClip, assign_splits, group_of
 from exports.models import DatasetVersion
-from exports.services import datasheet, labels, lineage
+from exports.services import datasheet, ds_fit, labels, lineage
 from exports.services.versions import folder_of
 from labelling.models import Annotation, Clip, GoldClip, TaxonomyNode
 
@@ -94,24 +92,9 @@ def _none(_stage: str, _done: int, _total: int) -> None:
 
 
 def _table(folder: Path, name: str, columns: tuple[str, ...], rows: Iterator[Row]) -> int:
-    """Write the rows once to CSV while spooling them (pickled, to a temporary file: memory
-    stays flat however many rows) for the JSONL twin (same rows, same order)."""
-    with tempfile.TemporaryFile(dir=folder) as spool:
-
-        def tee() -> Iterator[Row]:
-            for row in rows:
-                pickle.dump(row, spool, protocol=pickle.HIGHEST_PROTOCOL)
-                yield row
-
-        count = CsvWriter(columns).write(folder / f"{name}.csv", tee())
-        spool.seek(0)
-
-        def replay() -> Iterator[Row]:
-            for _ in range(count):
-                yield pickle.load(spool)  # noqa: S301 (our own rows, written just above)
-
-        JsonlWriter(columns).write(folder / f"{name}.jsonl", replay())
-    return count
+    """Write the rows to `<name>.csv` and its JSONL twin in one pass (same rows, same order;
+    no row is kept: memory stays flat however many rows)."""
+    return write_twin_tables(folder / f"{name}.csv", folder / f"{name}.jsonl", columns, rows)
 
 
 def _rounded(value: Any) -> Any:
@@ -154,41 +137,47 @@ def _rings(version: DatasetVersion) -> int:
     return 1 + int(deepest or 0)
 
 
+def ds_parameters(version: DatasetVersion) -> tuple[int, float]:
+    """(n_iter, tol) of Dawid-Skene as recorded on the version (its `aggregation`), so a
+    rebuild fits with the settings the version was built with."""
+    recorded = (version.aggregation or {}).get("dawid_skene") or {}
+    return int(recorded.get("n_iter", agg.DS_N_ITER)), float(recorded.get("tol", agg.DS_TOL))
+
+
 def _label_rows(
-    ratings: list[agg.Rating], adjudicated: dict[int, str], ring: int
-) -> tuple[list[Row], dict[agg.Item, str]]:
-    """labels_<ring> rows (sorted by clip) and the majority label per clip.
+    ratings: list[agg.Rating],
+    adjudicated: dict[int, str],
+    ring: int,
+    majority: dict[agg.Item, agg.MajorityResult],
+    ds: dict[agg.Item, tuple[str, float]],
+) -> Iterator[Row]:
+    """labels_<ring> rows, sorted by clip.
 
     `label` is the label to train on: a reviewer's adjudication (at this ring) where there
     is one, else the majority vote; `adjudicated` says which. A clip decided at a ring that
     none of its ratings reaches has a row of its own there (no votes, 0 raters)."""
-    majority = agg.majority_vote(ratings)
     soft = agg.soft_labels(ratings)
-    ds = agg.dawid_skene(ratings)
     per_item = agg.item_agreement(ratings)
     here: dict[agg.Item, str] = {
         item: key for item, full in adjudicated.items() if (key := agg.at_ring(full, ring))
     }
-    rows: list[Row] = []
     for item in sorted(set(majority) | set(here), key=agg.item_sort_key):
         decided = here.get(item)
         if item not in majority:  # decided at a ring no annotator's label reaches: no votes
-            rows.append({"clip_id": item, "label": decided, "adjudicated": decided, "raters": 0,
-                         "majority": None, "majority_votes": 0, "tied": False, "soft": "{}",
-                         "dawid_skene": None, "dawid_skene_probability": None,
-                         "agreement": None})  # fmt: skip
+            yield {"clip_id": item, "label": decided, "adjudicated": decided, "raters": 0,
+                   "majority": None, "majority_votes": 0, "tied": False, "soft": "{}",
+                   "dawid_skene": None, "dawid_skene_probability": None,
+                   "agreement": None}  # fmt: skip
             continue
-        vote, fitted = majority[item], ds[item]
-        rows.append({
+        vote, (ds_label, ds_probability) = majority[item], ds[item]
+        yield {
             "clip_id": item, "label": decided or vote.label, "adjudicated": decided,
             "raters": vote.raters, "majority": vote.label,
             "majority_votes": vote.votes, "tied": vote.tied,
             "soft": json.dumps(_rounded(soft[item]), sort_keys=True),
-            "dawid_skene": fitted.label,
-            "dawid_skene_probability": fitted.posterior[fitted.label],
+            "dawid_skene": ds_label, "dawid_skene_probability": ds_probability,
             "agreement": per_item[item].pairwise,
-        })  # fmt: skip
-    return rows, {item: result.label for item, result in majority.items()}
+        }  # fmt: skip
 
 
 def _given_keys(decided: dict[int, tuple[int, Any]]) -> dict[int, str]:
@@ -247,7 +236,12 @@ def _previous_history(version: DatasetVersion) -> dict[str, str]:
 
 def write_version(version: DatasetVersion, folder: Path, progress: Progress = _none) -> int:
     """Write the whole native layout of `version` into `folder` (which must not exist);
-    the number of clips written."""
+    the number of clips written. Dawid-Skene runs in a worker process meanwhile (ds_fit)."""
+    with ds_fit.RingFits(*ds_parameters(version)) as fits:
+        return _write(version, folder, progress, fits)
+
+
+def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_fit.RingFits) -> int:
     folder.mkdir(parents=True)
     copy_audio = version.options.get("audio", "copy") == "copy"
     if copy_audio:
@@ -275,6 +269,8 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
         labels.annotation_rows(version, clips, names, keys, collected),
     )
     ratings = collected.ratings
+    # Dawid-Skene of every ring goes to the worker now; its labels are written last.
+    ds_pending = [fits.submit(rated) for rated in ratings]
 
     progress("aggregation", 0, total)
     adjudicated = {clip: key for clip, (node, _when) in decided.items() if (key := keys.key(node))}
@@ -282,11 +278,8 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
         folder, "adjudications", labels.ADJUDICATION_COLUMNS,
         labels.adjudication_rows(decided, keys, _given_keys(decided)),
     )  # fmt: skip
-    consensus: list[dict[agg.Item, str]] = []
-    for ring in range(rings):
-        rows, majority = _label_rows(ratings[ring], adjudicated, ring)
-        _table(folder, f"labels_{RINGS[ring]}", LABEL_COLUMNS, iter(rows))
-        consensus.append(majority)
+    majorities = [agg.majority_vote(rated) for rated in ratings]
+    consensus = [{item: vote.label for item, vote in by.items()} for by in majorities]
 
     gold_rows: list[Row] = sorted(
         (
@@ -360,6 +353,11 @@ def write_version(version: DatasetVersion, folder: Path, progress: Progress = _n
     selections = lineage.lineage_rows(version, clips, summary)
     _table(folder, "lineage", lineage.LINEAGE_COLUMNS, selections)
     version.lineage = summary.as_json(total)
+
+    progress("labels", 0, total)
+    for ring in range(rings):
+        rows = _label_rows(ratings[ring], adjudicated, ring, majorities[ring], ds_pending[ring]())
+        _table(folder, f"labels_{RINGS[ring]}", LABEL_COLUMNS, rows)
 
     taxonomy = version.taxonomy_version
     _write_json(folder / "version.json", {

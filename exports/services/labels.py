@@ -155,6 +155,7 @@ class Collected:
     dropped: int = 0
 
 
+NO_RINGS: list[str | None] = [None, None, None]
 ADJUDICATION_COLUMNS = ("clip_id", "label", "given_label", "created_at")
 
 
@@ -258,6 +259,7 @@ def annotation_rows(
             "suggestion_shown", "created_at",
         )
     )  # fmt: skip
+    by_key: dict[str, list[str | None]] = {}
     for (pk, clip_id, user_id, source, node_id, given, skip, unsure, intensity, valence,
          arousal, spent, plays, heard, shown,
          created) in rows.iterator(chunk_size=CHUNK):  # fmt: skip
@@ -272,7 +274,12 @@ def annotation_rows(
             out.raters_per_clip[clip_id] = out.raters_per_clip.get(clip_id, 0) + 1
             if clip_id in out.gold_keys:
                 out.gold_given[(clip_id, rater)] = key
-        at = [agg.at_ring(key, ring) if key else None for ring in range(3)]
+        if not key:
+            at = NO_RINGS
+        elif (found := by_key.get(key)) is not None:
+            at = found
+        else:  # one list per key: 300,000 ratings share a hundred label strings
+            at = by_key[key] = [agg.at_ring(key, ring) for ring in range(3)]
         if source == HUMAN:
             for ring, label in enumerate(at[:rings]):
                 if label is not None:

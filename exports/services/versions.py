@@ -15,8 +15,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from audit import services as audit
-from exports import formats
-from exports.models import AUDIO_MODES, DatasetVersion, default_split_targets
+from exports.core import aggregation as agg
+from exports.models import (
+    AUDIO_MODES,
+    DatasetVersion,
+    default_aggregation,
+    default_split_targets,
+)
 from labelling.models import ImportBatch, Project
 
 # Where versions live, relative to MEDIA_ROOT (next to clips/ and recordings/).
@@ -54,6 +59,12 @@ def code_version() -> str:
         return f"emoloop {metadata.version('emoloop')}"
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def aggregation_policy() -> dict[str, object]:
+    """The aggregation recorded on a new version: the model's default policy with crowd-kit's
+    Dawid-Skene settings of `exports.core.aggregation` (DS_N_ITER, DS_TOL)."""
+    return {**default_aggregation(), "dawid_skene": {"n_iter": agg.DS_N_ITER, "tol": agg.DS_TOL}}
 
 
 def create_version(
@@ -96,6 +107,7 @@ def create_version(
                     options={"audio": audio},
                     split_seed=seed,
                     split_targets=default_split_targets(),
+                    aggregation=aggregation_policy(),
                     code_version=described,
                     created_by=user,
                     created_at=timezone.now(),
@@ -134,6 +146,10 @@ def format_folder(version: DatasetVersion, fmt: str) -> Path:
     requests converting at once cannot mix their files: the first rename wins and the other
     copy is dropped. Like the native folder, a converted folder is never changed.
     """
+    # The converters bring pyarrow (hf) and audformat: imported when a format is asked for,
+    # not by every importer of this module (the build process).
+    from exports import formats
+
     if fmt not in formats.FORMATS:
         raise ValueError(f"Unknown format {fmt!r}; choose one of {sorted(formats.FORMATS)}.")
     native = ready_folder(version)
