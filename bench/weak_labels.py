@@ -7,6 +7,8 @@ the run without weak labels with a 90 % bootstrap interval (rotations, then seed
 them, paired), and the final UAR with the paired difference and its interval.
 
     python bench/weak_labels.py --base OUT_WITHOUT OUT_WEAK_1 [OUT_WEAK_2 ...]
+
+(folders, or their summary.json; bench/results/weak_labels/ keeps the measured ones)
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from learner.simulation import bootstrap_ratio  # noqa: E402
+
+
+def _summary(path: str) -> dict:
+    """A simulate --out folder's summary.json, or such a file itself."""
+    file = Path(path)
+    return json.loads((file if file.is_file() else file / "summary.json").read_text())
 
 
 def _labels_to_target(row: dict) -> np.ndarray:
@@ -59,7 +67,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="simulate --out folder without weak labels")
     parser.add_argument("weak", nargs="+", help="simulate --out folders with weak labels")
     args = parser.parse_args()
-    base = json.loads((Path(args.base) / "summary.json").read_text())
+    base = _summary(args.base)
     for strategy, row in base["strategies"].items():
         base_ltt = _labels_to_target(row)
         base_uar = _final_uar(base, strategy, base_ltt.shape)
@@ -68,7 +76,7 @@ def main() -> None:
             f"final UAR {base_uar.mean():.3f} ({base_ltt.size} runs)"
         )
         for folder in args.weak:
-            summary = json.loads((Path(folder) / "summary.json").read_text())
+            summary = _summary(folder)
             weak = summary.get("weak_labels", {})
             ltt = _labels_to_target(summary["strategies"][strategy])
             uar = _final_uar(summary, strategy, ltt.shape)
@@ -76,7 +84,7 @@ def main() -> None:
             diff, dlow, dhigh = _paired_difference(uar, base_uar)
             accuracy = weak.get("accuracy")
             print(
-                f"{strategy} weak={Path(folder).name} accuracy="
+                f"{strategy} weak={Path(folder).stem} accuracy="
                 + (f"{accuracy:.3f}" if accuracy is not None else "n/a")
                 + f" weight={weak.get('weight')}: labels to target {ltt.mean():.1f} "
                 f"(ratio {ratio:.2f}, 90% {low:.2f}-{high:.2f}); final UAR {uar.mean():.3f} "
