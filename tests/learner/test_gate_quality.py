@@ -240,7 +240,6 @@ def test_pinned_test_groups_stay_held_out_and_pinning_the_seeded_choice_changes_
 # --- The gate in a project's training -----------------------------------------------------
 
 
-@pytest.mark.slow  # two trainings: about 15-25 s on 2 shared cores
 def test_the_gate_refuses_a_model_trained_on_shuffled_labels_and_an_engineer_can_override_it(
     project, annotator, engineer, shuffled_training
 ):
@@ -295,7 +294,6 @@ def test_the_gate_refuses_a_model_trained_on_shuffled_labels_and_an_engineer_can
     assert "Refused by the quality gate" in event.details["gate_reason"]
 
 
-@pytest.mark.slow  # two trainings: about 15-25 s on 2 shared cores
 def test_the_gate_accepts_a_better_model_and_activates_it(project, annotator, shuffled_training):
     _learnable(project, annotator)
     shuffled_training(True)
