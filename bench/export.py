@@ -13,8 +13,9 @@ The build runs in a child process (`--child`), which reports its wall time aroun
 set size (ru_maxrss, the whole process: Django and every import included), that of the
 build's Dawid-Skene worker process (exports/services/ds_fit.py: pandas and crowd-kit live
 there), the CPU seconds of both, and the time and memory at each stage of the build's progress
-callback. The headline's peak_rss_mb is the two peaks added (they run side by side). A second child writes the version
-again into another folder; `identical_rebuild` compares the two SHA256SUMS byte for byte.
+callback. The headline's peak_rss_mb is the two peaks added (they run side by side). A
+second child writes the version again into another folder; `identical_rebuild` compares the
+two SHA256SUMS byte for byte.
 
     make bench-export       # or: python bench/export.py [--clips N] [--annotations N] [--profile]
 
