@@ -248,6 +248,8 @@ def learner_form(**changes: str) -> dict[str, str]:
         "query_batch_size": "20",
         "coverage_min_share": "{}",
         "coverage_max_share": "{}",
+        "quality_gate": "on",
+        "quality_gate_margin": "0.02",
     }
     data.update(changes)
     return data
@@ -256,12 +258,13 @@ def learner_form(**changes: str) -> dict[str, str]:
 def test_an_ml_engineer_changes_learner_settings_in_the_page(project, engineer):
     data = learner_form(
         epochs="40", query_strategy="entropy", query_params='{"alpha": 0.3}',
-        coverage_max_share='{"speaker_id": {"s01": 0.2}}',
+        coverage_max_share='{"speaker_id": {"s01": 0.2}}', quality_gate_margin="0.05",
     )  # fmt: skip
     del data["augmentation"]
     response = client_of(engineer).post(PAGE, data)
     assert response.status_code == 302
     row = project_settings.settings_for(project)
+    assert (row.quality_gate, row.quality_gate_margin) == (True, 0.05)
     assert (row.epochs, row.query_strategy, row.query_params, row.augmentation) == (
         40,
         "entropy",
