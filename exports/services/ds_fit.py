@@ -10,8 +10,9 @@ ratings (three int32 arrays per ring) and sends back two arrays per ring (label 
 posterior), so neither side copies the other's data. The fit is the same computation as in
 process (`aggregation.fit_coded_top`): the same floats, the same bytes.
 
-Where no worker can be started (a platform without `spawn`, a process that may not have
-children), the fits run in this process when their result is asked for; the log says so.
+Where no worker can be started (a platform without `spawn`, a daemonic process such as a
+Celery prefork child, which may not have children), the fits run in this process when their
+result is asked for; the log says so.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class RingFits:
     def __init__(self, n_iter: int, tol: float) -> None:
         self.n_iter, self.tol = n_iter, tol
         self.pool: ProcessPoolExecutor | None = None
+        if multiprocessing.current_process().daemon:  # a Celery prefork child: no children
+            log.info("Dawid-Skene runs in the build process (a daemonic process)")
+            return
         try:
             self.pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn")
@@ -62,7 +66,7 @@ class RingFits:
         if self.pool is not None:
             try:
                 future = self.pool.submit(agg.fit_coded_top, *args)
-            except RuntimeError as exc:  # the worker could not start
+            except (RuntimeError, AssertionError, OSError) as exc:  # the worker did not start
                 log.warning("Dawid-Skene runs in the build process: %s", exc)
                 self.pool = None
 

@@ -99,3 +99,15 @@ def test_a_version_records_the_settings_it_is_built_with():
     # A version recorded with other settings (the model's default: run to 1e-5) keeps them.
     older = DatasetVersion(aggregation=default_aggregation())
     assert ds_parameters(older) == (100, 1e-5)
+
+
+def test_a_daemonic_process_fits_in_process(monkeypatch):
+    # A Celery prefork child is daemonic: it may not start a worker process of its own.
+    class Daemonic:
+        daemon = True
+
+    monkeypatch.setattr(ds_fit.multiprocessing, "current_process", Daemonic)
+    ratings = noisy_case(6)
+    with ds_fit.RingFits(100, 1e-3) as fits:
+        assert fits.pool is None
+        assert fits.submit(ratings)() == dawid_skene_labels(ratings, n_iter=100, tol=1e-3)
