@@ -23,6 +23,7 @@ name/version, normalisation statistics, temperatures).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from collections.abc import Sequence
@@ -367,15 +368,8 @@ def train_and_evaluate(
 ) -> TrainResult:
     """Split, normalise, train, calibrate and evaluate (see the module docstring)."""
     targets = data.targets
-    check_trainable(targets, config.min_examples)
-    split = speaker_split(
-        data.speakers,
-        targets.clip_ids,
-        test_fraction=config.test_fraction,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        pinned=config.test_groups,
-    )
+    check_trainable(targets.human_only(), config.min_examples)
+    split = _split_with_weak_rows(data, config)
     train = split.train
     train_core = targets.core[train]
     if int((train_core * targets.core_weight[train][:, None]).sum(axis=0).astype(bool).sum()) < 2:
@@ -456,12 +450,44 @@ def train_and_evaluate(
         "evaluated_on": _evaluated_on(split, data.speakers, len(rows)),
         "deployed_fit": {
             "rows": deployed_rows,
-            "labelled_rows": len(targets.clip_ids),
+            "labelled_rows": int((~targets.weak_rows()).sum()),  # human-labelled
+            "weak_rows": int(targets.weak_rows().sum()),
             "all_labels": deployed_rows == len(targets.clip_ids),
             "temperatures_from": "validation rows of the held-out run",
         },
     }
     return TrainResult(predictor, result_metrics, split, elapsed, held_out, deployed_rows)
+
+
+def _split_with_weak_rows(data: Dataset, config: PipelineConfig) -> Split:
+    """The split of the human-labelled rows; weak rows (imported models' predictions,
+    learner.services.weak_labels) only ever train, and only when their group (speaker, or
+    clip) is not held out: they are never validated or tested on, nor leak a held-out
+    speaker into training. Without weak rows this is exactly `speaker_split` of the data."""
+    targets = data.targets
+    weak = targets.weak_rows()
+    human = np.flatnonzero(~weak)
+    split = speaker_split(
+        [data.speakers[i] for i in human],
+        [targets.clip_ids[i] for i in human],
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        pinned=config.test_groups,
+    )
+    if not weak.any():
+        return split
+    groups = split_groups(data.speakers, targets.clip_ids)
+    held = {groups[i] for i in human[np.concatenate([split.val, split.test])]}
+    weak_train = np.asarray(
+        [i for i in np.flatnonzero(weak) if groups[i] not in held], dtype=np.int64
+    )
+    return dataclasses.replace(
+        split,
+        train=np.concatenate([human[split.train], weak_train]),
+        val=human[split.val],
+        test=human[split.test],
+    )
 
 
 def _evaluated_on(split: Split, speakers: Sequence[str], n: int) -> str:

@@ -57,7 +57,7 @@ from learner.models import (
 )
 from learner.pipeline import Dataset, InsufficientData, PipelineConfig, Predictor, TrainResult
 from learner.pipeline import train_and_evaluate as _train_and_evaluate
-from learner.services import activation, datasets, gate, predict, project_settings
+from learner.services import activation, datasets, gate, predict, project_settings, weak_labels
 
 log = logging.getLogger(__name__)
 Status = TrainingRun.Status
@@ -514,6 +514,7 @@ def run_training(
             labels_snapshot=name, labels_until=snapshot.taken_at, label_count=labelled
         )
         dataset, row = datasets.build_dataset(project, run.feature_set, snapshot, beat)
+        dataset = weak_labels.add_weak_rows(project, dataset)
         config = PipelineConfig(
             normalisation=datasets.normalisation(project, row),
             train=_train_config(row, run.params),

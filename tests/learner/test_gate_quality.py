@@ -333,6 +333,7 @@ def test_the_deployed_model_is_refit_on_every_label(project, annotator, monkeypa
     assert version.metrics["deployed_fit"] == {
         "rows": len(clips),
         "labelled_rows": len(clips),
+        "weak_rows": 0,
         "all_labels": True,
         "temperatures_from": "validation rows of the held-out run",
     }
