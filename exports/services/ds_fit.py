@@ -2,25 +2,30 @@
 
 crowd-kit's EM at the outer ring of the wheel (72 labels, ~190,000 ratings on the
 100,000-clip bench) is the build's longest step and its largest allocation (dense
-ratings x labels pandas frames, a few hundred MB at its peak). It runs in one spawned worker
-process (a fresh interpreter: numpy, pandas and crowd-kit, no Django, none of the build's
-memory) that fits the rings one after the other, while the build process computes majority
-votes, agreement, splits and the clip table on the other core. The worker gets the coded
-ratings (three int32 arrays per ring) and sends back two arrays per ring (label code and its
-posterior), so neither side copies the other's data. The fit is the same computation as in
-process (`aggregation.fit_coded_top`): the same floats, the same bytes.
+ratings x labels pandas frames, a few hundred MB at its peak). It runs in one worker
+process (`python -m exports.core.ds_worker`: a fresh interpreter with numpy, pandas and
+crowd-kit, no Django, none of the build's memory) that fits the rings one after the other,
+while the build process computes majority votes, agreement, splits and the clip table on the
+other core. The worker is started with `subprocess`, not `multiprocessing`, so that it runs
+under a Celery prefork worker too (a daemonic process, which `multiprocessing` forbids to
+have children). Each ring's coded ratings (three int32 arrays) go to it in a temporary
+`.npz` file and two arrays per ring (label code and its posterior) come back the same way.
+The fit is the same computation as in process (`aggregation.fit_coded_top`): the same
+floats, the same bytes.
 
-Where no worker can be started (a platform without `spawn`, a daemonic process such as a
-Celery prefork child, which may not have children), the fits run in this process when their
-result is asked for; the log says so.
+Where the worker cannot be started, or dies, or fails a job, that ring is fitted in this
+process when its result is asked for (a failure of the data then raises here); the log says
+so.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -29,31 +34,82 @@ from exports.core import aggregation as agg
 log = logging.getLogger(__name__)
 
 Fit = Callable[[], dict[agg.Item, tuple[str, float]]]
+REPOSITORY = Path(__file__).resolve().parents[2]
+STOP_TIMEOUT_S = 10
 
 
 class RingFits:
     """Submit each ring's ratings (`submit`); call the returned function for its labels.
-    Use as a context manager: the worker is shut down at the end, pending fits cancelled."""
+    Use as a context manager: the worker is stopped at the end, pending fits abandoned."""
 
     def __init__(self, n_iter: int, tol: float) -> None:
         self.n_iter, self.tol = n_iter, tol
-        self.pool: ProcessPoolExecutor | None = None
-        if multiprocessing.current_process().daemon:  # a Celery prefork child: no children
-            log.info("Dawid-Skene runs in the build process (a daemonic process)")
-            return
+        self.folder = tempfile.TemporaryDirectory(prefix="emoloop-ds-")
+        self.sent = 0  # jobs written to the worker
+        self.answers: list[str] = []  # its answers so far, in job order
+        self.worker: subprocess.Popen[str] | None = None
         try:
-            self.pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
-        except (OSError, ValueError, AssertionError) as exc:  # no spawn, or no children here
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "exports.core.ds_worker"],
+                cwd=REPOSITORY, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        except OSError as exc:
             log.warning("Dawid-Skene runs in the build process: no worker (%s)", exc)
 
     def __enter__(self) -> RingFits:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            if len(self.answers) < self.sent:
+                worker.kill()  # jobs nobody will ask for
+            else:
+                assert worker.stdin is not None
+                worker.stdin.close()
+            try:
+                worker.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
+        self.folder.cleanup()
+
+    def _send(self, coded: agg.CodedRatings) -> int | None:
+        """The job's number, or None when the worker is gone."""
+        if self.worker is None or self.worker.stdin is None:
+            return None
+        job = self.sent
+        source = Path(self.folder.name) / f"ring{job}.npz"
+        np.savez(source, tasks=coded.tasks, workers=coded.workers, labels=coded.labels,
+                 n_iter=self.n_iter, tol=self.tol)  # fmt: skip
+        try:
+            self.worker.stdin.write(f"{source} {source.with_suffix('.out.npz')}\n")
+            self.worker.stdin.flush()
+        except OSError as exc:  # BrokenPipeError: the worker died
+            log.warning("Dawid-Skene runs in the build process: the worker is gone (%s)", exc)
+            self.worker = None
+            return None
+        self.sent += 1
+        return job
+
+    def _receive(self, job: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The worker's arrays for this job, or None (it failed it, or died)."""
+        worker = self.worker
+        while len(self.answers) <= job and worker is not None and worker.stdout is not None:
+            line = worker.stdout.readline()
+            if not line:
+                log.warning("Dawid-Skene: the worker ended early (exit %s)", worker.poll())
+                self.worker = None
+                break
+            self.answers.append(line.strip())
+        if len(self.answers) <= job or self.answers[job] != "ok":
+            reason = self.answers[job] if len(self.answers) > job else "no answer"
+            log.warning("Dawid-Skene of ring job %d runs in the build process: %s", job, reason)
+            return None
+        with np.load(Path(self.folder.name) / f"ring{job}.out.npz") as answer:
+            return answer["best"], answer["top"]
 
     def submit(self, ratings: list[agg.Rating]) -> Fit:
         by_item = agg.labels_by_item(ratings)
@@ -61,17 +117,14 @@ class RingFits:
             return dict
         coded = agg.code_ratings(by_item)
         del by_item
-        args = (coded.tasks, coded.workers, coded.labels, self.n_iter, self.tol)
-        future: Future[tuple[np.ndarray, np.ndarray]] | None = None
-        if self.pool is not None:
-            try:
-                future = self.pool.submit(agg.fit_coded_top, *args)
-            except (RuntimeError, AssertionError, OSError) as exc:  # the worker did not start
-                log.warning("Dawid-Skene runs in the build process: %s", exc)
-                self.pool = None
+        job = self._send(coded)
 
         def result() -> dict[agg.Item, tuple[str, float]]:
-            best, top = future.result() if future is not None else agg.fit_coded_top(*args)
-            return agg.top_labels(coded, best, top)
+            fitted = self._receive(job) if job is not None else None
+            if fitted is None:
+                fitted = agg.fit_coded_top(
+                    coded.tasks, coded.workers, coded.labels, self.n_iter, self.tol
+                )
+            return agg.top_labels(coded, *fitted)
 
         return result
