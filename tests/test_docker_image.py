@@ -13,6 +13,7 @@ checked without a Docker engine (none runs on these machines; README, "Deploying
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -380,3 +381,51 @@ def test_no_secret_is_written_in_the_compose_file() -> None:
 )
 def test_the_image_files_are_tracked(path: str) -> None:
     assert path in tracked_files()
+
+
+def test_the_context_alone_collects_static_files_in_production_mode(tmp_path: Path) -> None:
+    """What the image's collectstatic RUN does, on a copy of the build context only.
+
+    static/vendor stands in for the front-end stage's output (the same script built it here:
+    `make frontend`). Production mode with a throwaway key: no development key is written.
+    """
+    app = tmp_path / "app"
+    for path in context_files(REPO):
+        target = app / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((REPO / path).read_bytes())
+    vendor = REPO / "static" / "vendor" / "wavesurfer"
+    assert (vendor / "wavesurfer.esm.js").is_file(), "run `make frontend` first"
+    for path in vendor.rglob("*"):
+        if path.is_file():
+            target = app / path.relative_to(REPO)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    data = tmp_path / "data"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EMOLOOP_DATA_DIR": str(data),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+    }
+    where = subprocess.run(
+        [sys.executable, "-c", "import emoloop.settings as s; print(s.BASE_DIR)"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()) == app  # the copy's code, not this checkout's
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+        cwd=app,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    collected = data / "staticfiles"
+    assert (collected / "vendor" / "wavesurfer" / "wavesurfer.esm.js").is_file()
+    assert (collected / "vendor" / "wavesurfer" / "plugins" / "spectrogram.esm.js").is_file()
+    assert any((collected / "js").rglob("*.js"))
+    assert (collected / "admin").is_dir()
+    assert not list(data.rglob("dev-secret-key"))
