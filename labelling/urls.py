@@ -44,6 +44,11 @@ urlpatterns = [
         name="project-predictions",
     ),
     path(
+        "projects/<slug:slug>/predictions/<str:model_name>/",
+        interop.WeakSourceView.as_view(),
+        name="project-weak-source",
+    ),
+    path(
         "projects/<slug:slug>/labelstudio-imports/",
         interop.LabelStudioImportView.as_view(),
         name="project-labelstudio-imports",

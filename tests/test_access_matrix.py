@@ -257,6 +257,9 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/api/projects/{slug}/predictions/", "POST", ML_ENGINEER, on=PROJECTS,
         body={"file": FILE, "model": "m", "model_version": "1"}, multipart=True),
     Row("/api/projects/{slug}/predictions/", "GET", ML_ENGINEER, on=PROJECTS),
+    # A weak-label source's settings (the source named like the project, any name will do).
+    Row("/api/projects/{slug}/predictions/{slug}/", "PATCH", ML_ENGINEER, on=PROJECTS,
+        body={"weight": 0.5}),
     Row("/api/projects/{slug}/labelstudio-imports/", "POST", ML_ENGINEER, on=PROJECTS,
         body={"file": FILE}, multipart=True),
     # The labelling queue

@@ -11,6 +11,9 @@ Studio export, uploaded into a project (labelling/services/interop/).
   versions, clips, weight, enabled/force, agreement with the human majority on the clips
   both labelled, whether it is flagged for disagreeing and whether it trains the model
   (labelling/services/interop/sources.py).
+- PATCH /api/projects/<slug>/predictions/<model>/: a source's `weight` (0..1), `enabled`,
+  `force` (ML engineer; unknown fields 400; a source may be set up before its predictions
+  come; audited as `weak_source.changed`); answers the source as GET lists it.
 - POST /api/projects/<slug>/labelstudio-imports/: `file` (the export), optional `mapping`:
   annotations on clips already in the project (new audio goes through the CLI's
   --audio-dir).
@@ -28,7 +31,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,12 +39,13 @@ from rest_framework.views import APIView
 from emoloop.api_base import StrictSerializer
 from labelling import serializers as s
 from labelling.models import Project, Role
+from labelling.models_interop import WeakLabelSource
 from labelling.scoping import ProjectScopedMixin, signed_in
 from labelling.services.interop import PRESETS, InteropError, load_mapping
 from labelling.services.interop.corpus import apply_plan, audio_root, plan_corpus
 from labelling.services.interop.labelstudio import apply_labelstudio, plan_labelstudio
 from labelling.services.interop.predictions import apply_predictions, plan_predictions
-from labelling.services.interop.sources import source_reports, thresholds
+from labelling.services.interop.sources import set_source, source_reports, thresholds
 from labelling.tasks import dispatch_batch
 
 
@@ -72,6 +76,23 @@ class WeakSourceSerializer(serializers.Serializer):
     agreement = serializers.FloatField(allow_null=True)
     flagged = serializers.BooleanField(help_text="Disagrees with the humans beyond the threshold.")
     used_for_training = serializers.BooleanField()
+
+
+MODEL_NAME_MAX: int = WeakLabelSource._meta.get_field("model_name").max_length or 120
+
+
+class WeakSourceChangeSerializer(StrictSerializer):
+    weight = serializers.FloatField(min_value=0.0, max_value=1.0, required=False,
+                                    help_text="A human label weighs 1; 0: not used.")  # fmt: skip
+    enabled = serializers.BooleanField(required=False)
+    force = serializers.BooleanField(
+        required=False, help_text="Train on it even while it is flagged for disagreeing."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise ValidationError("Give at least one of weight, enabled, force.")
+        return attrs
 
 
 class LabelStudioImportSerializer(StrictSerializer):
@@ -221,6 +242,27 @@ class PredictionImportView(_InteropView):
             {"rows": result.rows, "created": result.created, "unchanged": result.unchanged},
             status=status.HTTP_201_CREATED,
         )
+
+
+class WeakSourceView(_InteropView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(
+        request=WeakSourceChangeSerializer,
+        responses={200: WeakSourceSerializer},
+        description="Set a weak-label source's weight, enabled and force (ML engineer).",
+    )
+    def patch(self, request: Request, slug: str, model_name: str) -> Response:
+        body = WeakSourceChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if len(model_name) > MODEL_NAME_MAX or "\x00" in model_name:
+            raise ValidationError(
+                {"model": f"a model name has at most {MODEL_NAME_MAX} characters"}
+            )
+        project = self._project()
+        set_source(project, model_name, **body.validated_data)
+        report = next(r for r in source_reports(project) if r.model_name == model_name)
+        return Response(report.as_dict())
 
 
 class LabelStudioImportView(_InteropView):

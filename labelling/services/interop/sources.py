@@ -17,11 +17,14 @@ weight is above 0 and it is not flagged, or it is flagged and forced.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
+from django.db import transaction
 
+from audit import services as audit
 from labelling.models import Project, WeakLabel
 from labelling.models_interop import WeakLabelSource
 from labelling.services import loop
@@ -174,15 +177,29 @@ def set_source(
     enabled: bool | None = None,
     force: bool | None = None,
 ) -> WeakLabelSource:
-    """Create or change a source's settings; a weight outside [0, 1] is a ValueError."""
-    if weight is not None and not 0 <= weight <= 1:
+    """Create or change a source's settings (a source may be set up before its predictions
+    are imported); a weight outside [0, 1] is a ValueError. A change is recorded in the
+    audit log (`weak_source.changed`, each field's old and new value) in its transaction;
+    setting what is already there records nothing."""
+    if weight is not None and not (math.isfinite(weight) and 0 <= weight <= 1):
         raise ValueError(f"weight {weight} is not in [0, 1]")
-    row, _ = WeakLabelSource.objects.get_or_create(project=project, model_name=model_name)
-    if weight is not None:
-        row.weight = weight
-    if enabled is not None:
-        row.enabled = enabled
-    if force is not None:
-        row.force = force
-    row.save()
+    wanted = {"weight": weight, "enabled": enabled, "force": force}
+    with transaction.atomic():
+        row, created = WeakLabelSource.objects.select_for_update().get_or_create(
+            project=project, model_name=model_name
+        )
+        changes = {
+            field: [getattr(row, field), value]
+            for field, value in wanted.items()
+            if value is not None and getattr(row, field) != value
+        }
+        for field, (_old, value) in changes.items():
+            setattr(row, field, value)
+        if changes or created:
+            row.save()
+        if changes:
+            audit.record(
+                None, "weak_source.changed", project=project, target=row,
+                details={"model": model_name, "changes": changes},
+            )  # fmt: skip
     return row
