@@ -92,6 +92,9 @@ class LabelSpace:
     def node(self, key: str) -> Node:
         return self._by_key[key]
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
     def children(self, key: str) -> list[str]:
         return list(self._children.get(key, []))
 
@@ -199,6 +202,21 @@ def soft_targets(
         core_w.append(total / len(labelled))
         fine_rows.append(fine / fine_total if fine_total > 0 else fine)
         fine_w.append(fine_total / len(labelled))
+    return _stacked(space, clip_ids, core_rows, core_w, fine_rows, fine_w, skipped_only=skipped)
+
+
+def _stacked(
+    space: LabelSpace,
+    clip_ids: list[int],
+    core_rows: list[np.ndarray],
+    core_w: list[float],
+    fine_rows: list[np.ndarray],
+    fine_w: list[float],
+    *,
+    skipped_only: list[int],
+    weak: np.ndarray | None = None,
+) -> Targets:
+    """Targets from per-clip rows (no fine head when the space has no fine ring)."""
     n_core, n_fine = len(space.core), len(space.fine)
     has_fine = n_fine > 0
     return Targets(
@@ -207,7 +225,8 @@ def soft_targets(
         core_weight=np.array(core_w, dtype=np.float64),
         fine=np.array(fine_rows, dtype=np.float64).reshape(-1, n_fine) if has_fine else None,
         fine_weight=np.array(fine_w, dtype=np.float64) if has_fine else None,
-        skipped_only=skipped,
+        skipped_only=skipped_only,
+        weak=weak,
     )
 
 
@@ -245,7 +264,7 @@ def weak_soft_targets(space: LabelSpace, weak: Iterable[WeakJudgement]) -> Targe
             c = np.zeros(len(space.core))
             f = np.zeros(len(space.fine))
             for key, p in w.probabilities.items():
-                if key not in space._by_key or not p > 0:
+                if key not in space or not p > 0:
                     continue
                 c[core_index[space.ancestor_at(key, 0)]] += p
                 fine_key = space.fine_class(key)
@@ -266,17 +285,10 @@ def weak_soft_targets(space: LabelSpace, weak: Iterable[WeakJudgement]) -> Targe
         core_w.append(weight)
         fine_rows.append(fine / fine.sum() if fine.sum() > 0 else fine)
         fine_w.append(weight * fine_mass / total_weight)
-    n_core, n_fine = len(space.core), len(space.fine)
-    has_fine = n_fine > 0
-    return Targets(
-        clip_ids=clip_ids,
-        core=np.array(core_rows, dtype=np.float64).reshape(-1, n_core),
-        core_weight=np.array(core_w, dtype=np.float64),
-        fine=np.array(fine_rows, dtype=np.float64).reshape(-1, n_fine) if has_fine else None,
-        fine_weight=np.array(fine_w, dtype=np.float64) if has_fine else None,
-        skipped_only=[],
-        weak=np.ones(len(clip_ids), dtype=bool),
-    )
+    return _stacked(
+        space, clip_ids, core_rows, core_w, fine_rows, fine_w,
+        skipped_only=[], weak=np.ones(len(clip_ids), dtype=bool),
+    )  # fmt: skip
 
 
 def merge_targets(human: Targets, weak: Targets) -> Targets:
