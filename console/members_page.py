@@ -11,7 +11,6 @@ member included) 404, anonymous visitors the login page.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -19,17 +18,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from labelling.models import Annotation, Invitation, LabelSource, Lease, Membership, Role
-from labelling.scoping import RoleRequired, project_page
+from labelling.scoping import project_page
 
 
 @login_required
 @require_GET
 def members_page(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        project, role = project_page(request, slug, Role.ADMIN)
-    except RoleRequired as exc:
-        # The layer speaks DRF; on a page a too-low role is Django's 403.
-        raise PermissionDenied(str(exc)) from exc
+    project, role = project_page(request, slug, Role.ADMIN)
     # Two grouped counts, not a join per member: a big project has many labels per member.
     labels = dict(
         Annotation.objects.filter(

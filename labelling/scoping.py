@@ -82,10 +82,14 @@ def project_by_slug(
 def project_page(
     request: HttpRequest, slug: str, minimum: Role = Role.ANNOTATOR
 ) -> tuple[Project, Role]:
-    """For server-rendered pages: the project and the caller's role, or 404 / 403."""
-    return project_by_slug(
-        request.user, slug, minimum, what="This page", related=("taxonomy_version__taxonomy",)
-    )
+    """For server-rendered pages: the project and the caller's role, or 404 / 403 (Django's
+    PermissionDenied: RoleRequired is the API layer's, which DRF answers)."""
+    try:
+        return project_by_slug(
+            request.user, slug, minimum, what="This page", related=("taxonomy_version__taxonomy",)
+        )
+    except RoleRequired as exc:
+        raise DjangoPermissionDenied(str(exc)) from exc
 
 
 def _minimum_for(policy: RolePolicy, key: str) -> Role:

@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from labelling.models import Clip, Project, Role, TaxonomyNode
-from labelling.scoping import RoleRequired, project_page, signed_in
+from labelling.scoping import project_page, signed_in
 from review import presentation
 from review.services import adjudication
 from review.tasks import fresh_snapshot
@@ -27,11 +26,7 @@ QUEUE_PAGE = 50
 
 
 def _reviewer_project(request: HttpRequest, slug: str) -> Project:
-    try:
-        project, role = project_page(request, slug, Role.REVIEWER)
-    except RoleRequired as exc:
-        # The layer speaks DRF; on a page a too-low role is Django's 403.
-        raise PermissionDenied(str(exc)) from exc
+    project, role = project_page(request, slug, Role.REVIEWER)
     # For the project navigation (templates/review/_nav.html): which pages to offer.
     request.project_role = role.value  # type: ignore[attr-defined]
     return project
