@@ -236,8 +236,8 @@ def apply_predictions(
     return PredictionResult(len(planned), len(new), len(planned) - len(new))
 
 
-def node_ancestors(version_id: int) -> dict[str, str]:
-    """Node key -> its core ancestor's key, for a taxonomy version."""
+def node_ancestors(version_id: int | None) -> dict[str, str]:
+    """Node key -> its core ancestor's key, for a taxonomy version (none without one)."""
     nodes = {n.pk: n for n in TaxonomyNode.objects.filter(version_id=version_id)}
     out: dict[str, str] = {}
     for node in nodes.values():

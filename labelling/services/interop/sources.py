@@ -28,6 +28,7 @@ from audit import services as audit
 from labelling.models import Project, WeakLabel
 from labelling.models_interop import WeakLabelSource
 from labelling.services import loop
+from labelling.services.interop.predictions import node_ancestors
 
 MIN_AGREEMENT = 0.5
 MIN_OVERLAP = 20
@@ -82,21 +83,6 @@ def latest_weak_labels(project: Project) -> list[LatestWeakLabel]:
     return [latest[k] for k in sorted(latest)]
 
 
-def _core_of(project: Project) -> dict[str, str]:
-    """Node key -> its core (level 0) ancestor's key, on the active version."""
-    parent = {n.key: n.parent_key for n in loop.taxonomy_nodes(project)}
-    out: dict[str, str] = {}
-    for key in parent:
-        node = key
-        for _ in range(len(parent)):  # a wheel is a tree: this bounds a corrupt cycle
-            up = parent.get(node)
-            if up is None:
-                break
-            node = up
-        out[key] = node
-    return out
-
-
 def human_majority(project: Project, core_of: dict[str, str]) -> dict[int, str]:
     """Clip -> the core feeling most of its current labels name (ties: no entry)."""
     votes: dict[int, Counter[str]] = defaultdict(Counter)
@@ -123,7 +109,7 @@ def source_reports(project: Project) -> list[SourceReport]:
     """Every source with weak labels in the project (or settings), with its agreement."""
     min_agreement, min_overlap = thresholds()
     rows = {s.model_name: s for s in WeakLabelSource.objects.filter(project=project)}
-    core_of = _core_of(project)
+    core_of = node_ancestors(project.taxonomy_version_id)  # node key -> its core key
     majority = human_majority(project, core_of)
     clips: Counter[str] = Counter()
     overlap: Counter[str] = Counter()
