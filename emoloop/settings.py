@@ -20,6 +20,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from emoloop.env import env_bool, env_float, env_int, env_list, env_str
 from emoloop.security import check_secret_key
+from emoloop.storage import (
+    check_audio_delivery,
+    csp_with_origin,
+    s3_options,
+    s3_origin,
+    storages_setting,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything the platform writes (database, media, broker spool) lives under one folder.
@@ -191,10 +198,44 @@ STATIC_ROOT = DATA_DIR / "staticfiles"  # filled by collectstatic (make run, doc
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # No MEDIA_URL route is mounted: audio is only served through permission-checked views.
 MEDIA_URL = "/media-not-served/"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
+
+# --- Storage (emoloop/storage.py; docs/deploying.md, "Storage") ----------------------------
+# local: files under MEDIA_ROOT on this host (`make run`, one machine). s3: an S3-compatible
+# object store (AWS S3, MinIO, Ceph RGW) through django-storages, shared by every web and
+# worker host; then nothing a worker needs is on one host's disk.
+EMOLOOP_STORAGE = env_str("EMOLOOP_STORAGE", "local").strip().lower()
+S3_BUCKET = env_str("S3_BUCKET", "")
+# Empty: AWS S3 in S3_REGION. MinIO/Ceph/moto: their URL, e.g. http://minio:9000.
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "")
+# The endpoint as browsers reach it, for presigned audio URLs (empty: S3_ENDPOINT_URL).
+S3_PUBLIC_ENDPOINT_URL = env_str("S3_PUBLIC_ENDPOINT_URL", "")
+S3_REGION = env_str("S3_REGION", "us-east-1")
+S3_PREFIX = env_str("S3_PREFIX", "").strip("/")  # key prefix: several deployments, one bucket
+# path (MinIO, Ceph, moto) or virtual (AWS); empty: path when S3_ENDPOINT_URL is set.
+S3_ADDRESSING_STYLE = env_str("S3_ADDRESSING_STYLE", "")
+# How audio reaches the browser, always after the view's permission check: view (the view
+# streams it), presigned (302 to a presigned URL; s3 only), accel (X-Accel-Redirect to nginx).
+EMOLOOP_AUDIO_DELIVERY = check_audio_delivery(
+    env_str("EMOLOOP_AUDIO_DELIVERY", "view").strip().lower(), EMOLOOP_STORAGE
+)
+EMOLOOP_AUDIO_URL_TTL = env_int("EMOLOOP_AUDIO_URL_TTL", 300, minimum=1)  # presigned, seconds
+# nginx's `internal` location for accel mode (docs/deploying.md).
+EMOLOOP_AUDIO_ACCEL_LOCATION = env_str("EMOLOOP_AUDIO_ACCEL_LOCATION", "/_protected_media/")
+STORAGES = storages_setting(
+    EMOLOOP_STORAGE,
+    s3_options(
+        bucket=S3_BUCKET,
+        endpoint_url=S3_ENDPOINT_URL,
+        region=S3_REGION,
+        access_key=env_str("AWS_ACCESS_KEY_ID", ""),
+        secret_key=env_str("AWS_SECRET_ACCESS_KEY", ""),
+        prefix=S3_PREFIX,
+        addressing_style=S3_ADDRESSING_STYLE,
+        url_ttl=EMOLOOP_AUDIO_URL_TTL,
+    )
+    if EMOLOOP_STORAGE == "s3"
+    else None,
+)
 
 # WhiteNoise serves STATIC_ROOT; in development it may not be collected yet.
 WHITENOISE_USE_FINDERS = DEBUG or DEV_MODE
@@ -220,6 +261,18 @@ CONTENT_SECURITY_POLICY = (
     "worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"
 )
+if EMOLOOP_AUDIO_DELIVERY == "presigned":
+    # The page fetches audio from the object store (a 302 from the audio view).
+    CONTENT_SECURITY_POLICY = csp_with_origin(
+        CONTENT_SECURITY_POLICY,
+        s3_origin(
+            S3_PUBLIC_ENDPOINT_URL or S3_ENDPOINT_URL,
+            bucket=S3_BUCKET,
+            region=S3_REGION,
+            addressing_style=S3_ADDRESSING_STYLE,
+        ),
+        ("connect-src", "media-src"),
+    )
 
 # --- Uploads and ingestion limits -------------------------------------------------------
 # One uploaded or imported file, in bytes and seconds of audio.

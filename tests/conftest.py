@@ -24,6 +24,9 @@ from rest_framework.test import APIClient
 from labelling.models import Membership, Project, Role
 from labelling.services import taxonomy
 
+# The moto S3 server and the S3 storage fixtures (s3_server, s3_storage, s3_worker).
+pytest_plugins = ["tests.s3server"]
+
 REPO = Path(__file__).resolve().parents[1]
 # The whole corpus (535 clips, ten speakers), where a checkout has ../shared beside it.
 EMODB = REPO.parent / "shared" / "data" / "emodb"
