@@ -3,7 +3,9 @@
 Contract (also in the OpenAPI schema):
 - `POST /api/projects/<slug>/next/` → 200 with the leased clip, or 204 when nothing is left.
 - `POST /api/projects/<slug>/annotations/` → 201 (200 for a replayed client_id), 409 for a
-  stale or foreign lease, 400 for an invalid label.
+  stale or foreign lease, 400 for an invalid label. With `"next": true` in the body the
+  answer also holds the next clip's lease (`"next"`: the shape of next's answer, or null
+  when nothing is left): the annotator's round trip in one request (docs/annotator.md).
 - `POST /api/projects/<slug>/undo/` → 200 with the last submitted clip leased back, or 204.
 """
 
@@ -107,11 +109,34 @@ class SubmitSerializer(StrictSerializer):
     suggestion_shown = serializers.BooleanField(default=False)
     valence = serializers.FloatField(min_value=-1, max_value=1, required=False, allow_null=True)
     arousal = serializers.FloatField(min_value=-1, max_value=1, required=False, allow_null=True)
+    next = serializers.BooleanField(
+        default=False,
+        help_text="Also lease the next clip and return it in the answer's `next` (one request "
+        "per label). A retry with the same client_id returns the same lease.",
+    )
 
     def validate(self, attrs: dict) -> dict:
         if bool(attrs.get("node")) == bool(attrs.get("skip_reason")):
             raise serializers.ValidationError("Give exactly one of node or skip_reason.")
         return attrs
+
+
+class RecordedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    node = serializers.CharField(help_text="The feeling's key; empty for a skip.")
+    skip_reason = serializers.CharField()
+
+
+class SubmittedSerializer(serializers.Serializer):
+    """The response of a submit."""
+
+    annotation = RecordedSerializer()
+    next = LeasedClipSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Only when the request asked for it (`next: true`): the next clip's lease, "
+        "as next answers it, or null when nothing is left.",
+    )
 
 
 class SubmitView(ProjectScopedMixin, APIView):
@@ -121,12 +146,15 @@ class SubmitView(ProjectScopedMixin, APIView):
     @extend_schema(
         request=SubmitSerializer,
         responses={
-            201: OpenApiResponse(description="Recorded."),
-            200: OpenApiResponse(description="Already recorded under this client_id."),
+            201: OpenApiResponse(SubmittedSerializer, description="Recorded."),
+            200: OpenApiResponse(
+                SubmittedSerializer, description="Already recorded under this client_id."
+            ),
             400: OpenApiResponse(description="Invalid label."),
             409: OpenApiResponse(description="Stale, used or foreign lease."),
         },
-        description="Submit a label (or a skip) for a leased clip.",
+        description="Submit a label (or a skip) for a leased clip; with `next: true`, also "
+        "lease the next clip (idempotent by client_id: a retry returns the same lease).",
     )
     def post(self, request: Request, slug: str) -> Response:
         project = self.project
@@ -138,33 +166,36 @@ class SubmitView(ProjectScopedMixin, APIView):
                 {"heard_to_end": ["This project asks that the whole clip is heard first."]}
             )
         node_key, skip_reason = data.pop("node", ""), data.pop("skip_reason", "")
+        wants_next = data.pop("next")
+        user = signed_in(request.user)
+        fields = {
+            "lease_id": data.pop("lease"), "client_id": data.pop("client_id"),
+            "node_key": node_key, "skip_reason": skip_reason, **data,
+        }  # fmt: skip
         try:
-            result = queue.submit(
-                project,
-                signed_in(request.user),
-                lease_id=data.pop("lease"),
-                client_id=data.pop("client_id"),
-                node_key=node_key,
-                skip_reason=skip_reason,
-                **data,
-            )
+            if wants_next:
+                result, leased = queue.submit_and_next(project, user, **fields)
+            else:
+                result, leased = queue.submit(project, user, **fields), None
         except queue.LeaseError as exc:
             raise Conflict(str(exc), code=exc.code) from exc
         except AnnotationRejected as exc:
             raise ValidationError({"node": [str(exc)]}) from exc
         annotation = result.annotation
-        return Response(
-            {
-                "annotation": {
-                    "id": annotation.pk,
-                    # A replay answers what was recorded then, not what this request says.
-                    "node": (annotation.node.key if annotation.node is not None else "")
-                    if result.replayed
-                    else node_key,
-                    "skip_reason": annotation.skip_reason,
-                },
+        answer: dict = {
+            "annotation": {
+                "id": annotation.pk,
+                # A replay answers what was recorded then, not what this request says.
+                "node": (annotation.node.key if annotation.node is not None else "")
+                if result.replayed
+                else node_key,
+                "skip_reason": annotation.skip_reason,
             },
-            status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED,
+        }
+        if wants_next:
+            answer["next"] = leased_payload(project, leased) if leased is not None else None
+        return Response(
+            answer, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
         )
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import REPO
 
-MODULES = ("tests.test_queue", "tests.test_api_annotations")
+MODULES = ("tests.test_queue", "tests.test_api_annotations", "tests.test_queue_handoff")
 
 # The child checks the database it was given before it runs a test.
 CHILD = """

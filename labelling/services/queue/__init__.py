@@ -14,7 +14,8 @@ Rooms, imported one way (submit -> lease -> pool, gold, sql; none imports this p
   priorities and overlap changes.
 - `lease`: `next_clip` (one PostgreSQL statement, or the ORM elsewhere), reclaiming expired
   leases and releasing a deactivated member's, a clip's context neighbours.
-- `submit`: `submit`, `undo_last`, recounting a clip's slots, agreement routing.
+- `submit`: `submit`, `submit_and_next` (the one-request round trip), `undo_last`,
+  recounting a clip's slots, agreement routing.
 - `gold`: gold clips, mixed into the queue and scored.
 - `sql`: the names in the hand-written statements, read from model metadata.
 
@@ -46,8 +47,10 @@ from labelling.services.queue.submit import (
     LeaseError,
     Submitted,
     core_agreement,
+    handoff_lease_id,
     recount_clip,
     submit,
+    submit_and_next,
     undo_last,
 )
 
@@ -59,6 +62,7 @@ __all__ = [
     "context_neighbours",
     "core_agreement",
     "enqueue_clips",
+    "handoff_lease_id",
     "mark_gold",
     "next_clip",
     "random_priorities",
@@ -69,6 +73,7 @@ __all__ = [
     "retarget",
     "stratified_priorities",
     "submit",
+    "submit_and_next",
     "undo_last",
     "wanting_labels",
 ]

@@ -84,11 +84,18 @@ def _expire(leases: models.QuerySet[Lease]) -> int:
     return len(expired)
 
 
-def new_lease(project: Project, user: User, clip_id: int, **extra: object) -> Lease:
+def new_lease(
+    project: Project,
+    user: User,
+    clip_id: int,
+    *,
+    lease_id: uuid.UUID | None = None,
+    **extra: object,
+) -> Lease:
     """Create an active lease on a clip (gold and undo leases too); the caller has taken
     the slot it needs, if any."""
     return Lease.objects.create(
-        id=uuid.uuid4(),
+        id=lease_id or uuid.uuid4(),
         project=project,
         clip_id=clip_id,
         annotator=user,
@@ -133,8 +140,20 @@ def _take_regular(project: Project, user: User) -> int | None:
     return None
 
 
-def next_clip(project: Project, user: User, *, rng: random.Random | None = None) -> Leased | None:
-    """Lease the next clip to an annotator, or None when nothing is left for them."""
+def next_clip(
+    project: Project,
+    user: User,
+    *,
+    rng: random.Random | None = None,
+    lease_id: uuid.UUID | None = None,
+) -> Leased | None:
+    """Lease the next clip to an annotator, or None when nothing is left for them.
+
+    `lease_id` names the new lease (a submit that hands out the next clip derives it from
+    its client_id, so that a retry finds the lease it made; see `submit.submit_and_next`):
+    the lease id's uniqueness then refuses a second lease for the same submit. An annotator
+    at the lease limit gets their oldest lease back, under its own id.
+    """
     if not project.is_active:
         return None
     _reclaim_now_and_then(project)
@@ -142,11 +161,11 @@ def next_clip(project: Project, user: User, *, rng: random.Random | None = None)
     if project.gold_rate > 0 and chance() < project.gold_rate:
         clip_id = take_gold(project, user)
         if clip_id is not None:
-            return load_leased(new_lease(project, user, clip_id, is_gold=True))
+            return load_leased(new_lease(project, user, clip_id, lease_id=lease_id, is_gold=True))
     if connection.vendor == "postgresql":
-        leased = _lease_regular_pg(project, user)
+        leased = _lease_regular_pg(project, user, lease_id or uuid.uuid4())
     else:
-        leased = _lease_regular_portable(project, user)
+        leased = _lease_regular_portable(project, user, lease_id)
     return leased or _oldest_if_at_limit(project, user)
 
 
@@ -165,7 +184,9 @@ def _oldest_if_at_limit(project: Project, user: User) -> Leased | None:
     return load_leased(lease)
 
 
-def _lease_regular_portable(project: Project, user: User) -> Leased | None:
+def _lease_regular_portable(
+    project: Project, user: User, lease_id: uuid.UUID | None
+) -> Leased | None:
     """The ORM path (SQLite for `make run`); PostgreSQL uses `_lease_regular_pg`."""
     if (
         Lease.objects.filter(annotator=user, project=project, status=Lease.Status.ACTIVE).count()
@@ -176,7 +197,7 @@ def _lease_regular_portable(project: Project, user: User) -> Leased | None:
     if clip_id is None:
         return None
     try:
-        lease = new_lease(project, user, clip_id)
+        lease = new_lease(project, user, clip_id, lease_id=lease_id)
     except Exception:
         # Give the slot back rather than leak it.
         QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + 1)
@@ -269,8 +290,7 @@ def _lease_statement(project_id: int, *, windowed: bool) -> tuple[str, dict]:
     return sql, {**started_params, **fresh_params}
 
 
-def _lease_regular_pg(project: Project, user: User) -> Leased | None:
-    lease_id = uuid.uuid4()
+def _lease_regular_pg(project: Project, user: User, lease_id: uuid.UUID) -> Leased | None:
     params: dict[str, int | str] = {
         "user": user.pk, "project": project.pk, "lease": str(lease_id),
         "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,

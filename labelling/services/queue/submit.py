@@ -8,20 +8,22 @@ recomputed from a snapshot that a concurrent lease could have moved.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from labelling.models import Annotation, Clip, LabelSource, Lease, Project, QueueEntry
 from labelling.services.annotations import core_of, forget_node_index, record_annotation
 from labelling.services.queue.gold import score_gold
-from labelling.services.queue.lease import Leased, load_leased, new_lease
+from labelling.services.queue.lease import Leased, load_leased, new_lease, next_clip
 
 
 class LeaseError(Exception):
@@ -81,6 +83,63 @@ def submit(
             if replay is not None:
                 return Submitted(replay, replayed=True)
         raise
+
+
+# The next lease a submit hands out is named after the submit's client_id (uuid5 in this
+# namespace), so a retried submit finds the lease it made instead of taking a second one.
+_HANDOFF_NAMESPACE = uuid.UUID("5f0f8a34-4c1e-4f0b-9a8e-2b1c7d3e6a91")
+
+
+def handoff_lease_id(client_id: uuid.UUID) -> uuid.UUID:
+    """The id of the lease that the submit `client_id` hands out with its answer."""
+    return uuid.uuid5(_HANDOFF_NAMESPACE, str(client_id))
+
+
+def submit_and_next(
+    project: Project,
+    user: User,
+    *,
+    lease_id: uuid.UUID,
+    client_id: uuid.UUID,
+    node_key: str = "",
+    skip_reason: str = "",
+    rng: random.Random | None = None,
+    **details: Any,
+) -> tuple[Submitted, Leased | None]:
+    """`submit`, then lease the annotator's next clip: the annotator's round trip in one
+    request. Idempotent as a pair: a retry answers the recorded annotation and the lease the
+    first attempt handed out (found by its id, `handoff_lease_id(client_id)`), never a
+    second lease. The lease is handed out as it is now: a retry long after the first
+    attempt may find it submitted or expired, and the page then asks for another.
+
+    The submit commits before the lease is taken (two short transactions, each as the two
+    requests made them), so the lease statement sees the submitted clip's slot as it is.
+    """
+    done = submit(
+        project, user, lease_id=lease_id, client_id=client_id, node_key=node_key,
+        skip_reason=skip_reason, **details,
+    )  # fmt: skip
+    handoff = handoff_lease_id(client_id)
+    if done.replayed and (earlier := _handed_out(project, user, handoff)) is not None:
+        return done, earlier
+    # Inside a caller's transaction (tests) a refused insert must not abort it: a savepoint.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    try:
+        with guard:
+            return done, next_clip(project, user, rng=rng, lease_id=handoff)
+    except IntegrityError:
+        # A concurrent retry of the same submit took the lease first: answer with it.
+        earlier = _handed_out(project, user, handoff)
+        if earlier is None:
+            raise LeaseError(
+                "client_id_taken", "This submission id belongs to someone else."
+            ) from None
+        return done, earlier
+
+
+def _handed_out(project: Project, user: User, lease_id: uuid.UUID) -> Leased | None:
+    lease = Lease.objects.filter(pk=lease_id, project=project, annotator=user).first()
+    return load_leased(lease) if lease is not None else None
 
 
 def _submit_locked(
