@@ -350,7 +350,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # A message a worker took (acks_late) but never acknowledged, because its host died, goes
+    # back to the queue this long after delivery (kombu's Redis transport; a live worker
+    # restores it). Tasks claim their rows with a compare-and-set, so a second delivery is
+    # harmless (docs/deploying.md, "Topology").
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=5)
+    }
 # Where task results are kept (Redis in production; SQLite under the data folder otherwise).
 CELERY_RESULT_BACKEND = env_str(
     "CELERY_RESULT_BACKEND", f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
@@ -366,7 +372,18 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"learner.tasks.train_*": {"queue": "training"}}
+# Named queues by kind of work, so that hosts are sized per kind (docs/deploying.md,
+# "Topology"). `make run`'s worker and the test suite's consume all EMOLOOP_WORKER_QUEUES.
+CELERY_TASK_ROUTES = {
+    "learner.tasks.train_*": {"queue": "training"},
+    "labelling.tasks.ingest_item": {"queue": "ingest"},
+    "learner.tasks.compute_features": {"queue": "ingest"},
+    "learner.tasks.rescore_project": {"queue": "rescoring"},
+    "learner.tasks.score_chunk": {"queue": "rescoring"},
+    "learner.tasks.finish_ranking": {"queue": "rescoring"},
+    "learner.tasks.ranking_failed": {"queue": "rescoring"},
+}
+EMOLOOP_WORKER_QUEUES = ("default", "ingest", "training", "rescoring")
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reclaim-expired-leases": {
@@ -410,6 +427,8 @@ EMOLOOP_TRAINING_REDISPATCH_SECONDS = env_int(
 EMOLOOP_TRAINING_TIME_LIMIT = env_int("EMOLOOP_TRAINING_TIME_LIMIT", 3 * 3600, minimum=120)
 # Clips per feature-extraction task.
 EMOLOOP_FEATURE_CHUNK = env_int("EMOLOOP_FEATURE_CHUNK", 50, minimum=1)
+# Clips per rescoring chunk task (learner.services.rescoring).
+EMOLOOP_RESCORE_CHUNK = env_int("EMOLOOP_RESCORE_CHUNK", 2000, minimum=1)
 # Torch threads for training and feature extraction. One is fastest for these small
 # networks on shared cores, and keeps runs bit-for-bit reproducible.
 EMOLOOP_TRAINING_THREADS = env_int("EMOLOOP_TRAINING_THREADS", 1, minimum=1)
