@@ -1,5 +1,12 @@
 """Celery tasks of the learner: thin wrappers over learner.services (ids in, no heavy
-results out). `train_*` tasks are routed to the `training` queue by CELERY_TASK_ROUTES.
+results out). CELERY_TASK_ROUTES sends `train_*` to the `training` queue, `compute_features`
+to `ingest`, and the rescoring chord (rescore_project, score_chunk, finish_ranking,
+ranking_failed) to `rescoring`; the beat tasks stay on `default`.
+
+Hosts die: every task here is acks_late, so a message taken by a worker whose host was
+killed is never acknowledged and the broker hands it to another worker after the visibility
+timeout (CELERY_VISIBILITY_TIMEOUT). A chunk delivered again keeps its task id, so the
+chord still counts it once it succeeds, and it only scores the clips that have no score yet.
 
 Dispatch (emoloop.dispatch): a task is published after the rows it works on are committed,
 and a publish that fails is never lost. A training run records when its task was sent

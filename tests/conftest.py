@@ -23,6 +23,7 @@ from rest_framework.test import APIClient
 
 from labelling.models import Membership, Project, Role
 from labelling.services import taxonomy
+from ops.services import health
 
 # The moto S3 server and the S3 storage fixtures (s3_server, s3_storage, s3_worker).
 pytest_plugins = ["tests.s3server"]
@@ -100,6 +101,12 @@ def _clear_cache() -> Iterator[None]:
     clear_cache()
     yield
     clear_cache()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_readiness() -> None:
+    """/readyz reuses its answer for a few seconds (ops.services.health): each test asks anew."""
+    health.forget_cached()
 
 
 @pytest.fixture(autouse=True)
@@ -259,7 +266,7 @@ def live_worker(django_db_setup, django_db_blocker, tmp_path_factory):
             "emoloop",
             "worker",
             "-Q",
-            "default,training",
+            ",".join(settings.EMOLOOP_WORKER_QUEUES),
             "--concurrency",
             "2",
             "--without-gossip",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
@@ -35,12 +36,13 @@ from labelling.models import Clip, Project
 from labelling.services import loop
 from learner import ranking as strategies
 from learner.models import ClipScore, ModelVersion, Ranking
+from learner.ranking import space
 from learner.services import features as feature_cache
 from learner.services import predict, project_settings
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 2000
+# Clips per chunk task: settings.EMOLOOP_RESCORE_CHUNK (2000; smaller spreads a small pool).
 # Priorities: the selected batch first (in pick order), then the rest of the pool by score.
 BATCH_BASE = -1_000_000.0
 
@@ -189,13 +191,14 @@ def start(project: Project, version: ModelVersion | None = None) -> Plan:
     row = project_settings.settings_for(project)
     strategy = row.query_strategy if version else strategies.COLD_START_STRATEGY
     ids = loop.unlabelled_pool(project)
+    size = int(settings.EMOLOOP_RESCORE_CHUNK)  # clips per chunk task
     ranking = Ranking.objects.create(
         project=project, model_version=version, strategy=strategy,
         params=strategies.resolve_params(strategy, row.query_params or None),
         batch_size=row.query_batch_size, pool_size=len(ids),
-        chunks_total=(len(ids) + CHUNK_SIZE - 1) // CHUNK_SIZE,
+        chunks_total=(len(ids) + size - 1) // size,
     )  # fmt: skip
-    chunks = [ids[i : i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     return Plan(ranking=ranking, chunks=chunks)
 
 
@@ -297,7 +300,14 @@ def _select_and_apply(ranking: Ranking) -> int:
     vectors, speakers = _vectors(project, ranking.model_version, candidates)
     core, fine = _probabilities(ranking, vectors, speakers)
     groups = _groups(candidates)
-    pool = strategies.Pool(probs_core=core, probs_fine=fine, embeddings=vectors, groups=groups)
+    # The simulator's code path (learner.ranking.space): the model's input space, and the
+    # labelled clips passed as already covered.
+    done_x, done_speakers = _labelled_vectors(project, ranking)
+    version = ranking.model_version
+    normaliser = predict.load_predictor(version).normaliser if version else None
+    pool = space.selection_pool(probs_core=core, probs_fine=fine, x=vectors, speakers=speakers,
+                                normaliser=normaliser, labelled_x=done_x,
+                                labelled_speakers=done_speakers, groups=groups)  # fmt: skip
     quotas = _quotas(project)
     selection = strategies.select(ranking.strategy, pool, batch, seed=ranking.pk,
                                   params=ranking.params, quotas=quotas)  # fmt: skip
@@ -328,6 +338,16 @@ def _select_and_apply(ranking: Ranking) -> int:
         ClipScore.objects.filter(ranking__in=older, selected=False).delete()
         older.filter(status=Ranking.Status.COMPLETE).update(status=Ranking.Status.SUPERSEDED)
     return len(picks)
+
+
+def _labelled_vectors(project: Project, ranking: Ranking) -> tuple[np.ndarray | None, list[str]]:
+    """Feature vectors and speakers of the clips with a label (a seeded sample of at most
+    space.LABELLED_MAX), for the diversity step; (None, []) when nothing is labelled."""
+    ids = sorted({lab.clip_id for lab in loop.label_snapshot(project).labels if lab.node_key})
+    if not ids:
+        return None, []
+    ids = [ids[i] for i in space.labelled_sample(len(ids), seed=ranking.pk)]
+    return _vectors(project, ranking.model_version, ids)
 
 
 def _complete(ranking: Ranking, picked: int) -> None:
