@@ -19,6 +19,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from emoloop.env import env_bool, env_float, env_int, env_list, env_str
+from emoloop.logs import logging_config
 from emoloop.security import check_secret_key
 from emoloop.storage import (
     check_audio_delivery,
@@ -83,6 +84,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # An id per request, in the X-Request-ID response header and on every log record.
+    "emoloop.middleware.RequestIdMiddleware",
+    # Request latency for /metrics (by route pattern), timing everything below it.
+    "ops.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "emoloop.middleware.ContentSecurityPolicyMiddleware",
@@ -406,6 +411,10 @@ CELERY_BEAT_SCHEDULE = {
 # the operations page waits this long for workers to answer an inspect broadcast.
 OPS_HEARTBEAT_FRESH_SECONDS = 30
 OPS_INSPECT_TIMEOUT_SECONDS = 1.0
+# /readyz: each check's time limit, and how long a process reuses its last answer (a probe
+# storm costs one round of checks per process per interval).
+OPS_READYZ_TIMEOUT_SECONDS = 2.0
+OPS_READYZ_CACHE_SECONDS = 3.0
 # Import items still pending this long after their batch started are sent again.
 # (Longer than ingest_item's time limit, so a long recording still being cut is not sent
 # to a second worker.)
@@ -433,11 +442,22 @@ EMOLOOP_RESCORE_CHUNK = env_int("EMOLOOP_RESCORE_CHUNK", 2000, minimum=1)
 # networks on shared cores, and keeps runs bit-for-bit reproducible.
 EMOLOOP_TRAINING_THREADS = env_int("EMOLOOP_TRAINING_THREADS", 1, minimum=1)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    # DEBUG, INFO, WARNING, ERROR or CRITICAL.
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# --- Logs and metrics (docs/deploying.md, "Health, logs and metrics") -------------------
+# json: one JSON object per line (request_id, task_id, task_name on each); text: one line
+# per record for a terminal. Default: text in development (EMOLOOP_DEV/DEBUG), else json.
+EMOLOOP_LOG_FORMAT = env_str("EMOLOOP_LOG_FORMAT", "text" if DEBUG or DEV_MODE else "json")
+if EMOLOOP_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(
+        f"EMOLOOP_LOG_FORMAT must be json or text, not {EMOLOOP_LOG_FORMAT!r}"
+    )
+# DEBUG, INFO, WARNING, ERROR or CRITICAL.
+LOGGING = logging_config(EMOLOOP_LOG_FORMAT, env_str("LOG_LEVEL", "INFO"))
+# Workers keep this LOGGING (and its request and task ids) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# /metrics answers only `Authorization: Bearer <this>`; empty (the default): /metrics is off.
+EMOLOOP_METRICS_TOKEN = env_str("EMOLOOP_METRICS_TOKEN", "")
+# prometheus-client's own variable: an empty folder, per host, where each gunicorn process
+# writes its metrics so that a scrape sums them (empty: one process's metrics only).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+# A scrape waits this long for the broker's queue lengths.
+OPS_METRICS_SOURCE_TIMEOUT_SECONDS = 2.0

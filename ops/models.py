@@ -83,3 +83,28 @@ class StorageReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.root}: {self.total_bytes} bytes @ {self.measured_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TaskOutcome(models.Model):
+    """How many times each task succeeded, failed or was retried, on any worker host
+    (ops.signals: one upsert per outcome); /metrics reads it as
+    `emoloop_celery_tasks_total`. In the database because every worker host writes it and
+    every web host reads it, whatever the broker; counts only grow (Prometheus counters).
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        RETRIED = "retried"
+
+    task_name = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task_name", "outcome"], name="ops_task_outcome_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.outcome}: {self.count}"

@@ -17,11 +17,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from emoloop.celery import app
-from ops.models import BeatRun, TaskFailure, WorkerHeartbeat
+from ops.models import BeatRun, TaskFailure, TaskOutcome, WorkerHeartbeat
 
 # kombu's Redis transport keeps a queue's messages of priority p > 0 in "<queue>\x06\x16<p>".
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
@@ -45,6 +46,18 @@ def note_heartbeat(hostname: str) -> None:
         update_fields=["last_seen"],
     )
     _last_written[hostname] = now
+
+
+def note_outcome(task_name: str, outcome: str) -> None:
+    """Count one outcome (succeeded, failed, retried) of `task_name`: one upsert, atomic in
+    the database, so workers on every host add to the same counter."""
+    table = TaskOutcome._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (task_name, outcome, count) VALUES (%s, %s, 1) "  # noqa: S608 (the table name is ours)
+            f"ON CONFLICT (task_name, outcome) DO UPDATE SET count = {table}.count + 1",
+            [task_name[:200], outcome],
+        )
 
 
 def last_heartbeat() -> dict[str, Any] | None:
