@@ -17,6 +17,7 @@ from learner import metrics
 from learner.normalise import fit_normaliser
 from learner.pipeline import Dataset, PipelineConfig, Predictor, fit_predictor
 from learner.ranking import COLD_START_STRATEGY, Pool, get_strategy, predict_pool_mc, select
+from learner.ranking.space import selection_pool
 from learner.simulation.config import RANDOM, SimulationConfig, resolve_strategy
 from learner.simulation.corpus import Corpus
 from learner.simulation.features import Features
@@ -211,12 +212,18 @@ def run_strategy(
         first = COLD_START_STRATEGY
     else:
         first = name  # random, kcenter, coverage: their own pick from the first label on
-    picks = select(
-        first,
-        Pool(probs_core=None, probs_fine=None, embeddings=embeddings),
-        seed_size,
-        seed=int(rng.integers(2**31)),
-    ).indices
+    if config.embedding == "features":
+        # The live loop's cold start: no model, a per-speaker normaliser of the clips at hand.
+        cold = selection_pool(
+            probs_core=None,
+            probs_fine=None,
+            x=problem.x[pool],
+            speakers=[problem.speakers[i] for i in pool],
+            normaliser=None,
+        )
+    else:
+        cold = Pool(probs_core=None, probs_fine=None, embeddings=embeddings)
+    picks = select(first, cold, seed_size, seed=int(rng.integers(2**31))).indices
     unlabelled[picks] = False
     curve: list[list[float]] = []
     train_s = select_s = 0.0
@@ -249,23 +256,34 @@ def run_strategy(
             probs /= probs.sum(axis=1, keepdims=True)
         if spec.needs_mc:
             mc = _mc_probabilities(predictor, problem.x[rows], speakers, seed * 1000 + round_no)
-        space = embeddings
-        if config.embedding == "trunk":
-            space = trunk_embeddings(
-                predictor, problem.x[pool], [problem.speakers[i] for i in pool]
+        if config.embedding == "features":
+            # Exactly what learner.services.rescoring builds: the model's input space, the
+            # labelled clips passed as already covered (learner.ranking.space).
+            done = pool[labelled]
+            candidates = selection_pool(
+                probs_core=probs,
+                probs_fine=None,
+                x=problem.x[rows],
+                speakers=speakers,
+                normaliser=predictor.normaliser,
+                labelled_x=problem.x[done],
+                labelled_speakers=[problem.speakers[i] for i in done],
+                mc_probs_core=mc,
             )
-        selection = select(
-            name,
-            Pool(
+        else:
+            space = embeddings
+            if config.embedding == "trunk":
+                space = trunk_embeddings(
+                    predictor, problem.x[pool], [problem.speakers[i] for i in pool]
+                )
+            candidates = Pool(
                 probs_core=probs,
                 probs_fine=None,
                 embeddings=space[remaining],
                 mc_probs_core=mc,
                 labelled_embeddings=space[labelled],
-            ),
-            size,
-            seed=int(rng.integers(2**31)),
-        )
+            )
+        selection = select(name, candidates, size, seed=int(rng.integers(2**31)))
         unlabelled[remaining[selection.indices]] = False
         select_s += time.perf_counter() - started
         round_no += 1
