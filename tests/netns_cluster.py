@@ -216,7 +216,7 @@ class NetnsCluster:
         port = free_port(self.bridge_ip)
         process = subprocess.Popen(
             ["redis-server", "--bind", self.bridge_ip, "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.base)],
+             "--appendonly", "no", "--protected-mode", "no", "--dir", str(self.base)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         self._root_processes.append(process)
