@@ -155,7 +155,9 @@ def local_copy(name: str, *, suffix: str = "", storage: Any = None) -> Iterator[
         yield path
 
 
-def presigned_url(name: str, *, ttl: int, filename: str | None = None) -> str:
+def presigned_url(
+    name: str, *, ttl: int, content_type: str = "", filename: str | None = None
+) -> str:
     """A short-lived GET URL for stored file `name`, signed for the browser's endpoint.
 
     With S3_PUBLIC_ENDPOINT_URL set (compose: web and workers reach MinIO as http://minio:9000,
@@ -165,9 +167,9 @@ def presigned_url(name: str, *, ttl: int, filename: str | None = None) -> str:
     from django.conf import settings
     from django.core.files.storage import default_storage
 
-    parameters = {"ResponseContentType": "audio/wav"} if name.endswith(".wav") else {}
+    parameters = {"ResponseContentType": content_type} if content_type else {}
     if filename:
-        parameters["ResponseContentDisposition"] = f"inline; filename*=UTF-8''{quote(filename)}"
+        parameters["ResponseContentDisposition"] = f'inline; filename="{quote(filename)}"'
     public = getattr(settings, "S3_PUBLIC_ENDPOINT_URL", "")
     storage = default_storage
     if public:

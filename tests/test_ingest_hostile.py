@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 from django.apps import apps
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -277,7 +278,7 @@ def test_staging_an_archive_copies_its_bytes_and_nothing_more(project, tmp_path)
     )
     staged = sorted(p.name for p in ingest.staging_dir(batch).rglob("*"))
     assert staged == [Path(item.staged_path).name]
-    assert Path(item.staged_path).read_bytes() == archive.read_bytes()
+    assert default_storage.open(item.staged_path).read() == archive.read_bytes()
 
     ingest.process_item(item.pk)
 

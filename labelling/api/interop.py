@@ -27,7 +27,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -122,8 +121,9 @@ class _InteropView(ProjectScopedMixin, APIView):
 
     @staticmethod
     def _tmp() -> tempfile.TemporaryDirectory:
-        Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(dir=settings.MEDIA_ROOT)
+        """The request's uploads, on this host only: the import is planned and applied in
+        this request, and what workers need is staged through storage (ingest.stage_folder)."""
+        return tempfile.TemporaryDirectory(prefix="emoloop-interop-")
 
 
 class CorpusImportView(_InteropView):

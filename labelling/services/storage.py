@@ -30,15 +30,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.base import File
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Q
 
+from emoloop import storage as emoloop_storage
 from labelling.models import Clip, ImportBatch, Project, Recording
 
 log = logging.getLogger(__name__)
@@ -68,10 +70,121 @@ def register_project_files(callback: ProjectFiles) -> None:
         _PROJECT_FILES.append(callback)
 
 
-def staging_dir(batch: ImportBatch | int) -> Path:
-    """Where a batch's files wait to be processed (local disk: workers decode from paths)."""
+# --- Staging: a batch's files waiting for a worker ---------------------------------------
+#
+# Staged bytes go through default_storage under ``staging/batch-<id>/…`` (ImportItem.
+# staged_path holds the storage name), so a worker on another host reads what the web host
+# staged: with S3 storage both reach the bucket, with local storage it is MEDIA_ROOT. A
+# worker decodes from a local copy (``staged_file``) and deletes the staged object once the
+# item has its outcome. Rows staged before this scheme hold an absolute local path, which
+# is still read and deleted as a path.
+
+
+def staging_prefix(batch: ImportBatch | int) -> str:
+    """The storage name prefix of a batch's staged files (``staging/batch-<id>/``)."""
     batch_id = batch if isinstance(batch, int) else batch.pk
-    return Path(settings.MEDIA_ROOT) / "staging" / f"batch-{batch_id}"
+    return f"staging/batch-{batch_id}/"
+
+
+def staging_dir(batch: ImportBatch | int) -> Path:
+    """Where a batch's staged files are on disk with local storage (MEDIA_ROOT/staging/…).
+
+    Only meaningful for FileSystemStorage; code that must work with S3 uses the storage
+    names (``staging_prefix``, ``stage_bytes``, ``staged_file``).
+    """
+    return Path(settings.MEDIA_ROOT) / staging_prefix(batch).rstrip("/")
+
+
+def _is_legacy_path(staged: str) -> bool:
+    return Path(staged).is_absolute()
+
+
+def stage_bytes(name: str, content: File | Path | bytes) -> str:
+    """Store staged content under storage name ``name``; return the name it got.
+
+    A taken name gets another one (the storage's rule), so the answer is what the item keeps.
+    """
+    if isinstance(content, bytes):
+        return default_storage.save(name, ContentFile(content))
+    if isinstance(content, Path):
+        with content.open("rb") as fh:
+            return default_storage.save(name, File(fh))
+    return default_storage.save(name, content)
+
+
+def staged_exists(staged: str) -> bool:
+    if not staged:
+        return False
+    if _is_legacy_path(staged):
+        return Path(staged).is_file()
+    return default_storage.exists(staged)
+
+
+def staged_size(staged: str) -> int:
+    return Path(staged).stat().st_size if _is_legacy_path(staged) else default_storage.size(staged)
+
+
+@contextmanager
+def staged_file(staged: str, *, suffix: str = "") -> Iterator[Path]:
+    """A local path with a staged file's bytes, for decoders and archive readers.
+
+    Local storage reads the file in place; S3 copies the object to a private temporary file
+    (removed afterwards). ``suffix`` keeps the extension readers look at.
+    """
+    if _is_legacy_path(staged):
+        yield Path(staged)
+    elif emoloop_storage.is_local():
+        yield Path(default_storage.path(staged))
+    else:
+        with emoloop_storage.local_copy(staged, suffix=suffix or Path(staged).suffix) as path:
+            yield path
+
+
+def delete_staged(staged: str) -> None:
+    """Remove one staged file (missing is fine: a retry may come after the first attempt)."""
+    if not staged:
+        return
+    if _is_legacy_path(staged):
+        Path(staged).unlink(missing_ok=True)
+        return
+    try:
+        default_storage.delete(staged)
+    except OSError:
+        log.exception("could not delete staged file %s", staged)
+
+
+def remove_staged_prefix(prefix: str) -> None:
+    """Remove every staged file under a storage name prefix (a batch's or an archive's).
+
+    Local storage removes the folder itself; S3 deletes the keys (an object store has no
+    folders to leave behind).
+    """
+    prefix = prefix.rstrip("/") + "/"
+    if emoloop_storage.is_local():
+        shutil.rmtree(default_storage.path(prefix.rstrip("/")), ignore_errors=True)
+        return
+    for name in _walk(prefix):
+        try:
+            default_storage.delete(name)
+        except OSError:
+            log.exception("could not delete staged file %s", name)
+
+
+def _walk(prefix: str) -> list[str]:
+    """Every stored name under ``prefix`` (storage listdir, recursively)."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return []
+    names = [prefix + name for name in files]
+    for folder in folders:
+        names += _walk(f"{prefix}{folder}/")
+    return names
+
+
+def remove_staging(batch: ImportBatch | int) -> None:
+    """Remove a batch's whole staging area (the batch is done, or deleted)."""
+    remove_staged_prefix(staging_prefix(batch))
 
 
 # --- Locks and references ---------------------------------------------------------------
@@ -211,19 +324,16 @@ def project_file_names(project: Project) -> list[str]:
 def delete_project(project: Project) -> None:
     """Delete a project and everything in it, then its files that nothing else references.
 
-    Files shared with another project's clips stay. The import staging folders of its
-    batches go too. Nothing is removed if the deletion rolls back.
+    Files shared with another project's clips stay. The staged files of its batches go
+    too. Nothing is removed if the deletion rolls back.
     """
     names = project_file_names(project)
-    staging = [
-        staging_dir(pk)
-        for pk in ImportBatch.objects.filter(project=project).values_list("pk", flat=True)
-    ]
+    batches = list(ImportBatch.objects.filter(project=project).values_list("pk", flat=True))
 
     def remove_files() -> None:
         remove_unreferenced(names)
-        for folder in staging:
-            shutil.rmtree(folder, ignore_errors=True)
+        for batch_id in batches:
+            remove_staging(batch_id)
 
     with transaction.atomic():
         project.delete()

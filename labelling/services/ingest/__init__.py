@@ -2,7 +2,8 @@
 
 Two steps, so that the web process and the CLI only copy bytes:
 1. `stage_*` functions create an ImportBatch with one ImportItem per file; the bytes are
-   copied into the staging area under MEDIA_ROOT (never under the user's file name). An
+   stored through default_storage under ``staging/batch-<id>/`` (never under the user's file
+   name), so a worker on another host reads them from the object store. An
    archive is copied as it is, as ONE item: expanding it is work for a worker, bounded by
    EMOLOOP_MAX_ARCHIVE_BYTES, and a 1 MB zip can claim gigabytes.
 2. `process_item` (run by a Celery task, or in-process by the CLI when asked) expands an

@@ -9,7 +9,6 @@ again.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from labelling.models import Clip, ImportBatch, ImportItem
 from labelling.services.ingest.records import Status
-from labelling.services.storage import staging_dir
+from labelling.services.storage import remove_staging
 
 __all__ = [
     "BatchCounts",
@@ -70,7 +69,7 @@ def finish_batch_if_complete(batch_id: int) -> bool:
         pk=batch_id, status__in=[ImportBatch.Status.PENDING, ImportBatch.Status.RUNNING]
     ).update(status=ImportBatch.Status.DONE, finished_at=timezone.now())
     if updated:
-        shutil.rmtree(staging_dir(batch_id), ignore_errors=True)
+        remove_staging(batch_id)
     return True
 
 

@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import logging
 import lzma
-import shutil
 import tarfile
+import tempfile
 import uuid
 import zipfile
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from emoloop import storage as emoloop_storage
 from labelling.archives import ArchiveTooLarge, ExpandLimits, iter_members
 from labelling.models import ImportItem
 from labelling.services.ingest.records import Status, metadata_for
 from labelling.services.ingest.staging import load_manifest
-from labelling.services.storage import staging_dir
+from labelling.services.storage import (
+    delete_staged,
+    remove_staged_prefix,
+    stage_bytes,
+    staged_file,
+    staging_prefix,
+)
 
 __all__ = ["child_item_ids", "expand_archive", "is_archive_item"]
 
@@ -77,10 +85,25 @@ def expand_archive(item: ImportItem) -> None:
     off; the members read before stay) in the same transaction that creates its members, by
     compare-and-set: a second run of the same item extracts into its own folder, loses the
     race and removes that folder, so the members are created once.
+
+    Members are staged through storage under ``staging/batch-<id>/x<item>-<random>/``: with
+    S3 they are extracted to a private temporary folder on this worker and each is uploaded
+    (and removed locally) as it comes; with local storage they are extracted in place.
     """
+    dest = f"{staging_prefix(item.batch)}x{item.pk}-{uuid.uuid4().hex[:8]}/"
+    with staged_file(item.staged_path) as archive:
+        if emoloop_storage.is_local():
+            _expand(item, archive, dest, Path(default_storage.path(dest.rstrip("/"))))
+        else:
+            with tempfile.TemporaryDirectory(prefix="emoloop-expand-") as tmp:
+                _expand(item, archive, dest, Path(tmp))
+
+
+def _expand(item: ImportItem, archive: Path, dest: str, local_dest: Path) -> None:
+    """expand_archive's work: ``local_dest`` is where files are extracted on this host,
+    ``dest`` the storage prefix they are staged under."""
+    local = emoloop_storage.is_local()
     batch = item.batch
-    archive = Path(item.staged_path)
-    dest = staging_dir(batch) / f"x{item.pk}-{uuid.uuid4().hex[:8]}"
     manifest = load_manifest(batch)
     prefix = _member_prefix(item)
     limits = ExpandLimits(
@@ -91,7 +114,7 @@ def expand_archive(item: ImportItem) -> None:
     children: list[ImportItem] = []
     broken: tuple[str, str] | None = None
     try:
-        for member, extracted in iter_members(archive, dest, limits):
+        for member, extracted in iter_members(archive, local_dest, limits):
             child = ImportItem(
                 batch=batch,
                 name=f"{prefix}{member.name}"[:500],
@@ -102,8 +125,12 @@ def expand_archive(item: ImportItem) -> None:
                 child.status = Status.REJECTED
                 child.reason_code, child.reason = member.problem_code, member.problem
                 child.processed_at = timezone.now()
+            elif local:
+                child.staged_path = dest + extracted.relative_to(local_dest).as_posix()
             else:
-                child.staged_path = str(extracted)
+                name = dest + extracted.relative_to(local_dest).as_posix()
+                child.staged_path = stage_bytes(name, extracted)
+                extracted.unlink()
             children.append(child)
     except ArchiveTooLarge as exc:
         broken = ("too_large", f"The rest of the archive was not read: {exc}.")
@@ -111,7 +138,7 @@ def expand_archive(item: ImportItem) -> None:
         log.info("archive %s unreadable: %s", item.name, exc)
         broken = ("corrupt", f"archive could not be read: {exc}")
     except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
+        remove_staged_prefix(dest)
         raise
     status, code, reason = Status.EXPANDED, "", f"{len(children)} member(s) read"
     if broken is not None:
@@ -125,6 +152,6 @@ def expand_archive(item: ImportItem) -> None:
         if claimed:
             ImportItem.objects.bulk_create(children, batch_size=1000)
     if not claimed:
-        shutil.rmtree(dest, ignore_errors=True)
+        remove_staged_prefix(dest)
         return
-    archive.unlink(missing_ok=True)
+    delete_staged(item.staged_path)

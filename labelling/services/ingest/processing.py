@@ -74,7 +74,7 @@ def _process_file(item: ImportItem) -> None:
         item.refresh_from_db()
         if item.status != Status.PENDING:
             return
-    if not item.staged_path or not Path(item.staged_path).is_file():
+    if not storage.staged_exists(item.staged_path):
         # The staged bytes are gone: an earlier attempt finished the item and a retry
         # arrived late, or the staging area was cleaned. Say so rather than guess.
         finish_item(item, Status.REJECTED, code="missing", reason="staged file is missing")
@@ -115,9 +115,15 @@ def _run_guarded(item: ImportItem, work: Callable[[], None]) -> None:
 
 
 def _process_staged(item: ImportItem) -> None:
+    # A local path with the staged bytes: the file itself (local storage) or a temporary
+    # copy of the object (S3: this worker may be on another host than the one that staged).
+    with storage.staged_file(item.staged_path) as path:
+        _process_path(item, path)
+
+
+def _process_path(item: ImportItem, path: Path) -> None:
     batch = item.batch
     project = batch.project
-    path = Path(item.staged_path)
     max_seconds = (
         settings.EMOLOOP_MAX_RECORDING_SECONDS
         if batch.segment

@@ -8,13 +8,12 @@ from it (source, loudness, the stored original's extension).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from django.utils import timezone
 
 from labelling.manifest import ClipMetadata, lookup
 from labelling.models import ClipSource, ImportBatch, ImportItem
+from labelling.services.storage import delete_staged
 
 __all__ = [
     "ATTEMPTS",
@@ -56,8 +55,7 @@ def finish_item(
         clips_created=clips,
         processed_at=timezone.now(),
     )
-    if item.staged_path:
-        Path(item.staged_path).unlink(missing_ok=True)
+    delete_staged(item.staged_path)
     return bool(updated)
 
 

@@ -1,8 +1,9 @@
 """Staging: copy the files of a folder, an upload or a URL into a new import batch.
 
 The web process and the CLI only copy bytes: each ``stage_*`` function creates an ImportBatch
-with one ImportItem per file, its bytes copied into the staging area under MEDIA_ROOT (never
-under the user's file name). Files over EMOLOOP_MAX_FILE_BYTES are refused without a copy;
+with one ImportItem per file, its bytes stored through default_storage under
+``staging/batch-<id>/`` (never under the user's file name; a worker on another host reads
+them from the object store). Files over EMOLOOP_MAX_FILE_BYTES are refused without a copy;
 hidden files are refused, one item per hidden file or folder. An archive is copied as it is,
 as ONE item: expanding it is work for a worker (``expansion``), bounded by
 EMOLOOP_MAX_ARCHIVE_BYTES, and a 1 MB zip can claim gigabytes; the batch's parsed manifest is
@@ -13,12 +14,14 @@ kept beside it for that worker. A URL item's bytes are downloaded by the worker
 from __future__ import annotations
 
 import json
-import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
 
@@ -26,7 +29,7 @@ from labelling.archives import archive_suffix, hidden_reason, hidden_root, is_ar
 from labelling.manifest import ClipMetadata, read_manifest
 from labelling.models import ClipSource, ImportBatch, ImportItem, Project
 from labelling.services.ingest.records import Status, finish_item, metadata_for, refused_item
-from labelling.services.storage import staging_dir
+from labelling.services.storage import stage_bytes, staged_size, staging_prefix
 from labelling.urlfetch import FetchFailed, UnsafeURL, fetch_to_file
 
 __all__ = [
@@ -43,14 +46,12 @@ _MANIFEST_FILE = "manifest.json"  # the batch's manifest, parsed, for its archiv
 def _new_batch(
     project: Project, source: str, origin: str, segment: bool, user: User | None
 ) -> ImportBatch:
-    batch = ImportBatch.objects.create(
+    return ImportBatch.objects.create(
         project=project, source=source, origin=origin[:500], segment=segment, created_by=user
     )
-    staging_dir(batch).mkdir(parents=True, exist_ok=True)
-    return batch
 
 
-def _archive_item(batch: ImportBatch, name: str, staged: Path, *, root: bool) -> ImportItem:
+def _archive_item(batch: ImportBatch, name: str, staged: str, *, root: bool) -> ImportItem:
     """One pending item for a whole archive; the worker expands it (see expand_archive).
 
     Its members are named ``<archive name>/<member path>``, or just ``<member path>`` when
@@ -59,8 +60,8 @@ def _archive_item(batch: ImportBatch, name: str, staged: Path, *, root: bool) ->
     return ImportItem(
         batch=batch,
         name=name[:500],
-        size_bytes=staged.stat().st_size,
-        staged_path=str(staged),
+        size_bytes=staged_size(staged),
+        staged_path=staged,
         metadata={"archive": True, "prefix": "" if root else f"{name}/"},
     )
 
@@ -69,14 +70,19 @@ def _save_manifest(batch: ImportBatch, manifest: dict[str, ClipMetadata] | None)
     """Keep the parsed manifest beside the batch's archives, for the worker that expands them."""
     if manifest:
         payload = {name: meta.as_json() for name, meta in manifest.items()}
-        (staging_dir(batch) / _MANIFEST_FILE).write_text(json.dumps(payload), encoding="utf-8")
+        stage_bytes(_manifest_name(batch), ContentFile(json.dumps(payload).encode("utf-8")))
+
+
+def _manifest_name(batch: ImportBatch) -> str:
+    return staging_prefix(batch) + _MANIFEST_FILE
 
 
 def load_manifest(batch: ImportBatch) -> dict[str, ClipMetadata] | None:
-    path = staging_dir(batch) / _MANIFEST_FILE
-    if not path.is_file():
+    name = _manifest_name(batch)
+    if not default_storage.exists(name):
         return None
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    with default_storage.open(name, "rb") as fh:
+        raw = json.loads(fh.read().decode("utf-8"))
     return {name: ClipMetadata.from_json(meta) for name, meta in raw.items()}
 
 
@@ -161,9 +167,9 @@ def stage_folder(
             item.reason = f"{size} bytes is over the limit of {settings.EMOLOOP_MAX_FILE_BYTES}"
             item.processed_at = timezone.now()
         else:
-            staged = staging_dir(batch) / f"f{index:06d}{path.suffix.lower()[:8]}"
-            shutil.copyfile(path, staged)
-            item.staged_path = str(staged)
+            item.staged_path = stage_bytes(
+                f"{staging_prefix(batch)}f{index:06d}{path.suffix.lower()[:8]}", path
+            )
         items.append(item)
     items += _hidden_items(batch, hidden)
     if has_archive:
@@ -185,8 +191,7 @@ def _stage_archive_file(
             "bytes. Please split it.",
             size,
         )
-    staged = staging_dir(batch) / f"a{index:06d}{archive_suffix(path.name)}"
-    shutil.copyfile(path, staged)
+    staged = stage_bytes(f"{staging_prefix(batch)}a{index:06d}{archive_suffix(path.name)}", path)
     return _archive_item(batch, name, staged, root=root)
 
 
@@ -221,10 +226,8 @@ def stage_uploads(
             continue
         archive = is_archive_name(name)
         suffix = archive_suffix(name) if archive else Path(name).suffix.lower()[:8]
-        staged = staging_dir(batch) / f"u{index:06d}{suffix}"
-        with staged.open("wb") as out:
-            for chunk in upload.chunks():
-                out.write(chunk)
+        # Wrapped: FileSystemStorage would move a temporary upload instead of copying it.
+        staged = stage_bytes(f"{staging_prefix(batch)}u{index:06d}{suffix}", File(upload))
         if archive:
             items.append(_archive_item(batch, name, staged, root=False))
             has_archive = True
@@ -233,8 +236,8 @@ def stage_uploads(
             ImportItem(
                 batch=batch,
                 name=name[:500],
-                size_bytes=staged.stat().st_size,
-                staged_path=str(staged),
+                size_bytes=staged_size(staged),
+                staged_path=staged,
                 metadata=metadata_for(manifest, name),
             )
         )
@@ -256,26 +259,26 @@ def stage_url(
 def fetch_url_item(item: ImportItem) -> None:
     """Download a URL item's bytes into staging with the SSRF-safe fetcher.
 
-    A refused or failed download rejects the item with the reason; nothing is stored.
+    The download goes to a private temporary file on this worker, then into storage (the
+    item may be retried by a worker on another host). A refused or failed download rejects
+    the item with the reason; nothing is stored.
     """
-    target = staging_dir(item.batch) / f"url{item.pk}.download"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with target.open("wb") as out:
-            result = fetch_to_file(
-                item.metadata["url"], out, max_bytes=settings.EMOLOOP_MAX_FILE_BYTES
-            )
-    except UnsafeURL as exc:
-        target.unlink(missing_ok=True)
-        finish_item(item, Status.REJECTED, code="unsafe_url", reason=str(exc))
-        return
-    except FetchFailed as exc:
-        target.unlink(missing_ok=True)
-        finish_item(item, Status.REJECTED, code="fetch_failed", reason=str(exc))
-        return
-    final = target.with_name(f"url{item.pk}{Path(result.filename).suffix.lower()[:8]}")
-    target.rename(final)
+    with tempfile.TemporaryDirectory(prefix="emoloop-url-") as tmp:
+        target = Path(tmp) / "download"
+        try:
+            with target.open("wb") as out:
+                result = fetch_to_file(
+                    item.metadata["url"], out, max_bytes=settings.EMOLOOP_MAX_FILE_BYTES
+                )
+        except UnsafeURL as exc:
+            finish_item(item, Status.REJECTED, code="unsafe_url", reason=str(exc))
+            return
+        except FetchFailed as exc:
+            finish_item(item, Status.REJECTED, code="fetch_failed", reason=str(exc))
+            return
+        suffix = Path(result.filename).suffix.lower()[:8]
+        staged = stage_bytes(f"{staging_prefix(item.batch)}url{item.pk}{suffix}", target)
     ImportItem.objects.filter(pk=item.pk).update(
-        staged_path=str(final), size_bytes=result.bytes_written, name=result.final_url[:500]
+        staged_path=staged, size_bytes=result.bytes_written, name=result.final_url[:500]
     )
-    item.staged_path = str(final)
+    item.staged_path = staged

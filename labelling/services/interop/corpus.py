@@ -96,8 +96,9 @@ def audio_root(path: Path) -> Iterator[Path]:
         return
     if not (path.is_file() and archives.is_archive_name(path.name)):
         raise InteropError(f"{path} is neither a folder nor a .zip/.tar(.gz) archive")
-    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.MEDIA_ROOT) as tmp:
+    # A private local folder: the import runs in this process, and what a worker needs is
+    # staged through storage by ingest.stage_folder.
+    with tempfile.TemporaryDirectory(prefix="emoloop-corpus-") as tmp:
         raw, root = Path(tmp) / "raw", Path(tmp) / "root"
         limits = archives.ExpandLimits(
             member_bytes=settings.EMOLOOP_MAX_FILE_BYTES,
@@ -257,8 +258,7 @@ def apply_plan(plan: CorpusPlan, user: User | None = None) -> CorpusResult:
         for row in new:
             unique.setdefault(row.sha256, row)
         if unique:
-            Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=settings.MEDIA_ROOT) as tmp:
+            with tempfile.TemporaryDirectory(prefix="emoloop-corpus-") as tmp:
                 folder = Path(tmp) / "audio"
                 for row in unique.values():
                     target = folder / row.file
