@@ -197,7 +197,10 @@ def _lease_regular_portable(
     if clip_id is None:
         return None
     try:
-        lease = new_lease(project, user, clip_id, lease_id=lease_id)
+        # A savepoint: a refused insert (a lease id already taken) leaves the caller's
+        # transaction usable for giving the slot back.
+        with transaction.atomic():
+            lease = new_lease(project, user, clip_id, lease_id=lease_id)
     except Exception:
         # Give the slot back rather than leak it.
         QueueEntry.objects.filter(clip_id=clip_id).update(open_slots=F("open_slots") + 1)

@@ -9,6 +9,11 @@
 // the clip on screen plus the prepared one; the next prefetch therefore waits until the
 // previous submit has been recorded.
 //
+// One request per label: the submit asks for the next clip too (`next: true`) and its answer
+// carries that clip's lease, which becomes the prepared one. A retried submit (same
+// client_id) gets the same lease back. Only when a submit brings no clip (refused, or the
+// queue had nothing then) does the prefetch ask next on its own.
+//
 // bench/annotator_flow.py reads the "emoloop:submit-to-playable" measure made here.
 
 import { ApiError, postJson, withRetry } from "./api.js";
@@ -47,10 +52,15 @@ async function leaseNext() {
     onRetry: (_e, n) => hint(`No answer from the server; asking again (${n})…`, "warn"),
   });
   if (answer.status === 204 || !answer.data) return null;
-  const ticket = answer.data;
+  return acceptTicket(answer.data);
+}
+
+/** A leased clip from next or from a submit's answer: a PreparedClip (loading started), or
+ * undefined when it is one the page already holds. */
+function acceptTicket(ticket) {
   if (heldLeases().has(ticket.lease.id)) {
     // The server hands back a lease we already hold when we are at its limit of two (e.g.
-    // after a reload): nothing new to prepare now.
+    // after a reload or an undo): nothing new to prepare now.
     for (const p of [state.current, ...state.ready]) {
       if (p && p.leaseId === ticket.lease.id) p.lease = ticket.lease;
     }
@@ -76,8 +86,15 @@ function ensurePrefetch() {
   if (state.prefetching || state.ready.length || state.exhausted) return state.prefetching;
   state.prefetching = (async () => {
     // The lease of the clip just submitted must be closed first, or the server (at its
-    // limit of two) would hand that one back instead of a new clip.
+    // limit of two) would hand that one back instead of a new clip. The submit's answer
+    // usually brings the next clip itself (or says none is left): then nothing to ask.
     await state.submitChain;
+    const answered = state.handoffEmpty;
+    state.handoffEmpty = false;
+    if (state.ready.length || state.exhausted || answered) {
+      state.prefetching = null;
+      return;
+    }
     try {
       const prepared = await leaseNext();
       if (prepared === null) state.exhausted = true;
@@ -279,6 +296,7 @@ export function submit({ skipReason = "", at = performance.now() } = {}) {
     suggestion_shown: state.suggestionShown,
     valence: !skipReason && point ? point.valence : null,
     arousal: !skipReason && point ? point.arousal : null,
+    next: true,
   };
   if (skipReason) payload.skip_reason = skipReason;
   else payload.node = state.selected.key;
@@ -305,7 +323,7 @@ function queueSubmit(prepared, payload, what) {
 
 async function sendSubmit(prepared, payload, what) {
   try {
-    await withRetry(() => postJson(config.urls.submit, payload), {
+    const answer = await withRetry(() => postJson(config.urls.submit, payload), {
       maxTries: 6,
       onRetry: (_error, n, delay) =>
         hint(
@@ -316,6 +334,7 @@ async function sendSubmit(prepared, payload, what) {
     });
     // A revision replaces a label already counted.
     if (!prepared.revising) state.submitted += 1;
+    takeHandedOut(answer.data);
     announce(`Saved clip ${prepared.id}: ${what}.`);
     if ($("hint").classList.contains("warn") && $("hint").textContent.startsWith("Saving clip")) {
       hint("");
@@ -335,6 +354,17 @@ async function sendSubmit(prepared, payload, what) {
     state.pendingSubmits -= 1;
     renderSession();
   }
+}
+
+/** The next clip a submit's answer brought (`next`): prepared behind the one on screen. */
+function takeHandedOut(data) {
+  if (!data || !("next" in data)) return;
+  if (data.next === null) {
+    state.handoffEmpty = true;
+    return;
+  }
+  const prepared = acceptTicket(data.next);
+  if (prepared) state.ready.push(prepared);
 }
 
 export async function undo() {

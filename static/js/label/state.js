@@ -28,6 +28,7 @@ export const state = {
   ready: [], // PreparedClips waiting (prefetched, or put aside by an undo)
   prefetching: null, // Promise of the prefetch in flight
   exhausted: false, // the server said 204: nothing more for now
+  handoffEmpty: false, // the last submit's answer said no next clip (read once, by the prefetch)
   phase: "loading", // loading | labelling | done
   selected: null, // taxonomy node
   intensity: "",
