@@ -18,6 +18,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+# The weak-label sources' admin lives in its own module; importing it registers it.
+from labelling import admin_weak_sources  # noqa: F401
 from labelling.models import (
     Annotation,
     Clip,
