@@ -2,6 +2,9 @@
 
 Stored audio is content-addressed, so the same file can belong to clips of two projects; it
 goes only with the last row that points at it, and only once the deletion commits.
+
+Every test runs twice: on the local filesystem and on S3 (a bucket on the moto server of
+tests/s3server.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ from labelling.models import Clip, ImportItem, Project, Recording
 from labelling.services import ingest, storage
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["local", "s3"])
+def backend(request) -> str:
+    """The storage this test runs on (s3: default_storage is a fresh bucket)."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_storage")
+    return request.param
+
+
+def _staged(batch) -> list[str]:
+    return storage.stored_names(storage.staging_prefix(batch))
 
 
 def _wav(path: Path, seed: int, seconds: float = 1.0) -> Path:
@@ -113,7 +128,7 @@ def test_a_rolled_back_delete_removes_nothing(project, folder, django_capture_on
 
 
 def test_deleting_a_project_removes_its_audio_staging_and_registered_files(
-    project, other_project, folder, tmp_path, registry, django_capture_on_commit_callbacks
+    project, other_project, folder, tmp_path, registry, django_capture_on_commit_callbacks, backend
 ):
     calls = tmp_path / "calls"
     calls.mkdir()
@@ -129,7 +144,7 @@ def test_deleting_a_project_removes_its_audio_staging_and_registered_files(
     mine = [n for c in Clip.objects.filter(project=project) for n in _files(c)]
     recording = Recording.objects.get(project=project).original.name
     shared = [n for c in Clip.objects.filter(project=other_project) for n in _files(c)]
-    assert ingest.staging_dir(pending).is_dir()
+    assert len(_staged(pending)) == 2
 
     with django_capture_on_commit_callbacks(execute=True):
         storage.delete_project(project)
@@ -139,7 +154,9 @@ def test_deleting_a_project_removes_its_audio_staging_and_registered_files(
     gone = [n for n in mine if n not in shared] + [recording, model_file]
     assert _exists(gone) == [False] * len(gone)
     assert _exists(shared) == [True] * 4  # the other project imported the same two files
-    assert not ingest.staging_dir(pending).exists()
+    assert _staged(pending) == []
+    if backend == "local":
+        assert not ingest.staging_dir(pending).exists()
     assert Clip.objects.filter(project=other_project).count() == 2
 
 

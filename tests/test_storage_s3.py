@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from emoloop import storage as emoloop_storage
-from labelling.models import Annotation, Clip, ImportBatch
+from labelling.models import Annotation, Clip, ImportBatch, ImportItem
 from labelling.services import ingest, queue
+from labelling.services.ingest import expansion
 from tests.conftest import DEMO_EMODB, REPO, wait_until
 from tests.factories import tone_wav
 
@@ -349,3 +351,36 @@ def test_a_worker_on_s3_ingests_computes_features_and_trains_from_the_bucket(
     deleted = client_for(project_admin).delete(f"/api/projects/{project.slug}/")
     assert deleted.status_code == 204, deleted.content
     assert bucket.keys() == []
+
+
+@pytest.mark.django_db
+def test_an_archive_expands_into_staged_objects_once(s3_storage, project, media_root):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("calls/a.wav", tone_wav(0.5, 230))
+        zf.writestr("calls/b.wav", tone_wav(0.5, 240))
+    batch = ingest.stage_uploads(project, [SimpleUploadedFile("calls.zip", archive.getvalue())])
+    item = batch.items.get()
+    stale = ImportItem.objects.select_related("batch__project").get(pk=item.pk)
+    assert s3_storage.get(item.staged_path) == archive.getvalue()
+
+    ingest.process_item(item.pk)
+    assert s3_storage.keys(item.staged_path) == []  # the expanded archive's object is gone
+    # A concurrent worker that fetched the archive while the item was still pending: it
+    # uploads the members too, loses the compare-and-set and deletes what it uploaded.
+    s3_storage.server.client().put_object(
+        Bucket=s3_storage.name, Key=item.staged_path, Body=archive.getvalue()
+    )
+    expansion.expand_archive(stale)
+    s3_storage.server.client().delete_object(Bucket=s3_storage.name, Key=item.staged_path)
+
+    members = list(ImportItem.objects.filter(batch=batch, status="pending"))
+    assert sorted(m.name for m in members) == ["calls.zip/calls/a.wav", "calls.zip/calls/b.wav"]
+    # Only the winner's members are staged, as objects under one folder-like prefix.
+    assert s3_storage.keys(f"staging/batch-{batch.pk}/") == sorted(m.staged_path for m in members)
+    assert len({m.staged_path.rsplit("/", 1)[0] for m in members}) == 1
+    for member in members:
+        ingest.process_item(member.pk)
+    assert batch.clips.count() == 2
+    assert s3_storage.keys("staging/") == []
+    assert _files_under(media_root) == []

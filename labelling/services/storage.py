@@ -163,23 +163,23 @@ def remove_staged_prefix(prefix: str) -> None:
     if emoloop_storage.is_local():
         shutil.rmtree(default_storage.path(prefix.rstrip("/")), ignore_errors=True)
         return
-    for name in _walk(prefix):
+    for name in stored_names(prefix):
         try:
             default_storage.delete(name)
         except OSError:
             log.exception("could not delete staged file %s", name)
 
 
-def _walk(prefix: str) -> list[str]:
-    """Every stored name under ``prefix`` (storage listdir, recursively)."""
+def stored_names(prefix: str) -> list[str]:
+    """Every stored name under ``prefix`` (a folder-like name ending in "/"), recursively."""
     try:
         folders, files = default_storage.listdir(prefix)
     except FileNotFoundError:
         return []
     names = [prefix + name for name in files]
     for folder in folders:
-        names += _walk(f"{prefix}{folder}/")
-    return names
+        names += stored_names(f"{prefix}{folder}/")
+    return sorted(names)
 
 
 def remove_staging(batch: ImportBatch | int) -> None:

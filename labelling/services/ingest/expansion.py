@@ -25,12 +25,13 @@ from django.utils import timezone
 from emoloop import storage as emoloop_storage
 from labelling.archives import ArchiveTooLarge, ExpandLimits, iter_members
 from labelling.models import ImportItem
-from labelling.services.ingest.records import Status, metadata_for
+from labelling.services.ingest.records import Status, finish_item, metadata_for
 from labelling.services.ingest.staging import load_manifest
 from labelling.services.storage import (
     delete_staged,
     remove_staged_prefix,
     stage_bytes,
+    staged_exists,
     staged_file,
     staging_prefix,
 )
@@ -90,6 +91,10 @@ def expand_archive(item: ImportItem) -> None:
     S3 they are extracted to a private temporary folder on this worker and each is uploaded
     (and removed locally) as it comes; with local storage they are extracted in place.
     """
+    if not staged_exists(item.staged_path):
+        # Another attempt expanded it (and removed the archive), or staging was cleaned.
+        finish_item(item, Status.REJECTED, code="missing", reason="staged archive is missing")
+        return
     dest = f"{staging_prefix(item.batch)}x{item.pk}-{uuid.uuid4().hex[:8]}/"
     with staged_file(item.staged_path) as archive:
         if emoloop_storage.is_local():
