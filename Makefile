@@ -101,5 +101,11 @@ bench-console: $(STAMP) services
 bench-loop-latency: $(STAMP) services
 	$(TEST_ENV) $(PY) bench/loop_latency.py $(ARGS)
 
+# Three hosts in network namespaces (needs root): rescoring with one worker host, then two.
+# Creates and drops its own database (emoloop_bench_cluster_<pid>) on DATABASE_URL's server.
+.PHONY: bench-cluster
+bench-cluster: $(STAMP) services
+	$(TEST_ENV) $(PY) bench/cluster.py $(ARGS)
+
 clean:
 	rm -rf var/test .pytest_cache .mypy_cache
