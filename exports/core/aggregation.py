@@ -221,8 +221,10 @@ def fit_coded(
     arrays, so it runs as well in a worker process."""
     # Imported here: crowd-kit brings pandas, scikit-learn and nltk (about 200 MB of
     # resident memory), which only the process that fits needs (exports.services.ds_fit).
+    # From its own module (the class crowdkit.aggregation exports), so that the worker's
+    # lean imports (exports.core.ds_worker) find it without the package's __init__.
     import pandas as pd
-    from crowdkit.aggregation import DawidSkene
+    from crowdkit.aggregation.classification.dawid_skene import DawidSkene
     from pandas.errors import PandasDeprecationWarning
 
     frame = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})

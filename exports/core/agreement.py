@@ -139,10 +139,15 @@ def alpha_per_class(ratings: Iterable[Rating]) -> dict[str, float | None]:
     for row, raters in enumerate(pairable):
         for label in raters.values():
             chose[row, column[label]] += 1
+    return alpha_per_class_of_counts(chose, labels)
+
+
+def alpha_per_class_of_counts(chose: np.ndarray, labels: list[str]) -> dict[str, float | None]:
+    """`alpha_per_class` from its (pairable items, labels) count matrix (labels sorted)."""
     rated = chose.sum(axis=1)
     result: dict[str, float | None] = {}
-    for label in labels:
-        yes = chose[:, column[label]]
+    for index, label in enumerate(labels):
+        yes = chose[:, index]
         counts = np.stack([rated - yes, yes], axis=1)
         # Both codes must occur on pairable items, else alpha is undefined (0/0).
         result[label] = _alpha_of_counts(counts) if counts.any(axis=0).all() else None
@@ -173,6 +178,11 @@ def cohen_kappa(first: list[str], second: list[str]) -> float | None:
     agreeing = sum(a == b for a, b in zip(first, second, strict=True))
     first_counts, second_counts = Counter(first), Counter(second)
     chance = sum(first_counts[c] * second_counts[c] for c in first_counts)
+    return kappa_of_counts(n, agreeing, chance)
+
+
+def kappa_of_counts(n: int, agreeing: int, chance: int) -> float | None:
+    """Cohen's kappa from n positions, how many agree, and sum_c a_c b_c (`cohen_kappa`)."""
     if n * n == chance:
         return None
     return (n * agreeing - chance) / (n * n - chance)

@@ -7,12 +7,23 @@ it one job per line on stdin: `<in.npz> <out.npz>`. Each job is fitted in order
 its `best` and `top` arrays written to the out file, and one line answered on stdout: `ok`,
 or `error <message>`. Anything else a library prints goes to stderr, so the answers stay
 one per job. The worker ends when stdin closes.
+
+Lean imports (`lean_imports`): the worker needs crowd-kit's `DawidSkene` and pandas, nothing
+else. `import crowdkit.aggregation` runs that package's `__init__`, which imports every
+aggregator and with them scipy, scikit-learn and nltk (about 180 MB resident), and pandas 3
+imports pyarrow when it is installed (another 65 MB) although a fit only ever holds int32 and
+float64 columns. The worker registers the two parent packages as bare namespaces (their real
+search paths, no `__init__` run) so that only `dawid_skene.py` and the three modules it
+imports load, and marks pyarrow absent for pandas. Same class, same code, same floats (a
+test compares the worker's arrays with an in-process fit); about 75 MB instead of 250 MB.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+import types
 from typing import TextIO
 
 import numpy as np
@@ -42,7 +53,27 @@ def serve(jobs: TextIO, answers: TextIO) -> None:
         answers.flush()
 
 
+LEAN_PACKAGES = ("crowdkit.aggregation", "crowdkit.aggregation.classification")
+
+
+def lean_imports() -> None:
+    """Load crowd-kit's DawidSkene without the rest of crowd-kit, and pandas without pyarrow
+    (module docstring). Only for this process: it changes what later imports find."""
+    sys.modules.setdefault("pyarrow", None)  # type: ignore[arg-type]  # pandas: "not installed"
+    for name in LEAN_PACKAGES:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.submodule_search_locations is None:
+            return  # not installed as expected: the fit imports it the ordinary way
+        package = types.ModuleType(name)
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules[name] = package
+
+
 def main() -> None:
+    lean_imports()
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # what crowd-kit or numpy might print never mixes with answers
     serve(sys.stdin, answers)

@@ -23,6 +23,7 @@ file as uploaded, or of a segment's WAV cut from its recording) is there in both
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from exports.core import aggregation as agg
-from exports.core import agreement
+from exports.core import coded
 from exports.core.archive import Row, sha256_file, write_sha256sums, write_twin_tables
 from exports.core.splits import SplitClip, assign_splits, group_of
 from exports.models import DatasetVersion
@@ -145,10 +146,10 @@ def ds_parameters(version: DatasetVersion) -> tuple[int, float]:
 
 
 def _label_rows(
-    ratings: list[agg.Rating],
+    ring: coded.CodedRing,
+    votes: coded.Votes,
     adjudicated: dict[int, str],
-    ring: int,
-    majority: dict[agg.Item, agg.MajorityResult],
+    ring_number: int,
     ds: dict[agg.Item, tuple[str, float]],
 ) -> Iterator[Row]:
     """labels_<ring> rows, sorted by clip.
@@ -156,27 +157,31 @@ def _label_rows(
     `label` is the label to train on: a reviewer's adjudication (at this ring) where there
     is one, else the majority vote; `adjudicated` says which. A clip decided at a ring that
     none of its ratings reaches has a row of its own there (no votes, 0 raters)."""
-    soft = agg.soft_labels(ratings)
-    per_item = agg.item_agreement(ratings)
-    here: dict[agg.Item, str] = {
-        item: key for item, full in adjudicated.items() if (key := agg.at_ring(full, ring))
+    here: dict[int, str] = {
+        item: key for item, full in adjudicated.items() if (key := agg.at_ring(full, ring_number))
     }
-    for item in sorted(set(majority) | set(here), key=agg.item_sort_key):
+    voted = zip(
+        ring.items.tolist(), [ring.labels[code] for code in votes.label.tolist()],
+        votes.votes.tolist(), votes.raters.tolist(), votes.tied.tolist(),
+        coded.soft_and_pairwise(ring, votes), strict=True,
+    )  # fmt: skip
+    unvoted = sorted(set(here).difference(ring.items.tolist()))
+    for item, *vote in heapq.merge(voted, ((item,) for item in unvoted), key=lambda v: v[0]):
         decided = here.get(item)
-        if item not in majority:  # decided at a ring no annotator's label reaches: no votes
+        if not vote:  # decided at a ring no annotator's label reaches: no votes
             yield {"clip_id": item, "label": decided, "adjudicated": decided, "raters": 0,
                    "majority": None, "majority_votes": 0, "tied": False, "soft": "{}",
                    "dawid_skene": None, "dawid_skene_probability": None,
                    "agreement": None}  # fmt: skip
             continue
-        vote, (ds_label, ds_probability) = majority[item], ds[item]
+        label, count, raters, tied, (soft, pairwise) = vote
+        ds_label, ds_probability = ds[item]
         yield {
-            "clip_id": item, "label": decided or vote.label, "adjudicated": decided,
-            "raters": vote.raters, "majority": vote.label,
-            "majority_votes": vote.votes, "tied": vote.tied,
-            "soft": json.dumps(_rounded(soft[item]), sort_keys=True),
+            "clip_id": item, "label": decided or label, "adjudicated": decided,
+            "raters": raters, "majority": label, "majority_votes": count, "tied": tied,
+            "soft": json.dumps(_rounded(soft), sort_keys=True),
             "dawid_skene": ds_label, "dawid_skene_probability": ds_probability,
-            "agreement": per_item[item].pairwise,
+            "agreement": pairwise,
         }  # fmt: skip
 
 
@@ -197,24 +202,24 @@ def _copy_audio(clip: Clip, target: Path) -> str:
 
 
 def _agreement(
-    ratings: list[list[agg.Rating]], consensus: list[dict[agg.Item, str]], gold: dict[int, str]
+    rings: list[coded.CodedRing], votes: list[coded.Votes], gold: dict[int, str]
 ) -> dict[str, Any]:
-    """agreement.json: human ratings only (corpus labels never count here)."""
+    """agreement.json: human ratings only (corpus labels never count here). Each rater
+    against the majority vote of the ring (every rated clip has one)."""
     figures: dict[str, Any] = {}
-    for ring, rated in enumerate(ratings):
-        gold_at: dict[agg.Item, str] = {
-            clip: label for clip, key in gold.items() if (label := agg.at_ring(key, ring))
+    for number, (ring, vote) in enumerate(zip(rings, votes, strict=True)):
+        gold_at: dict[int, str] = {
+            clip: label for clip, key in gold.items() if (label := agg.at_ring(key, number))
         }
-        figures[RINGS[ring]] = {
-            "alpha": agreement.krippendorff_alpha(rated),
-            "alpha_per_class": agreement.alpha_per_class(rated),
+        figures[RINGS[number]] = {
+            "alpha": coded.alpha(ring, vote),
+            "alpha_per_class": coded.alpha_per_class(ring, vote),
             "rater_vs_majority": {
                 rater: vars(result)
-                for rater, result in agreement.rater_vs_consensus(rated, consensus[ring]).items()
+                for rater, result in coded.rater_vs_consensus(ring, vote.label).items()
             },
             "gold_accuracy": {
-                rater: vars(result)
-                for rater, result in agreement.gold_accuracy(rated, gold_at).items()
+                rater: vars(result) for rater, result in coded.gold_accuracy(ring, gold_at).items()
             },
         }
     return figures
@@ -261,16 +266,21 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
         )
         if (key := keys.key(node)) is not None
     }
-    collected = labels.Collected(ratings=[[] for _ in range(rings)], gold_keys=gold_keys)
+    collected = labels.Collected(
+        rings=[coded.RingCollector() for _ in range(rings)], gold_keys=gold_keys
+    )
     annotation_count = _table(
         folder,
         "annotations",
         labels.ANNOTATION_COLUMNS,
         labels.annotation_rows(version, clips, names, keys, collected),
     )
-    ratings = collected.ratings
+    # Each ring's ratings coded and grouped once (exports.core.coded); the collectors go.
+    rated = [ring.finish() for ring in collected.rings]
+    collected.rings = []
+    collected.annotators = len(rated[0].raters)
     # Dawid-Skene of every ring goes to the worker now; its labels are written last.
-    ds_pending = [fits.submit(rated) for rated in ratings]
+    ds_pending = [fits.submit_coded(ring.for_dawid_skene()) for ring in rated]
 
     progress("aggregation", 0, total)
     adjudicated = {clip: key for clip, (node, _when) in decided.items() if (key := keys.key(node))}
@@ -278,8 +288,11 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
         folder, "adjudications", labels.ADJUDICATION_COLUMNS,
         labels.adjudication_rows(decided, keys, _given_keys(decided)),
     )  # fmt: skip
-    majorities = [agg.majority_vote(rated) for rated in ratings]
-    consensus = [{item: vote.label for item, vote in by.items()} for by in majorities]
+    votes = [ring.votes() for ring in rated]
+    consensus = [
+        dict(zip(ring.items.tolist(), [ring.labels[c] for c in vote.label.tolist()], strict=True))
+        for ring, vote in zip(rated, votes, strict=True)
+    ]
 
     gold_rows: list[Row] = sorted(
         (
@@ -290,7 +303,7 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
         key=lambda row: (row["clip_id"], row["annotator"]),
     )  # fmt: skip
     _table(folder, "gold", GOLD_COLUMNS, iter(gold_rows))
-    figures = _agreement(ratings, consensus, gold_keys)
+    figures = _agreement(rated, votes, gold_keys)
     _write_json(folder / "agreement.json", figures)
 
     _table(folder, "weak_labels", labels.WEAK_LABEL_COLUMNS, labels.weak_label_rows(version, clips))
@@ -356,7 +369,7 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
 
     progress("labels", 0, total)
     for ring in range(rings):
-        rows = _label_rows(ratings[ring], adjudicated, ring, majorities[ring], ds_pending[ring]())
+        rows = _label_rows(rated[ring], votes[ring], adjudicated, ring, ds_pending[ring]())
         _table(folder, f"labels_{RINGS[ring]}", LABEL_COLUMNS, rows)
 
     taxonomy = version.taxonomy_version

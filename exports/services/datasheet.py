@@ -92,7 +92,7 @@ def _collection(data: SheetInput) -> dict[str, Any]:
     return {
         "annotations": data.annotations,
         "human_labels": got.labels,
-        "annotators": len({r.rater for r in got.ratings[0]}) if got.ratings else 0,
+        "annotators": got.annotators,
         "annotators_per_clip": data.project["annotators_per_clip"],
         "raters_per_clip": {
             "histogram": {str(k): v for k, v in sorted(Counter(per_clip).items())},

@@ -117,6 +117,12 @@ class RingFits:
             return dict
         coded = agg.code_ratings(by_item)
         del by_item
+        return self.submit_coded(coded)
+
+    def submit_coded(self, coded: agg.CodedRatings) -> Fit:
+        """`submit` for ratings already coded (exports.core.coded.CodedRing)."""
+        if not coded.items:
+            return dict
         job = self._send(coded)
 
         def result() -> dict[agg.Item, tuple[str, float]]:

@@ -29,6 +29,7 @@ from django.db.models import Min, QuerySet
 
 from exports.core import aggregation as agg
 from exports.core.archive import Row
+from exports.core.coded import RingCollector
 from exports.models import DatasetVersion
 from labelling.models import (
     Annotation,
@@ -143,7 +144,8 @@ def key_map(version: DatasetVersion, clips: QuerySet[Clip], also: Iterable[int] 
 class Collected:
     """What the annotations pass keeps for the rest of the build (small tuples only)."""
 
-    ratings: list[list[agg.Rating]]
+    # One collector per ring (exports.core.coded): human ratings as integer codes.
+    rings: list[RingCollector]
     gold_keys: dict[int, str]
     # (clip, rater) -> the (mapped) label given on a gold clip, for gold.csv.
     gold_given: dict[tuple[int, str], str] = field(default_factory=dict)
@@ -152,6 +154,8 @@ class Collected:
     sources: dict[str, int] = field(default_factory=dict)
     suggestion_shown: int = 0
     labels: int = 0
+    # Human annotators with a label at the core ring (set when the rings are coded).
+    annotators: int = 0
     dropped: int = 0
 
 
@@ -244,7 +248,7 @@ def annotation_rows(
 ) -> Iterator[Row]:
     """Current annotations of the clips (labels and skips) made before the version,
     mapped onto its taxonomy version; collects human ratings per ring into `out`."""
-    rings = len(out.ratings)
+    rings = len(out.rings)
     rows = (
         Annotation.objects.filter(
             clip_id__in=clips.values("pk"),
@@ -283,7 +287,7 @@ def annotation_rows(
         if source == HUMAN:
             for ring, label in enumerate(at[:rings]):
                 if label is not None:
-                    out.ratings[ring].append(agg.Rating(item=clip_id, rater=rater, label=label))
+                    out.rings[ring].add(clip_id, rater, label)
         yield {
             "annotation_id": pk, "clip_id": clip_id, "annotator": rater,
             "label_source": source, "core": at[0], "secondary": at[1], "tertiary": at[2],
