@@ -9,8 +9,8 @@ Strategies: `random` and `default` (learner.ranking.DEFAULT_STRATEGY), plus any 
 
 Writes bench/results/active_learning.json (the simulator's summary plus machine and timing),
 active_learning.png (learning curves), active_learning_curves.csv (every run's curve) and
-active_learning_strategies.csv (the per-strategy table). Features are cached in
-var/simulation-cache. The last line printed is
+active_learning_strategies.csv (the per-strategy table); `--name` changes their stem.
+Features are cached in var/simulation-cache. The last line printed is
 
     labels_ratio_default_vs_random=... ratio_interval=LOW-HIGH auc_gain=... seeds=...
     rotations=... full_pool_uar=...
@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--labels", default="labels.csv", help="labels file (in EmoDB's folder)")
     parser.add_argument("--weak-labels", default="", help="weak labels file (CSV or JSON lines)")
     parser.add_argument("--weak-weight", type=float, default=None)
+    parser.add_argument(
+        "--name", default="active_learning", help="stem of the files in bench/results/"
+    )
     args = parser.parse_args()
     if not (EMODB / "labels.csv").exists():
         sys.exit(f"EmoDB is not at {EMODB}")
@@ -140,17 +143,17 @@ def main() -> None:
     }
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "active_learning.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
     simulation.write_csvs(
         summary,
-        RESULTS / "active_learning_curves.csv",
-        RESULTS / "active_learning_strategies.csv",
+        RESULTS / f"{args.name}_curves.csv",
+        RESULTS / f"{args.name}_strategies.csv",
     )
     default = summary["strategies"][simulation.DEFAULT_ALIAS]
     ratio = default["ratio_to_random"]
     simulation.plot_curves(
         summary,
-        RESULTS / "active_learning.png",
+        RESULTS / f"{args.name}.png",
         f"EmoDB, {config.rotations} rotations x {config.seeds} seeds, batch "
         f"{config.batch_size}: mean UAR ± std",
     )
@@ -168,7 +171,7 @@ def main() -> None:
     if weak_summary is not None:
         weak_summary["machine"] = summary["machine"]
         text = json.dumps(weak_summary, indent=1) + "\n"
-        (RESULTS / "active_learning_weak.json").write_text(text)
+        (RESULTS / f"{args.name}_weak.json").write_text(text)
         weak_pairs = " " + _weak_effect(summary, weak_summary)
     print(
         f"labels_ratio_default_vs_random={ratio['mean']:.3f} "

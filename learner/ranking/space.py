@@ -53,7 +53,7 @@ def embed(
     x = np.asarray(x, dtype=np.float64)
     has_labelled = labelled_x is not None and len(labelled_x) > 0
     if normaliser is None:
-        rows = np.concatenate([x, labelled_x]) if has_labelled else x  # type: ignore[list-item]
+        rows = np.concatenate([x, labelled_x]) if has_labelled else x
         names = [*speakers, *labelled_speakers] if has_labelled else list(speakers)
         normaliser = fit_normaliser(rows, names, mode=SPEAKER)
     out = normaliser.transform(x, list(speakers)).astype(np.float32)
