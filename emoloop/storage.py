@@ -12,7 +12,6 @@ nothing else (docs/deploying.md, "Storage").
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -60,6 +59,9 @@ def s3_options(
         "querystring_expire": url_ttl,
         "signature_version": "s3v4",
         "addressing_style": addressing_style or ("path" if endpoint_url else None),
+        # An S3 file read through the storage API is spooled to a temporary file above this
+        # size (django-storages' default, 0, keeps the whole object in memory).
+        "max_memory_size": 8 * 1024 * 1024,
     }
     if access_key:
         options["access_key"] = access_key
@@ -129,12 +131,16 @@ def csp_with_origin(policy: str, origin: str, directives: tuple[str, ...]) -> st
 
 def is_local(storage: Any = None) -> bool:
     """Whether `storage` (default_storage) keeps files on this host's disk."""
-    from django.core.files.storage import FileSystemStorage, default_storage
+    from django.core.files.storage import FileSystemStorage
 
-    target = default_storage if storage is None else storage
-    return isinstance(getattr(target, "_wrapped", target), FileSystemStorage) or isinstance(
-        target, FileSystemStorage
-    )
+    return isinstance(storage if storage is not None else _default(), FileSystemStorage)
+
+
+def _default() -> Any:
+    from django.core.files.storage import default_storage
+
+    # isinstance sees through the lazy proxy (LazyObject forwards __class__).
+    return default_storage
 
 
 @contextmanager
@@ -145,13 +151,20 @@ def local_copy(name: str, *, suffix: str = "", storage: Any = None) -> Iterator[
     blocks into a private temporary folder (not under MEDIA_ROOT), so a worker on another
     host decodes what the web host staged in the object store.
     """
-    from django.core.files.storage import default_storage
+    from storages.backends.s3 import S3Storage
+    from storages.utils import clean_name
 
-    target = default_storage if storage is None else storage
+    target = storage if storage is not None else _default()
     with tempfile.TemporaryDirectory(prefix="emoloop-") as tmp:
         path = Path(tmp) / ("object" + suffix)
-        with target.open(name, "rb") as source, path.open("wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+        with path.open("wb") as out:
+            if isinstance(target, S3Storage):
+                # Streamed to the file by boto3 (the storage's file object would spool it).
+                key = target._normalize_name(clean_name(name))
+                target.bucket.download_fileobj(key, out)
+            else:
+                with target.open(name, "rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
         yield path
 
 
@@ -208,27 +221,3 @@ def accel_redirect_target(name: str, *, location: str, ttl: int) -> str:
     url = urlsplit(str(default_storage.url(name, expire=ttl)))
     query = f"?{url.query}" if url.query else ""
     return f"{base}{url.netloc}{url.path}{query}"
-
-
-def env_for_worker(storages: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment variables that give another process the S3 storage in `storages`.
-
-    Used by the tests to start a Celery worker (a separate process reads its settings from
-    the environment) on the same bucket as the test process.
-    """
-    options = storages["default"].get("OPTIONS", {})
-    env = {
-        "EMOLOOP_STORAGE": "s3",
-        "S3_BUCKET": str(options.get("bucket_name") or ""),
-        "S3_ENDPOINT_URL": str(options.get("endpoint_url") or ""),
-        "S3_REGION": str(options.get("region_name") or ""),
-        "S3_PREFIX": str(options.get("location") or ""),
-        "AWS_ACCESS_KEY_ID": str(
-            options.get("access_key") or os.environ.get("AWS_ACCESS_KEY_ID", "")
-        ),
-        "AWS_SECRET_ACCESS_KEY": str(
-            options.get("secret_key") or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-        ),
-    }
-    env.update(extra or {})
-    return env
