@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from labelling.models import Clip, Role, TaxonomyNode
 from learner.models import ModelVersion
 from tests.conftest import REPO, make_user
 from tests.factories import AnnotationFactory
+from tests.s3server import S3Bucket
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -101,7 +103,7 @@ def target(tmp_path) -> Iterator[dict[str, Any]]:
     media.mkdir()
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    env = {
+    env = {  # the test may add to it (another bucket) before it runs `manage`
         **os.environ,
         "DATABASE_URL": f"postgres://{auth}@{s['HOST']}:{s['PORT'] or 5432}/{name}",
         "MEDIA_ROOT": str(media),
@@ -113,7 +115,7 @@ def target(tmp_path) -> Iterator[dict[str, Any]]:
             cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
-    yield {"name": name, "media": media, "manage": manage}
+    yield {"name": name, "media": media, "manage": manage, "env": env}
     _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -122,8 +124,8 @@ def target(tmp_path) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def world(project, emodb, tmp_path) -> dict[str, Any]:
-    """EmoDB clips ingested through the ingest command, two annotators' labels, a model
-    version with its artifact, and a stray file in the store."""
+    """EmoDB clips ingested through the ingest command, two annotators' labels, and a model
+    version with its artifact."""
     rows = list(csv.DictReader((emodb / "labels.csv").open()))[:CLIPS]
     folder = tmp_path / "upload"
     (folder / "wav").mkdir(parents=True)
@@ -163,8 +165,13 @@ def source_db() -> str:
     return str(connection.settings_dict["NAME"])
 
 
-def assert_same(target: dict[str, Any], media_root: Path) -> None:
-    """Every table's rows and every file's SHA-256 equal the source's."""
+def assert_same(
+    target: dict[str, Any],
+    media_root: Path | None,
+    files: tuple[dict[str, str], dict[str, str]] | None = None,
+) -> None:
+    """Every table's rows and every file's SHA-256 equal the source's (the files of the two
+    media folders, or the `files` given: source, restored)."""
     source_counts, restored_counts = row_counts(source_db()), row_counts(target["name"])
     assert restored_counts == source_counts
     assert source_counts["labelling_clip"] == CLIPS
@@ -172,9 +179,9 @@ def assert_same(target: dict[str, Any], media_root: Path) -> None:
     assert source_counts["learner_modelversion"] == 1
     clip_files = "SELECT sha256, original, canonical FROM labelling_clip ORDER BY sha256"
     assert column(target["name"], clip_files) == column(source_db(), clip_files)
-    source_files = checksums(media_root)
+    source_files, restored_files = files or (checksums(media_root), checksums(target["media"]))
     assert len(source_files) >= 2 * CLIPS + 1  # originals, canonical audio, the artifact
-    assert checksums(target["media"]) == source_files
+    assert restored_files == source_files
 
 
 # --- Tests ------------------------------------------------------------------------------
@@ -294,3 +301,121 @@ def test_a_manifest_only_backup_checks_the_store_it_did_not_copy(
     done = target["manage"]("restore", str(out), "--force")
     assert done.returncode == 0, done.stderr
     assert_same(target, media_root)
+
+
+def bucket_checksums(bucket: S3Bucket) -> dict[str, str]:
+    listed = bucket.keys()  # S3Bucket.keys(): every key in the bucket
+    return {key: hashlib.sha256(bucket.get(key)).hexdigest() for key in listed}
+
+
+def test_an_s3_store_is_backed_up_and_restored_into_another_bucket(
+    s3_storage, world, target, tmp_path
+):
+    server = s3_storage.server
+    other = S3Bucket(server, server.create_bucket())
+    target["env"].update(other.env())
+    try:
+        out = tmp_path / "nightly"
+        backup(out)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["storage"]["backend"] == "storages.backends.s3.S3Storage"
+        assert manifest["objects"]["count"] == len(s3_storage.keys())
+
+        done = target["manage"]("restore", str(out))
+        assert done.returncode == 0, done.stderr
+        assert_same(target, None, (bucket_checksums(s3_storage), bucket_checksums(other)))
+        assert checksums(target["media"]) == {}  # all of it went to the bucket
+
+        other.server.client().put_object(
+            Bucket=other.name, Key=world["clips"][1].original.name, Body=b"bit rot"
+        )
+        again = target["manage"]("restore", str(out), "--force")
+        assert again.returncode == 0, again.stderr
+        assert f"1 written, {manifest['objects']['count'] - 1} already there" in again.stdout
+        assert bucket_checksums(other) == bucket_checksums(s3_storage)
+    finally:
+        server.empty(other.name)
+
+
+def sqlite_counts(path: Path) -> dict[str, int]:
+    db = sqlite3.connect(path)
+    try:
+        tables = [
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}  # noqa: S608
+    finally:
+        db.close()
+
+
+def test_an_sqlite_instance_is_backed_up_and_restored_as_make_run_keeps_it(tmp_path):
+    """`make run`'s embedded database: SQLite's backup API on both sides, in processes of
+    their own (this suite's own database is PostgreSQL)."""
+
+    def manage(db: Path, media: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "MEDIA_ROOT": str(media)}
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    source, media = tmp_path / "source.sqlite3", tmp_path / "media"
+    assert manage(source, media, "migrate", "-v", "0").returncode == 0
+    seeded = manage(source, media, "shell", "-c", (
+        "from django.contrib.auth.models import User; "
+        "from django.core.files.base import ContentFile; "
+        "from django.core.files.storage import default_storage as s; "
+        "User.objects.create_user('keeper', password='pw-keeper'); "
+        "s.save('learner/models/a.pt', ContentFile(b'weights' * 5000)); "
+        "s.save('clips/canonical/ab/ab12.wav', ContentFile(b'RIFF' * 999))"
+    ))  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    made = manage(source, media, "backup", "--out", str(tmp_path / "nightly"), "-v", "0")
+    assert made.returncode == 0, made.stderr
+
+    restored, restored_media = tmp_path / "restored.sqlite3", tmp_path / "restored-media"
+    done = manage(restored, restored_media, "restore", str(tmp_path / "nightly"), "-v", "0")
+
+    assert done.returncode == 0, done.stderr
+    counts = sqlite_counts(source)
+    assert counts["auth_user"] == 1
+    assert sqlite_counts(restored) == counts
+    assert len(checksums(media)) == 2
+    assert checksums(restored_media) == checksums(media)
+    refused = manage(restored, restored_media, "restore", str(tmp_path / "nightly"))
+    assert refused.returncode == 1
+    assert "auth_user" in refused.stderr
+
+
+def _fake_tool(folder: Path, name: str, version_line: str) -> None:
+    folder.mkdir(exist_ok=True)
+    tool = folder / name
+    tool.write_text(f"#!/bin/sh\necho '{version_line}'\n")
+    tool.chmod(0o755)
+
+
+def test_a_missing_or_mismatched_pg_dump_is_refused_and_leaves_nothing(
+    world, tmp_path, monkeypatch
+):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version_num")
+        major = int(cursor.fetchone()[0]) // 10000
+    empty, other = tmp_path / "empty-bin", tmp_path / "other-bin"
+    empty.mkdir()
+    _fake_tool(other, "pg_dump", f"pg_dump (PostgreSQL) {major - 1}.4")
+
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(CommandError, match=f"pg_dump was not found.*postgresql-client-{major}"):
+        backup(tmp_path / "out" / "nightly")
+    monkeypatch.setenv("PATH", str(other))
+    with pytest.raises(CommandError, match=f"{major - 1}.4.*the server is PostgreSQL {major}"):
+        backup(tmp_path / "out" / "nightly")
+    assert list((tmp_path / "out").iterdir()) == []  # no .partial left behind
+
+
+def test_a_backup_inside_the_media_folder_is_refused(world, media_root):
+    with pytest.raises(CommandError, match="inside the media folder"):
+        backup(media_root / "backups" / "nightly")
