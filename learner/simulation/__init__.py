@@ -38,11 +38,12 @@ Per-speaker statistics use all of a speaker's clips, labelled or not, test speak
 is unsupervised and fair whenever the speaker is known at prediction time, and it is what
 the learner does by default (learner.normalise).
 
-The diversity strategies measure distances between per-speaker-standardised feature vectors
-(computed once per rotation from every clip, no labels): the space is fixed for the whole
-run, so a batch's spread does not depend on a retrain. `embedding="trunk"` uses the
-ensemble's penultimate activations instead (measured no better on EmoDB:
-docs/active-learning.md).
+The diversity strategies select exactly as the live loop does (learner.ranking.space, the
+one code path with learner.services.rescoring): distances in the round's model's input space
+(its per-speaker normaliser), the labelled clips passed as already covered; the cold start
+standardises the pool per speaker. `embedding="raw"` (the cached vectors) and
+`embedding="trunk"` (the ensemble's penultimate activations) are kept for comparison
+(measured no better on EmoDB: docs/active-learning.md).
 
 The package, one module per job; each imports only the modules above it:
 

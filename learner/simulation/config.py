@@ -23,10 +23,11 @@ TARGET_FRACTION = 0.95
 SIMULATION_TRAIN = TrainConfig(ensemble=3, target_steps=300, min_epochs=10, max_epochs=60)
 
 
-# The space diversity is measured in: "features" = the pool's feature vectors standardised
-# as the learner normalises them (per speaker by default, statistics of every clip, no
-# labels); "raw" = the cached vectors as they are (what learner.services.rescoring passes
-# today); "trunk" = the current model's penultimate activations (recomputed every round).
+# The space diversity is measured in: "features" = what the live loop does
+# (learner.ranking.space: the round's model's input space, labelled clips passed as covered;
+# the cold start standardised per speaker); "raw" = the cached vectors as they are; "trunk" =
+# the current model's penultimate activations (recomputed every round). The last two are
+# kept for comparison only.
 EMBEDDINGS = ("features", "raw", "trunk")
 
 

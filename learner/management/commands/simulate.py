@@ -92,9 +92,9 @@ class Command(BaseCommand):
             "--embedding",
             choices=simulation.EMBEDDINGS,
             default="features",
-            help="Space for the diversity strategies and the cold start: features "
-            "(standardised as the learner normalises them), raw (cached vectors as they "
-            "are) or trunk (the model's penultimate activations).",
+            help="Space for the diversity strategies and the cold start: features (what "
+            "the live loop uses: the model's input space, learner.ranking.space), raw "
+            "(cached vectors as they are) or trunk (the model's penultimate activations).",
         )
         parser.add_argument("--features", choices=NAMES, default=DEFAULT)
         parser.add_argument(
