@@ -184,10 +184,8 @@ def presigned_url(
     if filename:
         parameters["ResponseContentDisposition"] = f'inline; filename="{quote(filename)}"'
     public = getattr(settings, "S3_PUBLIC_ENDPOINT_URL", "")
-    storage = default_storage
-    if public:
-        storage = _signer_for(public)
-    return str(storage.url(name, parameters=parameters or None, expire=ttl))
+    signer: Any = _signer_for(public) if public else default_storage
+    return str(signer.url(name, parameters=parameters or None, expire=ttl))
 
 
 _SIGNERS: dict[tuple[str, str], Any] = {}
@@ -216,8 +214,7 @@ def accel_redirect_target(name: str, *, location: str, ttl: int) -> str:
     base = "/" + location.strip("/") + "/"
     if is_local():
         return base + quote(name)
-    from django.core.files.storage import default_storage
-
-    url = urlsplit(str(default_storage.url(name, expire=ttl)))
+    signer: Any = _default()
+    url = urlsplit(str(signer.url(name, expire=ttl)))
     query = f"?{url.query}" if url.query else ""
     return f"{base}{url.netloc}{url.path}{query}"

@@ -186,6 +186,23 @@ def test_audio_is_streamed_or_redirected_only_after_the_permission_check(
 
 
 @pytest.mark.django_db
+def test_presigned_urls_are_signed_for_the_public_endpoint_when_one_is_set(
+    s3_storage, settings, client_for, project, reviewer
+):
+    # The same server under another name: what browsers reach (a proxy) differs from what
+    # web and workers use, and the signature covers the Host header.
+    public = s3_storage.server.endpoint_url.replace("127.0.0.1", "localhost")
+    settings.EMOLOOP_AUDIO_DELIVERY = "presigned"
+    settings.S3_PUBLIC_ENDPOINT_URL = public
+    (clip,) = _ingest_in_process(project, tone_wav(0.5, 270))
+
+    location = client_for(reviewer).get(f"/api/clips/{clip.pk}/audio/")["Location"]
+
+    assert location.startswith(public + f"/{s3_storage.name}/")
+    assert _get(location)[2] == s3_storage.get(clip.canonical.name)
+
+
+@pytest.mark.django_db
 def test_accel_mode_hands_nginx_the_object_after_the_permission_check(
     s3_storage, settings, client_for, project, reviewer, outsider
 ):
