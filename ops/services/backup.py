@@ -30,14 +30,18 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from botocore.exceptions import ClientError
 from django.conf import settings
-from django.core.files.storage import Storage, default_storage
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 from ops.services import backup_db
 from ops.services.backup_db import BackupError
@@ -125,11 +129,36 @@ def walk_storage(storage: Storage, folder: str = "") -> Iterator[str]:
         yield from walk_storage(storage, prefix + sub)
 
 
+@contextmanager
+def open_stream(storage: Storage, name: str) -> Iterator[IO[bytes]]:
+    """A stored object, to read in blocks.
+
+    django-storages' S3 files download the whole object into memory first (their spool's
+    default size limit, 0, never rolls over to disk), so an S3 object is read from the
+    response's body stream instead, which holds one block at a time.
+    """
+    if isinstance(storage, S3Storage):  # default_storage, a lazy object, passes as its class
+        key = storage._normalize_name(clean_name(name))
+        try:
+            body = storage.bucket.Object(key).get()["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise FileNotFoundError(name) from exc
+            raise
+        try:
+            yield body
+        finally:
+            body.close()
+        return
+    with storage.open(name, "rb") as fh:
+        yield fh
+
+
 def _read_object(storage: Storage, name: str, copy_to: Path | None) -> tuple[str, int] | None:
     """(sha256, size) of a stored object, copied to `copy_to` when given; None if it was
     deleted between the listing and the read."""
     try:
-        with storage.open(name, "rb") as fh:
+        with open_stream(storage, name) as fh:
             if copy_to is None:
                 return sha256_of(fh)
             copy_to.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +208,8 @@ def code_version() -> dict[str, str | None]:
 
 
 def _storage_backend(storage: Storage) -> str:
-    inner = getattr(storage, "_wrapped", storage)  # default_storage is a lazy object
-    return f"{type(inner).__module__}.{type(inner).__qualname__}"
+    kind = storage.__class__  # default_storage is a lazy object: type() would say so
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _write_objects(
@@ -239,6 +268,13 @@ def make_backup(
             raise BackupError(
                 f"{taken} exists: choose another target"
                 + (" (or delete it: an interrupted backup)" if taken != out else "")
+            )
+    if isinstance(storage, FileSystemStorage):
+        root = Path(storage.location).resolve()
+        if out == root or root in out.parents:
+            raise BackupError(
+                f"{out} is inside the media folder {root}: the backup would copy itself; "
+                "write it outside"
             )
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir()
