@@ -32,6 +32,13 @@ augmentation on), strict = the same without statistics of test speakers, best = 
 configuration measured, and UAR is a fraction.
 
     python bench/learner_loso.py [--sets acoustic,egemaps,compare,ssl] [--workers 2] [--quick]
+                                 [--seeds N]
+
+`--seeds N` trains every fold with seeds 0..N-1 (initialisation and batch order; the
+features and augmented copies are the same): the UAR reported is the mean over folds and
+seeds, with the spread of the per-seed means beside it. Every fold's CPU seconds are
+recorded, and the machine's load average before and after (on a shared machine wall time
+says little).
 """
 
 from __future__ import annotations
@@ -129,19 +136,20 @@ def dataset(name: str, rows: list[dict], with_augmentation: bool) -> Dataset:
     )
 
 
-def run_fold(job: tuple[str, str, bool, str]) -> dict:
+def run_fold(job: tuple[str, str, bool, str, int]) -> dict:
     """Train on every speaker but `speaker`, test on `speaker`."""
-    name, mode, with_aug, speaker = job
+    name, mode, with_aug, speaker, seed = job
     torch.set_num_threads(1)
     rows = DATA["rows"]
     data = dataset(name, rows, with_aug)
     speakers = np.array(data.speakers)
     train = np.flatnonzero(speakers != speaker)
     test = np.flatnonzero(speakers == speaker)
-    config = PipelineConfig(normalisation=mode, train=TrainConfig())
-    started = time.perf_counter()
+    config = PipelineConfig(normalisation=mode, train=TrainConfig(seed=seed), seed=seed)
+    started, cpu_started = time.perf_counter(), time.process_time()
     predictor = fit_predictor(data, train, config)
     train_s = time.perf_counter() - started
+    train_cpu_s = time.process_time() - cpu_started
     probs, _ = predictor.probabilities(data.features[test], [speaker] * len(test))
     y = data.targets.core[test].argmax(axis=1)
     return {
@@ -149,13 +157,16 @@ def run_fold(job: tuple[str, str, bool, str]) -> dict:
         "normalisation": mode,
         "augmentation": with_aug,
         "speaker": speaker,
+        "seed": seed,
         "uar": metrics.uar(y, probs.argmax(axis=1), len(EMOTIONS)),
         "train_s": train_s,
+        "train_cpu_s": train_cpu_s,
     }
 
 
-def retrain_10k(name: str, with_aug: bool) -> dict:
-    """The whole pipeline on 10,000 clips resampled from EmoDB's cached vectors."""
+def retrain_10k(name: str, with_aug: bool, refit: bool = False) -> dict:
+    """The whole pipeline on 10,000 clips resampled from EmoDB's cached vectors (`refit`:
+    and the refit on all of them, as a project's training does)."""
     rng = np.random.default_rng(0)
     rows = DATA["rows"]
     base = DATA[name]["features"]
@@ -180,13 +191,16 @@ def retrain_10k(name: str, with_aug: bool) -> dict:
         augmented=copies,
     )
     torch.set_num_threads(1)
-    started = time.perf_counter()
-    result = train_and_evaluate(data, PipelineConfig(train=TrainConfig()))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = train_and_evaluate(data, PipelineConfig(train=TrainConfig(), refit_all=refit))
     return {
         "clips": n,
         "augmented_copies": len(copies),
+        "refit_all": refit,
         "rows_trained": result.metrics["split"]["sizes"]["train"] * (1 + len(copies)),
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "timings": result.metrics["timings"],
     }
 
 
@@ -216,6 +230,8 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="Only the default configuration of each set."
     )
+    parser.add_argument("--seeds", type=int, default=1, help="Seeds 0..N-1 per fold.")
+    parser.add_argument("--out", type=Path, default=RESULTS / "learner.json")
     args = parser.parse_args()
     if not (EMODB / "labels.csv").exists():
         sys.exit(f"EmoDB is not at {EMODB}")
@@ -243,15 +259,25 @@ def main() -> None:
         for aug in ((True,) if args.quick else (False, True))
     ]
     speakers = sorted({r["speaker"] for r in rows})
-    jobs = [(name, mode, aug, s) for name, mode, aug in configs for s in speakers]
+    jobs = [
+        (name, mode, aug, s, seed)
+        for seed in range(max(1, args.seeds))
+        for name, mode, aug in configs
+        for s in speakers
+    ]
+    load_before = os.getloadavg()
+    wall_started = time.perf_counter()
     context = multiprocessing.get_context("fork")
     with context.Pool(args.workers) as pool:
         folds = list(
             tqdm(pool.imap(run_fold, jobs), total=len(jobs), desc="LOSO folds", leave=False)
         )
+    folds_wall_s = time.perf_counter() - wall_started
+    load_after_folds = os.getloadavg()
     retrain = {
         "with_augmentation": retrain_10k("acoustic", True),
         "without_augmentation": retrain_10k("acoustic", False),
+        "with_augmentation_and_refit": retrain_10k("acoustic", True, refit=True),
     }
 
     summary = []
@@ -261,7 +287,12 @@ def main() -> None:
             for f in folds
             if (f["set"], f["normalisation"], f["augmentation"]) == (name, mode, aug)
         ]
-        uars = np.array([f["uar"] for f in mine])
+        # Per speaker: the mean over seeds; the spread is over speakers, as with one seed.
+        uars = np.array(
+            [np.mean([f["uar"] for f in mine if f["speaker"] == sp]) for sp in speakers]
+        )
+        seeds = sorted({f["seed"] for f in mine})
+        seed_means = [float(np.mean([f["uar"] for f in mine if f["seed"] == k])) for k in seeds]
         summary.append(
             {
                 "set": name,
@@ -269,8 +300,15 @@ def main() -> None:
                 "augmentation": aug,
                 "uar_mean": float(uars.mean()),
                 "uar_std": float(uars.std()),
-                "uar_per_speaker": {f["speaker"]: round(f["uar"], 4) for f in mine},
+                "uar_per_seed": {
+                    str(k): round(m, 4) for k, m in zip(seeds, seed_means, strict=True)
+                },
+                "uar_seed_std": float(np.std(seed_means)),
+                "uar_per_speaker": {
+                    sp: round(float(u), 4) for sp, u in zip(speakers, uars, strict=True)
+                },
                 "train_s_per_fold": float(np.mean([f["train_s"] for f in mine])),
+                "train_cpu_s_per_fold": float(np.mean([f["train_cpu_s"] for f in mine])),
             }
         )
 
@@ -289,14 +327,23 @@ def main() -> None:
     )
 
     print()
-    print("| features | normalisation | augmentation | LOSO UAR (mean ± std) | train s/fold |")
-    print("|---|---|---|---|---|")
+    print(
+        "| features | normalisation | augmentation | LOSO UAR (mean ± std over speakers) "
+        "| per-seed means | train s/fold (CPU s) |"
+    )
+    print("|---|---|---|---|---|---|")
     for s in summary:
         print(
             f"| {s['set']} | {s['normalisation']} | {'on' if s['augmentation'] else 'off'} "
             f"| {100 * s['uar_mean']:.1f} ± {100 * s['uar_std']:.1f} % "
-            f"| {s['train_s_per_fold']:.1f} |"
+            f"| {', '.join(f'{100 * v:.1f}' for v in s['uar_per_seed'].values())} "
+            f"| {s['train_s_per_fold']:.1f} ({s['train_cpu_s_per_fold']:.1f}) |"
         )
+    print(
+        f"folds: {len(folds)} in {folds_wall_s:.0f} s wall, "
+        f"{sum(f['train_cpu_s'] for f in folds):.0f} CPU s of training; load average "
+        f"{load_before[0]:.1f} before, {load_after_folds[0]:.1f} after"
+    )
     print()
     for name in sets:
         print(
@@ -304,14 +351,18 @@ def main() -> None:
             "real time on one core"
         )
     for key, r in retrain.items():
-        print(f"retrain on {r['clips']} clips {key.replace('_', ' ')}: {r['seconds']:.1f} s")
+        print(
+            f"retrain on {r['clips']} clips {key.replace('_', ' ')}: {r['seconds']:.1f} s "
+            f"({r['cpu_seconds']:.1f} CPU s)"
+        )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(
         [
             f
             for f in folds
-            if (f["set"], f["normalisation"], f["augmentation"]) == ("acoustic", SPEAKER, True)
+            if (f["set"], f["normalisation"], f["augmentation"], f["seed"])
+            == ("acoustic", SPEAKER, True, 0)
         ],
         RESULTS / "learner_loso.png",
         f"EmoDB LOSO, acoustic, per-speaker normalisation, augmentation "
@@ -341,6 +392,10 @@ def main() -> None:
             "best": best_name,
             "extraction_x_realtime": DATA["acoustic"]["x_realtime"],
         },
+        "seeds": max(1, args.seeds),
+        "folds_wall_s": folds_wall_s,
+        "folds_cpu_s": sum(f["train_cpu_s"] for f in folds),
+        "load_average": {"before": load_before, "after_folds": load_after_folds},
         "machine": {
             "cpu_count": os.cpu_count(),
             "workers": args.workers,
@@ -349,7 +404,7 @@ def main() -> None:
             "torch": torch.__version__,
         },
     }
-    (RESULTS / "learner.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"loso_uar_default={default['uar_mean']:.4f} loso_uar_strict={strict['uar_mean']:.4f} "
         f"loso_uar_best={best['uar_mean']:.4f} best={best_name} "

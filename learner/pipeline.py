@@ -379,7 +379,9 @@ def train_and_evaluate(
             "clips so that every group of speakers shows at least two feelings.",
         )
     started = time.perf_counter()
+    cpu_started = time.process_time()
     predictor = fit_predictor(data, train, config, on_epoch)
+    fit_done = (time.perf_counter(), time.process_time())
 
     core_val = fine_val = None
     if len(split.val):
@@ -427,12 +429,23 @@ def train_and_evaluate(
     }
     evaluated = predictor
     deployed_rows = len(train)
+    evaluated_at = (time.perf_counter(), time.process_time())
     if config.refit_all:
         deployed_rows = len(targets.clip_ids)
         predictor = fit_predictor(data, np.arange(deployed_rows), config, on_epoch)
         predictor.temperature_core = evaluated.temperature_core
         predictor.temperature_fine = evaluated.temperature_fine
-    elapsed = time.perf_counter() - started
+    ended = (time.perf_counter(), time.process_time())
+    elapsed = ended[0] - started
+    # Wall and CPU seconds of this process (CPU is what a shared machine cannot distort).
+    timings = {
+        "fit_s": fit_done[0] - started,
+        "fit_cpu_s": fit_done[1] - cpu_started,
+        "evaluate_s": evaluated_at[0] - fit_done[0],
+        "evaluate_cpu_s": evaluated_at[1] - fit_done[1],
+        "refit_s": ended[0] - evaluated_at[0],
+        "refit_cpu_s": ended[1] - evaluated_at[1],
+    }
     result_metrics = {
         "split": split.summary(),
         "normalisation": predictor.normaliser.mode,
@@ -454,9 +467,17 @@ def train_and_evaluate(
             "weak_rows": int(targets.weak_rows().sum()),
             "all_labels": deployed_rows == len(targets.clip_ids),
             "temperatures_from": "validation rows of the held-out run",
+            "epochs": config.train.epochs_for(_rows_trained(data, deployed_rows)),
+            "batch_size": config.train.batch_size_for(_rows_trained(data, deployed_rows)),
         },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     return TrainResult(predictor, result_metrics, split, elapsed, held_out, deployed_rows)
+
+
+def _rows_trained(data: Dataset, rows: int) -> int:
+    """Rows a fit on `rows` labelled rows trains on (their augmented copies included)."""
+    return rows * (1 + len(data.augmented))
 
 
 def _split_with_weak_rows(data: Dataset, config: PipelineConfig) -> Split:

@@ -513,8 +513,10 @@ def run_training(
         TrainingRun.objects.filter(pk=run.pk).update(
             labels_snapshot=name, labels_until=snapshot.taken_at, label_count=labelled
         )
+        gathering = (time.perf_counter(), time.process_time())
         dataset, row = datasets.build_dataset(project, run.feature_set, snapshot, beat)
         dataset = weak_labels.add_weak_rows(project, dataset)
+        gathered = (time.perf_counter() - gathering[0], time.process_time() - gathering[1])
         config = PipelineConfig(
             normalisation=datasets.normalisation(project, row),
             train=_train_config(row, run.params),
@@ -537,6 +539,9 @@ def run_training(
             on_epoch=lambda epoch, total, loss: beat("training", epoch, total),
         )
         beat("saving", force=True)
+        result.metrics.setdefault("timings", {}).update(
+            dataset_s=round(gathered[0], 3), dataset_cpu_s=round(gathered[1], 3)
+        )
         _store_version(project, run, result, dataset, labelled)
     except InsufficientData as exc:
         _finish(run.pk, Status.INSUFFICIENT, exc.code, exc.message)
