@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 
 from emoloop import logs
@@ -33,10 +34,16 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         rid = logs.safe_request_id(request.headers.get("X-Request-ID"))
         request.request_id = rid  # type: ignore[attr-defined]
-        token = logs.current_request_id.set(rid)
-        try:
-            response = self.get_response(request)
-        finally:
-            logs.current_request_id.reset(token)
+        # Not reset on the way out: Django logs a 4xx/5xx response after the middleware
+        # chain has returned (BaseHandler.get_response); request_finished clears it.
+        logs.current_request_id.set(rid)
+        response = self.get_response(request)
         response.headers["X-Request-ID"] = rid
         return response
+
+
+def _forget_request_id(**_: object) -> None:
+    logs.current_request_id.set("")
+
+
+request_finished.connect(_forget_request_id, dispatch_uid="emoloop.forget_request_id")

@@ -11,9 +11,11 @@ lengths on the broker (None on other brokers).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -107,8 +109,12 @@ def workers(timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
 
 
 def queue_lengths() -> dict[str, int] | None:
-    """Messages waiting per queue, or None when the broker is not Redis."""
+    """Messages waiting per queue: Redis lists' lengths, or the filesystem broker's spool
+    files (`make run`); None on another broker."""
     url = str(app.conf.broker_write_url or app.conf.broker_url or "")
+    if url.startswith("filesystem://"):
+        folder = (app.conf.broker_transport_options or {}).get("data_folder_in")
+        return spool_lengths(Path(folder), queue_names()) if folder else None
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
     with app.connection_for_write() as conn:
@@ -117,6 +123,22 @@ def queue_lengths() -> dict[str, int] | None:
             queue: sum(int(client.llen(queue + suffix)) for suffix in _PRIORITY_SUFFIXES)
             for queue in queue_names()
         }
+
+
+def spool_lengths(folder: Path, queues: Iterable[str]) -> dict[str, int]:
+    """kombu's filesystem transport keeps one `<time>_<uuid>.<queue>.msg` file per waiting
+    message in `folder`: count them per queue (one directory listing)."""
+    counts = dict.fromkeys(queues, 0)
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                stem, _, kind = entry.name.rpartition(".")
+                queue = stem.partition(".")[2]
+                if kind == "msg" and queue in counts:
+                    counts[queue] += 1
+    except FileNotFoundError:
+        pass  # no message was ever sent
+    return counts
 
 
 def running_per_queue(active: dict[str, list[dict[str, Any]]]) -> dict[str, int]:

@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Histogram,
@@ -39,6 +38,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ops.models import TaskOutcome
@@ -135,11 +135,13 @@ class _Registry:
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text (Prometheus text format 0.0.4) and its content type."""
+    """The exposition text and its content type."""
     registry = CollectorRegistry(auto_describe=False)
     if settings.PROMETHEUS_MULTIPROC_DIR:
         MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
     else:
         registry.register(_Registry())
     registry.register(_ScrapeTime())
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    # The 0.0.4 text format: what every Prometheus-compatible scraper reads (our names are
+    # plain ASCII, so the 1.0.0 format's UTF-8 escaping would change nothing).
+    return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
