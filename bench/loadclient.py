@@ -103,3 +103,34 @@ def percentile(values: list[float], q: float) -> float | None:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return round(ordered[index], 2)
+
+
+# --- A blocking client: requests sessions in threads ---------------------------------------
+# The kind of client Label Studio's numbers were measured with (one requests.Session per
+# virtual annotator, each in its own thread); bench/queue.py uses it for both flows.
+
+
+@dataclass
+class SessionClient:
+    """One annotator's keep-alive HTTP session against the API, with its token."""
+
+    base_url: str
+    token: str
+    session: object = None
+
+    def __post_init__(self) -> None:
+        import requests
+
+        self.session = requests.Session()
+        self.session.headers.update(
+            {"Authorization": f"Token {self.token}", "Accept": "application/json"}
+        )
+
+    def post(self, path: str, payload: dict | None = None) -> Reply:
+        started = time.perf_counter()
+        response = self.session.post(self.base_url + path, json=payload, timeout=30)
+        body = response.content
+        return Reply(response.status_code, body, (time.perf_counter() - started) * 1000)
+
+    def close(self) -> None:
+        self.session.close()

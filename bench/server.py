@@ -24,7 +24,7 @@ def start_gunicorn(port: int, workers: int, threads: int, **env: str) -> subproc
     server = subprocess.Popen(
         [str(REPO / ".venv/bin/gunicorn"), "emoloop.wsgi", "--bind", f"127.0.0.1:{port}",
          "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
-         "--keep-alive", "30", "--log-level", "warning"],
+         "--keep-alive", "30", "--log-level", "warning", "--no-control-socket"],
         cwd=REPO, env=environment,
     )  # fmt: skip
     deadline = time.monotonic() + 60

@@ -8,6 +8,7 @@ recomputed from a snapshot that a concurrent lease could have moved.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections import Counter
@@ -24,6 +25,7 @@ from labelling.models import Annotation, Clip, LabelSource, Lease, Project, Queu
 from labelling.services.annotations import core_of, forget_node_index, record_annotation
 from labelling.services.queue.gold import score_gold
 from labelling.services.queue.lease import Leased, load_leased, new_lease, next_clip
+from labelling.services.queue.sql import render
 
 
 class LeaseError(Exception):
@@ -151,27 +153,32 @@ def _submit_locked(
     skip_reason: str,
     details: dict[str, Any],
 ) -> Annotation:
-    """The submit inside its transaction: lock the lease, check it, record, adjust slots."""
-    row = (
-        Lease.objects.select_for_update()
-        .filter(pk=lease_id, project=project)
-        .values_list("annotator_id", "status", "expires_at", "clip_id", "is_gold", "revises_id")
-        .first()
-    )
-    if row is None or row[0] != user.pk:
-        raise LeaseError("lease_foreign", "This lease is not yours: fetch the next clip.")
-    _annotator, status, expires_at, clip_id, is_gold, revises_id = row
-    if status == Lease.Status.DONE:
-        raise LeaseError("lease_used", "This clip was already submitted under this lease.")
-    if status == Lease.Status.EXPIRED or expires_at < timezone.now():
-        raise LeaseError("lease_expired", "This lease expired and the clip went back to the queue.")
+    """The submit inside its transaction: close the lease (one statement that locks, checks
+    and marks it done), record, adjust slots. A failure later in the transaction rolls the
+    lease back to active with everything else."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _close_lease_sql(),
+            {
+                "lease": Lease._meta.pk.get_db_prep_value(lease_id, connection),
+                "project": project.pk,
+                "user": user.pk,
+                "now": connection.ops.adapt_datetimefield_value(now),
+                "active": Lease.Status.ACTIVE.value,
+                "done": Lease.Status.DONE.value,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise _refusal(project, user, lease_id)
+    clip_id, is_gold, revises_id = row
     clip = Clip(pk=clip_id, project=project)
     annotation = record_annotation(
         clip=clip, annotator=user, node_key=node_key, skip_reason=skip_reason,
         client_id=client_id, lease=Lease(pk=lease_id), project=project, membership_checked=True,
         **details,
     )  # fmt: skip
-    Lease.objects.filter(pk=lease_id).update(status=Lease.Status.DONE)
     if is_gold:
         score_gold(annotation)
     elif project.agreement_routing:
@@ -181,6 +188,37 @@ def _submit_locked(
     else:
         _release_slot_change(clip_id, revises_id, is_label=bool(node_key))
     return annotation
+
+
+# Closing the submitted lease: only the caller's own active, unexpired lease matches, and the
+# UPDATE takes its row lock (as SELECT … FOR UPDATE did, so a concurrent reclaim, which skips
+# locked rows, leaves it to this submit). Replaces a locking read plus an update.
+_CLOSE_LEASE = """
+UPDATE {Lease} SET {Lease.status} = %(done)s
+WHERE {Lease.id} = %(lease)s AND {Lease.project} = %(project)s
+  AND {Lease.annotator} = %(user)s AND {Lease.status} = %(active)s
+  AND {Lease.expires_at} >= %(now)s
+RETURNING {Lease.clip}, {Lease.is_gold}, {Lease.revises}
+"""
+
+
+@functools.cache
+def _close_lease_sql() -> str:
+    return render(_CLOSE_LEASE)
+
+
+def _refusal(project: Project, user: User, lease_id: uuid.UUID) -> LeaseError:
+    """Why a lease could not be closed (the rare path: read it again to say which)."""
+    row = (
+        Lease.objects.filter(pk=lease_id, project=project)
+        .values_list("annotator_id", "status")
+        .first()
+    )
+    if row is None or row[0] != user.pk:
+        return LeaseError("lease_foreign", "This lease is not yours: fetch the next clip.")
+    if row[1] == Lease.Status.DONE:
+        return LeaseError("lease_used", "This clip was already submitted under this lease.")
+    return LeaseError("lease_expired", "This lease expired and the clip went back to the queue.")
 
 
 def _release_slot_change(clip_id: int, revises_id: int | None, *, is_label: bool) -> None:

@@ -1,0 +1,87 @@
+"""Queries per request on the annotator's hot path, pinned: next, submit, and submit with
+the next lease (`next: true`), each through the whole stack with token authentication.
+
+The counts are exact, so a change that adds a query to a hot request fails here and must
+say why. Expired-lease reclaiming (at most every `lease.RECLAIM_EVERY_S` per process and
+project) and the first submit of a taxonomy version (its node index, cached per process)
+are kept out of the measured requests: both are amortised over many requests.
+
+Inside the test's transaction each atomic block adds a SAVEPOINT and a RELEASE (two
+queries); in production the submit's block is one transaction (BEGIN/COMMIT are not
+counted as queries).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from labelling.services import queue
+from labelling.services.queue import lease
+from tests.factories import ClipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api(project, annotator, monkeypatch):
+    clips = [ClipFactory(project=project) for _ in range(6)]
+    queue.enqueue_clips(project, clips, seed=1)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=annotator).key}")
+    # Reclaiming runs now and then, not on the measured requests.
+    monkeypatch.setattr(lease, "RECLAIM_EVERY_S", 3600.0)
+    monkeypatch.setitem(lease._last_reclaim, project.pk, 0.0)
+    # The node index is built by the first submit of the process (then cached).
+    warm = client.post(f"/api/projects/{project.slug}/next/").json()
+    body = {"lease": warm["lease"]["id"], "client_id": str(uuid.uuid4()), "node": "sad"}
+    assert client.post(f"/api/projects/{project.slug}/annotations/", body).status_code == 201
+    return client
+
+
+def _measured(call):
+    with CaptureQueriesContext(connection) as ctx:
+        response = call()
+    sql = [q["sql"].split()[0] for q in ctx.captured_queries]
+    return response, sql
+
+
+def test_next_is_three_queries(api, project):
+    response, sql = _measured(lambda: api.post(f"/api/projects/{project.slug}/next/"))
+    assert response.status_code == 200
+    # The token with its user; the membership with its project; the lease statement.
+    assert sql == ["SELECT", "SELECT", "WITH"], sql
+
+
+def test_submit_queries(api, project):
+    leased = api.post(f"/api/projects/{project.slug}/next/").json()
+    body = {"lease": leased["lease"]["id"], "client_id": str(uuid.uuid4()), "node": "mad"}
+    response, sql = _measured(
+        lambda: api.post(f"/api/projects/{project.slug}/annotations/", body, format="json")
+    )
+    assert response.status_code == 201
+    # Token; membership; [savepoint] close the lease; supersede; insert the label [release].
+    assert sql == ["SELECT", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "INSERT", "RELEASE"], sql
+
+
+def test_submit_with_next_queries(api, project):
+    leased = api.post(f"/api/projects/{project.slug}/next/").json()
+    body = {
+        "lease": leased["lease"]["id"], "client_id": str(uuid.uuid4()), "node": "mad",
+        "next": True,
+    }  # fmt: skip
+    response, sql = _measured(
+        lambda: api.post(f"/api/projects/{project.slug}/annotations/", body, format="json")
+    )
+    assert response.status_code == 201
+    assert response.json()["next"] is not None
+    # The submit's, then the lease statement (in a savepoint only inside a transaction).
+    assert sql == [
+        "SELECT", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "INSERT", "RELEASE",
+        "SAVEPOINT", "WITH", "RELEASE",
+    ], sql  # fmt: skip
