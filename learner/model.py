@@ -228,7 +228,13 @@ def fit(
             generator = torch.Generator().manual_seed(seed)
             net = build(d, core_targets.shape[1], n_fine, config)
             optimiser = torch.optim.AdamW(
-                net.parameters(), lr=config.lr, weight_decay=config.weight_decay
+                net.parameters(),
+                lr=config.lr,
+                weight_decay=config.weight_decay,
+                # Large sets only (the batch grew): the fused kernel is the same AdamW with
+                # different rounding, about a sixth cheaper per step on CPU (measured); small
+                # sets keep the weights they always had.
+                fused=True if batch_size > config.batch_size else None,
             )
             steps = epochs * max(1, math.ceil(n / batch_size))
             schedule = _lr_schedule(optimiser, config.lr, steps)
