@@ -461,3 +461,5 @@ EMOLOOP_METRICS_TOKEN = env_str("EMOLOOP_METRICS_TOKEN", "")
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
 # A scrape waits this long for the broker's queue lengths.
 OPS_METRICS_SOURCE_TIMEOUT_SECONDS = 2.0
+# The storage usage measurement (ops.services.storage) stops after this many files.
+OPS_STORAGE_MAX_OBJECTS = 5_000_000

@@ -16,7 +16,7 @@ class ProbeFailed(RuntimeError):
 
 @shared_task(acks_late=True, time_limit=1800, soft_time_limit=1740)
 def measure_storage() -> dict[str, Any]:
-    """Measure MEDIA_ROOT's usage per top folder (kept in the cache for the page)."""
+    """Measure default_storage's usage per top folder (kept in ops.StorageReport for the page)."""
     return storage.measure()
 
 

@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--measure-storage", action="store_true", help="measure MEDIA_ROOT now (slow)"
+            "--measure-storage", action="store_true", help="measure default_storage now (slow)"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
