@@ -45,7 +45,9 @@ def suggestion_for(project: Project, leased: queue.Leased) -> dict | None:
 
 def leased_payload(project: Project, leased: queue.Leased) -> dict:
     clip, lease = leased.clip, leased.lease
-    before, after = queue.context_neighbours(clip)
+    before, after = (
+        leased.neighbours if leased.neighbours is not None else queue.context_neighbours(clip)
+    )
     gain_db = 0.0 if clip.rms_dbfs is None else max(min(-20.0 - clip.rms_dbfs, 20.0), -20.0)
     return {
         "clip": {

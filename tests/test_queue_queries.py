@@ -21,6 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from labelling.models import Recording
 from labelling.services import queue
 from labelling.services.queue import lease
 from tests.factories import ClipFactory
@@ -85,3 +86,29 @@ def test_submit_with_next_queries(api, project):
         "SELECT", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "INSERT", "RELEASE",
         "SAVEPOINT", "WITH", "RELEASE",
     ], sql  # fmt: skip
+
+
+def test_a_clip_cut_from_a_recording_costs_no_extra_query(project, annotator, monkeypatch):
+    """The lease statement reads the context neighbours too (no two queries per lease)."""
+    recording = Recording.objects.create(
+        project=project, original="r.wav", original_name="r.wav", sha256="0" * 64,
+        duration_s=9.0, sample_rate=16000, channels=1,
+    )  # fmt: skip
+    segments = [
+        ClipFactory(project=project, recording=recording, start_s=3.0 * i) for i in range(3)
+    ]
+    queue.enqueue_clips(project, [segments[1]], seed=1)
+    client = APIClient()
+    client.force_authenticate(user=annotator)
+    monkeypatch.setattr(lease, "RECLAIM_EVERY_S", 3600.0)
+    monkeypatch.setitem(lease._last_reclaim, project.pk, 0.0)
+
+    response, sql = _measured(lambda: client.post(f"/api/projects/{project.slug}/next/"))
+
+    assert sql == ["SELECT", "WITH"], sql  # membership; the lease statement
+    context = response.json()["clip"]["context"]
+    assert context == {
+        "previous_audio_url": f"/api/clips/{segments[0].pk}/audio/",
+        "next_audio_url": f"/api/clips/{segments[2].pk}/audio/",
+    }
+    assert queue.context_neighbours(segments[1]) == (segments[0].pk, segments[2].pk)

@@ -44,6 +44,9 @@ class Leased:
     lease: Lease
     clip: Clip
     revising: Annotation | None = None
+    # The clip's context neighbours (`context_neighbours`) when the lease statement already
+    # read them; None: not read yet.
+    neighbours: tuple[int | None, int | None] | None = None
 
 
 def reclaim_expired(project: Project) -> int:
@@ -254,7 +257,15 @@ WITH mine AS (
     RETURNING {Lease.clip} AS clip_id, {Lease.created_at} AS created_at,
               {Lease.expires_at} AS expires_at
 )
-SELECT leased.created_at, leased.expires_at, {clip_columns}
+SELECT leased.created_at, leased.expires_at, {clip_columns},
+    -- The context neighbours (as `context_neighbours` reads them), saving the page's answer
+    -- two queries for a clip cut from a recording; NULL for any other clip.
+    (SELECT p.{Clip.id} FROM {Clip} p
+     WHERE p.{Clip.recording} = c.{Clip.recording} AND p.{Clip.start_s} < c.{Clip.start_s}
+     ORDER BY p.{Clip.start_s} DESC LIMIT 1),
+    (SELECT n.{Clip.id} FROM {Clip} n
+     WHERE n.{Clip.recording} = c.{Clip.recording} AND n.{Clip.start_s} > c.{Clip.start_s}
+     ORDER BY n.{Clip.start_s} LIMIT 1)
 FROM leased JOIN {Clip} c ON c.{Clip.id} = leased.clip_id
 """
 # Wide enough that concurrent annotators (each locking one row) rarely exhaust it.
@@ -309,13 +320,13 @@ def _lease_regular_pg(project: Project, user: User, lease_id: uuid.UUID) -> Leas
                 break
     if row is None:
         return None
-    created_at, expires_at, *clip_fields = row
+    created_at, expires_at, *clip_fields, before, after = row
     clip = Clip(project=project, **dict(zip(_LEASED_CLIP_FIELDS, clip_fields, strict=True)))
     lease = Lease(
         id=lease_id, project=project, clip_id=clip.pk, annotator=user,
         status=Lease.Status.ACTIVE, created_at=created_at, expires_at=expires_at,
     )  # fmt: skip
-    return Leased(lease=lease, clip=clip)
+    return Leased(lease=lease, clip=clip, neighbours=(before, after))
 
 
 # Expired leases are reclaimed at most this often per process and project on the hot path;
