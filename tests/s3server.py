@@ -8,11 +8,11 @@ on a free port. Registered as a pytest plugin by tests/conftest.py (`pytest_plug
 - `s3_server` (session): one server for the run.
 - `s3_storage` (per test): a fresh bucket, and settings.STORAGES switched to it in this
   process (Django's setting_changed handler resets default_storage).
-- `s3_worker` (per test, needs `transactional_db`): a Celery worker process whose
-  *environment* says EMOLOOP_STORAGE=s3 (a worker reads its settings from the environment),
-  on its own prefixed queues, so it never takes a task meant for the suite's local-storage
-  `live_worker` and the other way round; this process sends to those queues while the test
-  runs.
+- `s3_worker` (per test, needs `transactional_db`; the process lives for the module): a
+  Celery worker process whose *environment* says EMOLOOP_STORAGE=s3 (a worker reads its
+  settings from the environment), on its own prefixed queues, so it never takes a task
+  meant for the suite's local-storage `live_worker` and the other way round; this process
+  sends to those queues while the test runs.
 
 Run as a script, this file starts that worker: `python tests/s3server.py worker PREFIX
 -- <celery worker args>` (see `_worker_main`).
@@ -301,12 +301,15 @@ class S3Worker:
     hostname: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_live_worker(
     django_db_setup: Any, django_db_blocker: Any, s3_server: S3Server, tmp_path_factory: Any
 ) -> Iterator[S3Worker]:
-    """A `celery worker` process with S3 storage (one bucket for the run) and an empty
-    MEDIA_ROOT of its own, consuming the prefixed queues only."""
+    """A `celery worker` process with S3 storage (one bucket for the module) and an empty
+    MEDIA_ROOT of its own, consuming the prefixed queues only.
+
+    Module-scoped: it answers broadcasts (ping, inspect) like any worker, so it is stopped
+    before another module's tests count the workers they see."""
     from django.conf import settings
 
     from emoloop.celery import app
