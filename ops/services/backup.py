@@ -388,7 +388,10 @@ def open_backup(folder: Path, progress: Progress = _no_progress) -> Backup:
             f"{folder} is not a complete backup (no {COMPLETE} marker): it was interrupted "
             f"while it was written, or is not a backup"
         )
-    marker = json.loads((folder / COMPLETE).read_text())
+    try:
+        marker = json.loads((folder / COMPLETE).read_text())
+    except ValueError as exc:
+        raise BackupError(f"the backup is damaged: {folder / COMPLETE} is unreadable") from exc
     if not (folder / MANIFEST).is_file():
         raise BackupError(f"the backup is damaged: {folder / MANIFEST} is missing")
     raw = (folder / MANIFEST).read_bytes()
