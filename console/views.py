@@ -26,6 +26,7 @@ from console import settings_form as forms
 from labelling.models import ImportBatch, ImportItem, Project, Role
 from labelling.scoping import project_page
 from labelling.services import access, projects
+from labelling.services.interop import sources as weak_sources
 from learner.models import ModelVersion
 from learner.services import project_settings, reports, rescoring
 
@@ -185,6 +186,9 @@ def models_page(request: HttpRequest, slug: str) -> HttpResponse:
             "shown": shown,
             "comparison": comparison,
             "trust": {"clips": reports.TRUST_MIN_CLIPS, "speakers": reports.TRUST_MIN_SPEAKERS},
+            # Imported models whose predictions may train (read-only here: the API's PATCH
+            # and the admin change them, audited).
+            "weak_sources": [r.as_dict() for r in weak_sources.source_reports(project)],
             "config": config,
         },
     )
