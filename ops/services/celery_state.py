@@ -117,12 +117,15 @@ def queue_lengths() -> dict[str, int] | None:
         return spool_lengths(Path(folder), queue_names()) if folder else None
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
+    names = queue_names()
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
-        return {
-            queue: sum(int(client.llen(queue + suffix)) for suffix in _PRIORITY_SUFFIXES)
-            for queue in queue_names()
-        }
+        pipe = conn.default_channel.client.pipeline(transaction=False)  # one round trip
+        for queue in names:
+            for suffix in _PRIORITY_SUFFIXES:
+                pipe.llen(queue + suffix)
+        lengths = [int(n) for n in pipe.execute()]
+    per = len(_PRIORITY_SUFFIXES)
+    return {queue: sum(lengths[i * per : (i + 1) * per]) for i, queue in enumerate(names)}
 
 
 def spool_lengths(folder: Path, queues: Iterable[str]) -> dict[str, int]:
