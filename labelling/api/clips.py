@@ -7,7 +7,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -94,11 +94,19 @@ class ClipViewSet(
 
     @extend_schema(
         parameters=[OpenApiParameter("variant", str, enum=["canonical", "original"])],
-        responses={(200, "audio/*"): OpenApiTypes.BINARY},
+        responses={
+            (200, "audio/*"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(
+                description="EMOLOOP_AUDIO_DELIVERY=presigned: Location is a short-lived "
+                "presigned URL of the object store (after the same permission check)."
+            ),
+        },
     )
     @action(detail=True, methods=["get"], renderer_classes=[AudioRenderer])
     def audio(self, request: Request, pk: str | None = None):
-        """The clip's audio (canonical 16 kHz WAV by default), with Range support."""
+        """The clip's audio (canonical 16 kHz WAV by default), with Range support; or a
+        redirect to the object store, or an X-Accel-Redirect for nginx, as
+        EMOLOOP_AUDIO_DELIVERY says (labelling/audio_response.py)."""
         clip = self.get_object()
         variant = request.query_params.get("variant", "canonical")
         if variant not in ("canonical", "original"):
