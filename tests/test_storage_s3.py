@@ -401,3 +401,28 @@ def test_an_archive_expands_into_staged_objects_once(s3_storage, project, media_
     assert batch.clips.count() == 2
     assert s3_storage.keys("staging/") == []
     assert _files_under(media_root) == []
+
+
+@pytest.mark.django_db
+def test_an_object_store_error_on_delete_is_logged_and_the_others_go_on(
+    s3_storage, settings, caplog
+):
+    from labelling.services import storage
+    from tests.s3server import S3Server, free_port, s3_storages
+
+    kept = default_storage.save("clips/canonical/ff/kept.wav", ContentFile(b"x"))
+    # A store that does not answer (nothing listens on the port): botocore raises its own
+    # EndpointConnectionError, which is not an OSError.
+    down = S3Server("127.0.0.1", free_port(), s3_storage.server.process, s3_storage.server.log)
+    settings.STORAGES = s3_storages(down, s3_storage.name)
+
+    assert storage.remove_unreferenced(["clips/a.wav", "clips/b.wav"]) == []
+    storage.delete_staged("staging/batch-1/u000000.wav")
+
+    failures = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert failures == [
+        "could not delete stored file clips/a.wav",
+        "could not delete stored file clips/b.wav",
+        "could not delete staged file staging/batch-1/u000000.wav",
+    ]
+    assert s3_storage.keys() == [kept]

@@ -149,7 +149,7 @@ def delete_staged(staged: str) -> None:
         return
     try:
         default_storage.delete(staged)
-    except OSError:
+    except Exception:  # OSError locally; botocore's errors on S3. Logged, not fatal.
         log.exception("could not delete staged file %s", staged)
 
 
@@ -166,7 +166,7 @@ def remove_staged_prefix(prefix: str) -> None:
     for name in stored_names(prefix):
         try:
             default_storage.delete(name)
-        except OSError:
+        except Exception:  # OSError locally; botocore's errors on S3. Logged, not fatal.
             log.exception("could not delete staged file %s", name)
 
 
@@ -237,7 +237,7 @@ def remove_unreferenced(names: Iterable[str | None]) -> list[str]:
                     continue
                 try:
                     default_storage.delete(name)
-                except OSError:
+                except Exception:  # OSError locally; botocore's errors on S3
                     log.exception("could not delete stored file %s", name)
                     continue
                 removed.append(name)
