@@ -304,7 +304,14 @@ def annotator(base: str, token: str, flow: str, think_s: float, stop_at: float, 
     submit with next: true, repeat."""
     from bench.loadclient import SessionClient
 
-    client = SessionClient(base, token)
+    try:
+        _annotate(SessionClient(base, token), token, flow, think_s, stop_at, stats)
+    except Exception as exc:  # a timeout or a refused connection: counted, not fatal
+        with stats["lock"]:
+            stats["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _annotate(client, token: str, flow: str, think_s: float, stop_at: float, stats: dict):
     rng = random.Random(token)
     path_next, path_submit = f"/api/projects/{SLUG}/next/", f"/api/projects/{SLUG}/annotations/"
     record = stats["lock"]
@@ -386,23 +393,56 @@ def phase(base: str, tokens: list[str], flow: str, think_s: float, seconds: floa
 # --- Profile ---------------------------------------------------------------------------------
 
 
+def _in_process_labels(client, flow: str, labels: int) -> None:
+    rng = random.Random(flow)
+    path_next, path_submit = f"/api/projects/{SLUG}/next/", f"/api/projects/{SLUG}/annotations/"
+    ticket = client.post(path_next).json()
+    for _ in range(labels):
+        body = _label(rng, ticket["lease"]["id"], 0.0, flow == "one")
+        reply = client.post(path_submit, body, content_type="application/json")
+        assert reply.status_code == 201, reply.content
+        ticket = reply.json()["next"] if flow == "one" else client.post(path_next).json()
+
+
+def cpu_per_label(tokens: list[str], labels: int) -> dict:
+    """CPU milliseconds per label through Django's whole request stack (middleware, DRF, the
+    queue) in this process, one request at a time, for both flows: this process's CPU plus
+    its PostgreSQL backend's. CPU time, unlike wall time, is barely distorted by other users
+    of the machine."""
+    from django.db import connection
+    from django.test import Client
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    found = {}
+    for flow, token in (("two", tokens[0]), ("one", tokens[1])):
+        client = Client(HTTP_AUTHORIZATION=f"Token {token}", SERVER_NAME="127.0.0.1")
+        _in_process_labels(client, flow, 20)  # warm: imports, caches
+        django0, pg0, wall0 = time.process_time(), _proc_cpu(backend), time.perf_counter()
+        _in_process_labels(client, flow, labels)
+        django_ms = (time.process_time() - django0) * 1000 / labels
+        pg_ms = (_proc_cpu(backend) - pg0) * 1000 / labels
+        found["one_request" if flow == "one" else "two_requests"] = {
+            "labels": labels,
+            "django_cpu_ms_per_label": round(django_ms, 2),
+            "postgres_cpu_ms_per_label": round(pg_ms, 2),
+            "wall_ms_per_label": round((time.perf_counter() - wall0) * 1000 / labels, 2),
+        }
+    found["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
+    return found
+
+
 def profile(token: str, calls: int) -> str:
-    """A pyinstrument profile of `calls` submit+next round trips through Django's whole
-    request stack (middleware, DRF, the queue), in this process."""
+    """A pyinstrument profile of `calls` submit+next round trips in this process."""
     from django.test import Client
     from pyinstrument import Profiler
 
     client = Client(HTTP_AUTHORIZATION=f"Token {token}", SERVER_NAME="127.0.0.1")
-    rng = random.Random(1)
-    ticket = client.post(f"/api/projects/{SLUG}/next/").json()
-    profiler = Profiler(interval=0.0002)
+    _in_process_labels(client, "one", 10)
+    profiler = Profiler(interval=0.0005)
     with profiler:
-        for _ in range(calls):
-            body = _label(rng, ticket["lease"]["id"], 0.0, True)
-            reply = client.post(
-                f"/api/projects/{SLUG}/annotations/", body, content_type="application/json"
-            )
-            ticket = reply.json()["next"]
+        _in_process_labels(client, "one", calls)
     return profiler.output_text(unicode=True, color=False, show_all=False)
 
 
@@ -421,6 +461,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="also profile submit+next")
+    parser.add_argument(
+        "--cpu-labels", type=int, default=300, help="labels per flow for CPU per label"
+    )
     parser.add_argument("--drop-db", action="store_true", help="drop the database at the end")
     args = parser.parse_args()
 
@@ -443,14 +486,18 @@ def main() -> None:
         project, seed_s = seed(args.clips)
         users = max(args.annotators, *args.saturation_annotators)
         tokens = reset_and_users(project, users)
-        profile_text = profile(tokens[-1], 300) if args.profile else None
+        in_process = cpu_per_label(tokens[-2:], args.cpu_labels)
+        print(json.dumps({"in_process": in_process}), flush=True)
+        profile_text = profile(tokens[-3], 300) if args.profile else None
+        tokens = reset_and_users(project, users)
 
         port = free_port()
         # The deployment's settings: persistent database connections (the scratch database
         # helper turns them off for its own process), DEBUG off.
         server = start_gunicorn(
-            port, args.workers, args.threads, DATABASE_CONN_MAX_AGE="60", EMOLOOP_DEV="true"
-        )
+            port, args.workers, args.threads, preload=True,
+            DATABASE_CONN_MAX_AGE="60", EMOLOOP_DEV="true",
+        )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         meter = CpuMeter(server.pid, name)
         plan = [("realistic", "two", args.annotators, args.think)]
@@ -459,7 +506,8 @@ def main() -> None:
             plan += [("saturation", "two", n, 0.0), ("saturation", "one", n, 0.0)]
         phases = []
         try:
-            phase(base, tokens[:5], "one", 0.0, 3.0)  # warm-up: imports, connections
+            # Warm-up: every worker's imports and database connections.
+            phase(base, tokens[: args.workers * args.threads], "one", 0.0, 8.0)
             for model, flow, n, think in plan:
                 meter.start()
                 result = phase(base, tokens[:n], flow, think, args.seconds)
@@ -493,6 +541,7 @@ def main() -> None:
         "client": "requests sessions in threads, one per annotator (bench/loadclient.py)",
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        "in_process_cpu_per_label": in_process,
         "phases": phases,
         "saturation_labels_per_s": {"one_request": saturation_one, "two_requests": saturation_two},
         "overlap_violations_total": violations,

@@ -112,3 +112,16 @@ def test_a_clip_cut_from_a_recording_costs_no_extra_query(project, annotator, mo
         "next_audio_url": f"/api/clips/{segments[2].pk}/audio/",
     }
     assert queue.context_neighbours(segments[1]) == (segments[0].pk, segments[2].pk)
+
+
+def test_at_the_lease_limit_the_pool_is_not_scanned_again(api, project):
+    """An annotator holding two leases (a reloaded page) gets the oldest back after one
+    lease statement: no retry over the unbounded windows, a scan of the whole pool."""
+    first = api.post(f"/api/projects/{project.slug}/next/").json()
+    api.post(f"/api/projects/{project.slug}/next/")
+
+    response, sql = _measured(lambda: api.post(f"/api/projects/{project.slug}/next/"))
+
+    assert response.status_code == 200
+    assert response.json()["lease"]["id"] == first["lease"]["id"]
+    assert sql.count("WITH") == 1, sql

@@ -257,16 +257,22 @@ WITH mine AS (
     RETURNING {Lease.clip} AS clip_id, {Lease.created_at} AS created_at,
               {Lease.expires_at} AS expires_at
 )
-SELECT leased.created_at, leased.expires_at, {clip_columns},
-    -- The context neighbours (as `context_neighbours` reads them), saving the page's answer
-    -- two queries for a clip cut from a recording; NULL for any other clip.
-    (SELECT p.{Clip.id} FROM {Clip} p
-     WHERE p.{Clip.recording} = c.{Clip.recording} AND p.{Clip.start_s} < c.{Clip.start_s}
-     ORDER BY p.{Clip.start_s} DESC LIMIT 1),
-    (SELECT n.{Clip.id} FROM {Clip} n
-     WHERE n.{Clip.recording} = c.{Clip.recording} AND n.{Clip.start_s} > c.{Clip.start_s}
-     ORDER BY n.{Clip.start_s} LIMIT 1)
-FROM leased JOIN {Clip} c ON c.{Clip.id} = leased.clip_id
+-- Always one row: the annotator's active leases before this one (so that a caller at the
+-- limit does not retry with the unbounded windows, a scan of the whole pool), then the new
+-- lease and its clip, or NULLs.
+SELECT (SELECT n FROM mine), got.*
+FROM (SELECT 1) AS one LEFT JOIN (
+    SELECT leased.created_at, leased.expires_at, {clip_columns},
+        -- The context neighbours (as `context_neighbours` reads them), saving the page's
+        -- answer two queries for a clip cut from a recording; NULL for any other clip.
+        (SELECT p.{Clip.id} FROM {Clip} p
+         WHERE p.{Clip.recording} = c.{Clip.recording} AND p.{Clip.start_s} < c.{Clip.start_s}
+         ORDER BY p.{Clip.start_s} DESC LIMIT 1),
+        (SELECT n.{Clip.id} FROM {Clip} n
+         WHERE n.{Clip.recording} = c.{Clip.recording} AND n.{Clip.start_s} > c.{Clip.start_s}
+         ORDER BY n.{Clip.start_s} LIMIT 1)
+    FROM leased JOIN {Clip} c ON c.{Clip.id} = leased.clip_id
+) AS got ON true
 """
 # Wide enough that concurrent annotators (each locking one row) rarely exhaust it.
 CANDIDATE_WINDOW = 64
@@ -310,17 +316,16 @@ def _lease_regular_pg(project: Project, user: User, lease_id: uuid.UUID) -> Leas
         "seconds": project.lease_seconds, "max_active": MAX_ACTIVE_LEASES,
         "active": Lease.Status.ACTIVE.value, "done": Lease.Status.DONE.value,
     }  # fmt: skip
-    row = None
     with connection.cursor() as cursor:
         for windowed in (True, False):
             sql, window_params = _lease_statement(project.pk, windowed=windowed)
             cursor.execute(sql, {**window_params, **params})
-            row = cursor.fetchone()
-            if row is not None:
+            active, created_at, *rest = cursor.fetchone()
+            if created_at is not None or active >= MAX_ACTIVE_LEASES:
                 break
-    if row is None:
+    if created_at is None:
         return None
-    created_at, expires_at, *clip_fields, before, after = row
+    expires_at, *clip_fields, before, after = rest
     clip = Clip(project=project, **dict(zip(_LEASED_CLIP_FIELDS, clip_fields, strict=True)))
     lease = Lease(
         id=lease_id, project=project, clip_id=clip.pk, annotator=user,
