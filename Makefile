@@ -78,7 +78,7 @@ bench-queue: $(STAMP) services
 	$(TEST_ENV) $(PY) bench/queue.py $(ARGS)
 
 bench-learner: $(STAMP)
-	EMOLOOP_DEV=true $(PY) bench/learner_loso.py $(ARGS)
+	EMOLOOP_DEV=true $(PY) -m bench.learner_loso $(ARGS)
 
 bench-active-learning: $(STAMP)
 	EMOLOOP_DEV=true $(PY) bench/active_learning.py $(ARGS)

@@ -22,8 +22,8 @@ process, one torch thread), and a retrain on 10,000 labelled clips of cached fea
 pipeline (split, normalisation, training, temperature scaling, metrics), with the project
 defaults (augmented copies included) and without augmentation.
 
-Writes bench/results/learner.json and bench/results/learner_loso.png (per-fold UAR of the
-default configuration). The last line printed is
+Writes bench/results/learner.json (or `--out`) and bench/results/learner_loso.png (per-fold
+UAR of the default configuration, seed 0). The last line printed is
 
     loso_uar_default=... loso_uar_strict=... loso_uar_best=... best=NAME extraction_x_realtime=...
 
