@@ -27,7 +27,15 @@ from django.core.files.storage import Storage, default_storage
 from django.db.migrations.loader import MigrationLoader
 
 from ops.services import backup_db
-from ops.services.backup import Backup, BackupError, Progress, extract_tar, open_backup, sha256_of
+from ops.services.backup import (
+    Backup,
+    BackupError,
+    Progress,
+    extract_tar,
+    open_backup,
+    open_stream,
+    sha256_of,
+)
 
 
 @dataclass
@@ -77,7 +85,7 @@ def _stored(storage: Storage, name: str) -> tuple[str, int] | None:
     """(sha256, size) of a stored object, None when it is not there."""
     if not storage.exists(name):
         return None
-    with storage.open(name, "rb") as fh:
+    with open_stream(storage, name) as fh:
         return sha256_of(fh)
 
 
