@@ -60,6 +60,9 @@ STAFF_ADMIN = "admin who is staff"  # project admin who is also staff, or the su
 AUDIT_READER = "staff or an admin of some project"
 NOBODY = "nobody"  # the method must not exist: 405 for everyone signed in
 ADMIN_SITE = "admin site"  # staff; others are sent to the admin's login page
+# /metrics: only a bearer of EMOLOOP_METRICS_TOKEN, never a session or an API token; off
+# (404 for everyone) with the token unset, as here (tests/test_ops_observability.py: 401).
+METRICS_BEARER = "the metrics bearer token"
 
 RANK = {ANNOTATOR: 0, REVIEWER: 1, ML_ENGINEER: 2, ADMIN: 3}
 
@@ -445,6 +448,7 @@ ACCESS_TABLE: tuple[Row, ...] = (
     Row("/api/ops/failures/{id}/retry/", "POST", STAFF, on=("failure",)),
     Row("/api/ops/storage/measure/", "POST", STAFF),
     Row("/readyz", "GET", PUBLIC, on=("with_a_worker_heartbeat",)),
+    Row("/metrics", "GET", METRICS_BEARER),
     # The audit log: staff and project admins, each reading only their share.
     Row("/audit/", "GET", AUDIT_READER, check="audit_scope"),
     Row("/api/audit/", "GET", AUDIT_READER, check="audit_scope"),
@@ -482,6 +486,8 @@ def expected(row: Row, target_name: str, principal: str) -> str:
     target = TARGETS[target_name]
     if need == PUBLIC:
         return ALLOW
+    if need == METRICS_BEARER:
+        return HIDDEN
     if need == ADMIN_SITE:
         return ALLOW if principal in fx.STAFF else ADMIN_LOGIN
     if principal == "anonymous":
