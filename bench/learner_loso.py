@@ -232,6 +232,12 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="Seeds 0..N-1 per fold.")
     parser.add_argument("--out", type=Path, default=RESULTS / "learner.json")
+    parser.add_argument(
+        "--no-retrain", action="store_true", help="Skip the 10,000-clip retrain timings."
+    )
+    parser.add_argument(
+        "--folds-log", type=Path, help="Append each fold's result to this file as it ends."
+    )
     args = parser.parse_args()
     if not (EMODB / "labels.csv").exists():
         sys.exit(f"EmoDB is not at {EMODB}")
@@ -259,26 +265,35 @@ def main() -> None:
         for aug in ((True,) if args.quick else (False, True))
     ]
     speakers = sorted({r["speaker"] for r in rows})
+    # Speaker by speaker, every configuration of a speaker together: a run cut short still
+    # holds whole speakers of each configuration (see --folds-log).
     jobs = [
         (name, mode, aug, s, seed)
         for seed in range(max(1, args.seeds))
-        for name, mode, aug in configs
         for s in speakers
+        for name, mode, aug in configs
     ]
     load_before = os.getloadavg()
     wall_started = time.perf_counter()
     context = multiprocessing.get_context("fork")
     with context.Pool(args.workers) as pool:
-        folds = list(
-            tqdm(pool.imap(run_fold, jobs), total=len(jobs), desc="LOSO folds", leave=False)
-        )
+        folds = []
+        for fold in tqdm(pool.imap(run_fold, jobs), total=len(jobs), desc="LOSO folds"):
+            folds.append(fold)
+            if args.folds_log:
+                with args.folds_log.open("a") as fh:
+                    fh.write(json.dumps(fold) + "\n")
     folds_wall_s = time.perf_counter() - wall_started
     load_after_folds = os.getloadavg()
-    retrain = {
-        "with_augmentation": retrain_10k("acoustic", True),
-        "without_augmentation": retrain_10k("acoustic", False),
-        "with_augmentation_and_refit": retrain_10k("acoustic", True, refit=True),
-    }
+    retrain = (
+        {}
+        if args.no_retrain
+        else {
+            "with_augmentation": retrain_10k("acoustic", True),
+            "without_augmentation": retrain_10k("acoustic", False),
+            "with_augmentation_and_refit": retrain_10k("acoustic", True, refit=True),
+        }
+    )
 
     summary = []
     for name, mode, aug in configs:
