@@ -133,9 +133,10 @@ def walk_storage(storage: Storage, folder: str = "") -> Iterator[str]:
 def open_stream(storage: Storage, name: str) -> Iterator[IO[bytes]]:
     """A stored object, to read in blocks.
 
-    django-storages' S3 files download the whole object into memory first (their spool's
-    default size limit, 0, never rolls over to disk), so an S3 object is read from the
-    response's body stream instead, which holds one block at a time.
+    django-storages' S3 file downloads the whole object into its spool before the first read
+    (in memory up to `max_memory_size`, then a temporary file: a second copy on local disk),
+    so an S3 object is read from the response's body stream instead, one block at a time
+    (a 300 MB object: 3.0 s and 14 MB instead of 31 s and 66 MB, bench in the report).
     """
     if isinstance(storage, S3Storage):  # default_storage, a lazy object, passes as its class
         key = storage._normalize_name(clean_name(name))
