@@ -9,10 +9,10 @@ timestamp into PNGs. The same figures with the same matplotlib give the same byt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COVERAGE = ("gender", "age_band", "language", "channel")
 DPI = 80
@@ -31,7 +31,17 @@ def names(rings: list[str]) -> list[str]:
     return sorted([*balance, "plots/coverage.png", "plots/agreement.png"])
 
 
+def _figure(**options: Any) -> Figure:
+    """A new figure. matplotlib (and PIL, ~30 MB) is imported here, when the datasheet is
+    drawn, not when a build starts: the build's memory peak does not carry it."""
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
+
+
 def _save(figure: Figure, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     figure.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
 
@@ -58,7 +68,7 @@ def class_balance(splits: dict[str, Any], ring: str, path: Path) -> None:
         series[f"{split} (n={sum(counts.values())})"] = [
             counts.get(label, 0) / total for label in labels
         ]
-    figure = Figure(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.0))
+    figure = _figure(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.0))
     axes = figure.add_subplot()
     _grouped_bars(axes, labels, series)
     axes.set_ylabel("share of the split's clips")
@@ -69,7 +79,7 @@ def class_balance(splits: dict[str, Any], ring: str, path: Path) -> None:
 
 def coverage(splits: dict[str, Any], path: Path) -> None:
     """Speakers per split, and clips per gender, age band, language and channel per split."""
-    figure = Figure(figsize=(12.0, 7.0))
+    figure = _figure(figsize=(12.0, 7.0))
     grid = figure.subplots(2, 3)
     cells = [ax for row in grid for ax in row]
     names_ = list(splits)
@@ -93,7 +103,7 @@ def agreement(figures: dict[str, Any], path: Path) -> None:
     "n/a"). Right: alpha per class (one-vs-rest) at the core ring, overall alpha dashed.
     The finer rings' per-class alphas are in datasheet.md and agreement.json."""
     rings = list(figures)
-    figure = Figure(figsize=(11.0, 4.0))
+    figure = _figure(figsize=(11.0, 4.0))
     left, right = figure.subplots(1, 2, width_ratios=[1, 3])
     overall = [figures[ring]["alpha"] for ring in rings]
     left.bar(rings, [a if a is not None else 0.0 for a in overall])

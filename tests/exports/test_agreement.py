@@ -181,6 +181,32 @@ def test_blockwise_alpha_is_krippendorffs_to_the_bit(seed, items, values, most, 
     assert agreement._blockwise_alpha(counts) == expected
 
 
+@given(seed=st.integers(0, 2**32 - 1), items=st.integers(1, 400), values=st.integers(2, 12))
+@PROPERTY
+def test_the_exact_coincidences_are_the_blockwise_loops_to_the_bit(seed, items, values):
+    # 2, 3 or 5 ratings per item: every divisor is a power of two, the shortcut applies.
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((items, values), dtype=np.int_)
+    for row in counts:
+        np.add.at(row, rng.integers(values, size=rng.choice([2, 3, 5])), 1)
+    counts[0] = 0
+    counts[0, :2] = 1  # two values occur, so alpha is defined
+    assert agreement._exact_coincidences(counts) is not None
+    expected = krippendorff.alpha(
+        value_counts=counts, value_domain=np.arange(values), level_of_measurement="nominal"
+    )
+    assert agreement._blockwise_alpha(counts, values * values) == expected
+
+
+def test_the_exact_shortcut_steps_aside_for_other_divisors():
+    counts = np.array([[2, 0], [1, 1], [2, 2]])  # 2, 2 and 4 ratings: 1/3 is not exact
+    assert agreement._exact_coincidences(counts) is None
+    expected = krippendorff.alpha(
+        value_counts=counts, value_domain=np.arange(2), level_of_measurement="nominal"
+    )
+    assert agreement._blockwise_alpha(counts, 4) == expected
+
+
 def test_large_inputs_take_the_blockwise_path_with_the_same_figures(monkeypatch):
     rng = random.Random(5)
     ratings = [
