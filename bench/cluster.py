@@ -40,6 +40,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
+# `python bench/cluster.py` puts bench/ first on the path, where bench/queue.py would shadow
+# the standard library's queue (urllib3 needs it): the repository instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
 from bench.scratch_db import scratch_database  # noqa: E402
@@ -153,6 +156,11 @@ def rescore(stack: Stack, token: str, version: Any, roles: list[str], timeout: f
     if ranking.status != Ranking.Status.COMPLETE:
         raise SystemExit(f"ranking ended {ranking.status}: {ranking.error}")
     chunks = {role: len(stack.tasks(role, "score_chunk")) for role in roles}
+    # Where the time went, from the workers' logs (all rankings so far; the last finish is
+    # this one's): the chunks run in parallel, the finishing step (selection, queue order)
+    # runs once.
+    finish = [s for role in roles for s in stack.task_seconds(role, "finish_ranking")]
+    chunk_s = {role: round(sum(stack.task_seconds(role, "score_chunk")), 1) for role in roles}
     return {
         "hosts": roles,
         "rescore_s": round((ranking.finished_at - ranking.created_at).total_seconds(), 2),
@@ -161,6 +169,8 @@ def rescore(stack: Stack, token: str, version: Any, roles: list[str], timeout: f
         "pool": ranking.pool_size,
         "cpu_s": {r: round(host_cpu_seconds(stack.cluster, r) - cpu0[r], 1) for r in roles},
         "chunks_done_so_far": chunks,
+        "chunk_task_s_so_far": chunk_s,
+        "finish_ranking_s": finish[-1] if finish else None,
         "loadavg_before": load0,
         "loadavg_after": loadavg(),
     }

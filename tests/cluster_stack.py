@@ -30,6 +30,7 @@ from tests.s3server import S3Bucket, S3Server, start_s3_server
 REPO = Path(__file__).resolve().parents[1]
 WEB_PORT = 8000
 TASK_LINE = re.compile(r"Task (?P<name>[\w.]+)\[(?P<id>[0-9a-f-]+)\] (?P<what>received|succeeded)")
+RUNTIME = re.compile(r"Task (?P<name>[\w.]+)\[[0-9a-f-]+\] succeeded in (?P<s>[0-9.]+)s")
 
 
 def all_queues() -> str:
@@ -121,6 +122,14 @@ class Stack:
             m["id"]
             for m in TASK_LINE.finditer(self.log(role))
             if m["name"].rsplit(".", 1)[-1] == name and m["what"] == what
+        ]
+
+    def task_seconds(self, role: str, name: str) -> list[float]:
+        """Run times (s) the host's worker logged for the tasks called `name` that succeeded."""
+        return [
+            float(m["s"])
+            for m in RUNTIME.finditer(self.log(role))
+            if m["name"].rsplit(".", 1)[-1] == name
         ]
 
 
