@@ -136,7 +136,7 @@ def open_stream(storage: Storage, name: str) -> Iterator[IO[bytes]]:
     django-storages' S3 file downloads the whole object into its spool before the first read
     (in memory up to `max_memory_size`, then a temporary file: a second copy on local disk),
     so an S3 object is read from the response's body stream instead, one block at a time
-    (a 300 MB object: 3.0 s and 14 MB instead of 31 s and 66 MB, bench in the report).
+    (a 300 MB object: 3.0 s and 14 MB instead of 31 s and 66 MB; bench/backup_s3_read.py).
     """
     if isinstance(storage, S3Storage):  # default_storage, a lazy object, passes as its class
         key = storage._normalize_name(clean_name(name))
