@@ -4,14 +4,17 @@ Every view is project-scoped (labelling.scoping): non-members get 404, annotator
 reviewers 403 (issue 10: an annotator cannot create or download a dataset; corpus labels
 and the pseudonymised raters are ML-engineer material, so reviewers are kept out too).
 Files are served only when the version is ready (409 otherwise) and only by a name listed
-in its SHA256SUMS, so no path from the URL ever reaches the file system unchecked.
+in its SHA256SUMS, so no path from the URL ever reaches storage unchecked. Files are read
+through Django's storage API (local folder or S3, exports.services.versions); formats other
+than native are converted by a task and answered 202 until stored (services.conversions).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -23,19 +26,21 @@ from rest_framework.views import APIView
 
 from emoloop.api_base import Conflict, PassthroughRenderer
 from exports import serializers as s
-from exports.core.archive import MANIFEST, iter_zip
+from exports.core.archive import MANIFEST, iter_zip_entries
 from exports.formats import FORMATS
-from exports.models import DatasetVersion
-from exports.services import diff, versions
-from exports.tasks import start_version
+from exports.models import DatasetConversion, DatasetVersion
+from exports.services import conversions, diff, versions
+from exports.tasks import request_conversion, start_version
 from labelling.models import Role
 from labelling.scoping import ProjectScopedMixin, signed_in
 
 
-def _zip_of(folder: Path) -> StreamingHttpResponse:
-    """A version's folder (or one of its formats) as a streamed, deterministic zip."""
-    response = StreamingHttpResponse(iter_zip(folder), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'
+def _zip_of(version: DatasetVersion) -> StreamingHttpResponse:
+    """A ready version as a streamed, deterministic zip, read from storage file by file."""
+    entries = versions.zip_entries(version)
+    response = StreamingHttpResponse(iter_zip_entries(entries), content_type="application/zip")
+    name = PurePosixPath(version.folder).name
+    response["Content-Disposition"] = f'attachment; filename="{name}.zip"'
     return response
 
 
@@ -45,9 +50,9 @@ class _DatasetView(ProjectScopedMixin, APIView):
     def version(self, number: int) -> DatasetVersion:
         return get_object_or_404(DatasetVersion, project=self.project, number=number)
 
-    def ready_folder(self, version: DatasetVersion):
+    def ready(self, version: DatasetVersion) -> DatasetVersion:
         try:
-            return versions.ready_folder(version)
+            return versions.ensure_ready(version)
         except versions.NotReady as exc:
             raise Conflict(str(exc), code="not_ready") from exc
 
@@ -97,11 +102,10 @@ class DatasetFilesView(_DatasetView):
         description="Every file of a ready version with its size and SHA-256 (409 otherwise).",
     )
     def get(self, request: Request, slug: str, number: int) -> Response:
-        version = self.version(number)
-        folder = self.ready_folder(version)
+        version = self.ready(self.version(number))
         listed = versions.manifest(version)
         rows = [
-            {"path": name, "size": (folder / name).stat().st_size, "sha256": digest}
+            {"path": name, "size": versions.file_size(version, name), "sha256": digest}
             for name, digest in sorted(listed.items())
         ]
         return Response(s.DatasetFileSerializer(rows, many=True).data)
@@ -113,11 +117,13 @@ class DatasetFileView(_DatasetView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, slug: str, number: int, path: str) -> FileResponse:
         """One file of a ready version, by its name in SHA256SUMS (or SHA256SUMS itself)."""
-        version = self.version(number)
-        folder = self.ready_folder(version)
+        version = self.ready(self.version(number))
         if path != MANIFEST and path not in versions.manifest(version):
             raise NotFound("No such file in this dataset version.")
-        return FileResponse((folder / path).open("rb"), as_attachment=True)
+        return FileResponse(
+            versions.open_file(version, path), as_attachment=True,
+            filename=PurePosixPath(path).name,
+        )  # fmt: skip
 
 
 class DatasetZipView(_DatasetView):
@@ -126,25 +132,65 @@ class DatasetZipView(_DatasetView):
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
     def get(self, request: Request, slug: str, number: int) -> StreamingHttpResponse:
         """The whole ready version as one zip, streamed (entries sorted, fixed dates)."""
-        return _zip_of(self.ready_folder(self.version(number)))
+        return _zip_of(self.ready(self.version(number)))
 
 
 class DatasetFormatZipView(_DatasetView):
     renderer_classes = [PassthroughRenderer]
 
     @extend_schema(
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
-        description="The ready version in another layout, as one streamed zip: `native`, `hf` "
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            (202, "application/json"): s.DatasetConversionSerializer,
+        },
+        description="The ready version in another layout, as one zip: `native`, `hf` "
         "(Hugging Face audiofolder), `audformat` or `labelstudio` (docs/datasets.md, "
-        "Formats). Converted from the native folder on first request and kept; the same "
+        "Formats). A format other than native is converted once by a background task and "
+        "stored: until its zip is there this answers 202 with the conversion's status and "
+        "progress (starting it if needed; poll again), then 200 with the zip. The same "
         "version always gives the same bytes. 404 for an unknown format.",
     )
-    def get(self, request: Request, slug: str, number: int, fmt: str) -> StreamingHttpResponse:
-        version = self.version(number)
-        self.ready_folder(version)
+    def get(self, request: Request, slug: str, number: int, fmt: str) -> HttpResponseBase:
+        version = self.ready(self.version(number))
         if fmt not in FORMATS:
             raise NotFound(f"No format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}.")
-        return _zip_of(versions.format_folder(version, fmt))
+        if fmt == "native":
+            return _zip_of(version)
+        conversion = request_conversion(version, fmt)
+        if conversion.status != DatasetConversion.Status.READY:
+            return _conversion_answer(request, conversion, status.HTTP_202_ACCEPTED)
+        response = FileResponse(
+            default_storage.open(conversion.archive, "rb"), as_attachment=True,
+            filename=PurePosixPath(conversion.archive).name, content_type="application/zip",
+        )  # fmt: skip
+        return response
+
+
+def _conversion_answer(request: Request, conversion: DatasetConversion, code: int) -> JsonResponse:
+    url = request.build_absolute_uri(request.path)
+    response = JsonResponse(conversions.description(conversion, url), status=code)
+    if code == status.HTTP_202_ACCEPTED:
+        response["Retry-After"] = "1"
+    return response
+
+
+class DatasetConversionView(_DatasetView):
+    @extend_schema(
+        responses={200: s.DatasetConversionSerializer},
+        description="The conversion of a ready version to a format (hf, audformat, "
+        "labelstudio): its status and progress, started if there is none (`?retry=1`: "
+        "started again if it failed). `url` downloads the zip once `status` is ready. The "
+        "datasets page polls this.",
+    )
+    def get(self, request: Request, slug: str, number: int, fmt: str) -> Response:
+        version = self.ready(self.version(number))
+        if fmt not in FORMATS or fmt == "native":
+            raise NotFound(f"No conversion to {fmt!r}.")
+        retry = request.query_params.get("retry") in {"1", "true"}
+        conversion = request_conversion(version, fmt, retry_failed=retry)
+        base = f"/api/projects/{self.project.slug}/datasets/{version.number}"
+        url = request.build_absolute_uri(f"{base}/download/{fmt}.zip")
+        return Response(conversions.description(conversion, url))
 
 
 class DatasetDiffView(_DatasetView):

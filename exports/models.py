@@ -83,3 +83,37 @@ class DatasetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug}-v{self.number}"
+
+
+class DatasetConversion(models.Model):
+    """A ready version converted to another format (exports.formats), once, by a Celery task
+    (exports.services.conversions): the converted folder is stored as one deterministic zip
+    in storage (`archive`, next to the version's folder), which downloads stream from."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        CONVERTING = "converting", "Converting"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="conversions"
+    )
+    fmt = models.CharField(max_length=20)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # {"stage": ..., "done": n, "total": n}, like DatasetVersion.progress.
+    progress = models.JSONField(default=dict, blank=True)
+    archive = models.CharField(max_length=300, blank=True, help_text="Storage name of the zip.")
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "fmt"], name="uniq_dataset_conversion")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}-{self.fmt}"

@@ -109,3 +109,16 @@ class DatasetDiffSerializer(serializers.Serializer):
         fields = super().get_fields()
         fields["from"] = fields.pop("from_")
         return fields
+
+
+class DatasetConversionSerializer(serializers.Serializer):
+    """A version's conversion to a format (exports.services.conversions.description)."""
+
+    format = serializers.CharField()
+    status = serializers.ChoiceField(choices=["queued", "converting", "ready", "failed"])
+    progress = serializers.DictField(help_text='{"stage", "done", "total"}')
+    error = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField(allow_blank=True)
+    url = serializers.CharField(help_text="The zip's download URL (200 once ready).")
+    poll_ms = serializers.IntegerField()

@@ -6,8 +6,8 @@ from celery import shared_task
 from django.contrib.auth.models import User
 
 from emoloop.dispatch import BrokerUnavailable, publish, publish_after_commit
-from exports.models import DatasetVersion
-from exports.services import build, versions
+from exports.models import DatasetConversion, DatasetVersion
+from exports.services import build, conversions, versions
 from labelling.models import Project
 
 # A version of 100,000 clips builds in about a minute plus the audio copy (issue 10's
@@ -20,6 +20,41 @@ def build_dataset(version_id: int) -> str | None:
     """Build one version. Idempotent: a retried message finds it claimed and leaves."""
     version = build.run_build(version_id)
     return version.status if version else None
+
+
+# A conversion copies the audio into its format (hf, audformat): minutes at most.
+CONVERT_TIME_LIMIT = 3600
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, time_limit=CONVERT_TIME_LIMIT)
+def convert_dataset(conversion_id: int) -> str | None:
+    """Convert a ready version to one format and store its zip (default queue). Idempotent:
+    a retried message finds it claimed or done and leaves."""
+    conversion = conversions.run(conversion_id)
+    return conversion.status if conversion else None
+
+
+def request_conversion(
+    version: DatasetVersion, fmt: str, *, retry_failed: bool = True
+) -> DatasetConversion:
+    """The version's conversion to `fmt` (exports.services.conversions.request), its task
+    sent once the row is committed when it needs one. BrokerUnavailable when the broker is
+    down (the API answers 503); the row stays queued and the next request sends it."""
+    conversion, unsent = conversions.request(version, fmt, retry_failed=retry_failed)
+    if not unsent:
+        return conversion
+
+    def send() -> None:
+        try:
+            publish(convert_dataset, conversion.pk)
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"The {fmt} conversion is recorded but could not be queued. {exc.message}"
+            ) from exc
+        conversions.mark_sent(conversion)
+
+    publish_after_commit(send)
+    return conversion
 
 
 def start_version(

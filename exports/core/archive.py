@@ -34,9 +34,10 @@ import stat
 import tempfile
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Literal, TypeAlias
 
@@ -409,6 +410,16 @@ def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
     return info
 
 
+@dataclass(frozen=True)
+class ZipEntry:
+    """One file of a zip: its name in the archive, its size, and how to open it (binary).
+    The source may be anything that reads (a local file, a storage object)."""
+
+    name: str
+    size: int
+    open: Callable[[], IO[bytes]]
+
+
 def iter_zip(folder: Path) -> Iterator[bytes]:
     """A zip of every file under `folder` (see list_files), as chunks of about CHUNK_BYTES.
 
@@ -418,20 +429,33 @@ def iter_zip(folder: Path) -> Iterator[bytes]:
     file sizes, plus one small ZipInfo per entry for the central directory at the end.
     Raises ValueError if a file changes size while it is read.
     """
-    folder, sink = Path(folder), _Sink()
+    folder = Path(folder)
+
+    def entry(name: str) -> ZipEntry:
+        path = folder / name
+        return ZipEntry(name, path.stat().st_size, partial(open, path, "rb"))
+
+    return iter_zip_entries(entry(name) for name in list_files(folder))
+
+
+def iter_zip_entries(entries: Iterable[ZipEntry]) -> Iterator[bytes]:
+    """`iter_zip` of the given entries, in the order given (sorted names give the same
+    bytes as `iter_zip` of a folder holding those files): a version in storage is zipped
+    from its objects without a local copy."""
+    sink = _Sink()
     with zipfile.ZipFile(sink, "w", compresslevel=DEFLATE_LEVEL) as archive:
-        for name in list_files(folder):
-            with open(folder / name, "rb") as source:
-                size = os.fstat(source.fileno()).st_size
+        for item in entries:
+            _check_name(item.name)
+            with item.open() as source:
                 read = 0
-                with archive.open(_zip_info(name, size), "w") as entry:
+                with archive.open(_zip_info(item.name, item.size), "w") as entry:
                     while chunk := source.read(CHUNK_BYTES):
                         entry.write(chunk)
                         read += len(chunk)
                         if len(sink.buffer) >= CHUNK_BYTES:
                             yield sink.take()
-            if read != size:
-                raise ValueError(f"{name}: changed size while it was archived")
+            if read != item.size:
+                raise ValueError(f"{item.name}: changed size while it was archived")
             if len(sink.buffer) >= CHUNK_BYTES:
                 yield sink.take()
     yield sink.take()  # the rest, with the central directory

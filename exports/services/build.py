@@ -4,8 +4,8 @@ Rows are streamed from the database in primary-key order (`.iterator(chunk_size=
 written with `exports.core.archive`'s writers (each table and its JSONL twin in one pass,
 no row kept); only the human ratings (clip, rater, label per ring) and
 one small tuple per clip are kept in memory for aggregation, splits and the datasheet. The
-folder is written under a temporary name and renamed into place when complete, SHA256SUMS
-last.
+folder is written in a local scratch folder and then saved file by file into
+default_storage under the version's `folder` (`versions.store_folder`, SHA256SUMS last).
 
 What a version contains is fixed by its row: labels, clips, weak labels and rankings
 created after the version's `created_at` are left out, and labels are mapped onto the
@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,11 +36,10 @@ from django.utils import timezone
 
 from exports.core import aggregation as agg
 from exports.core import coded
-from exports.core.archive import Row, sha256_file, write_sha256sums, write_twin_tables
+from exports.core.archive import MANIFEST, Row, sha256_file, write_sha256sums, write_twin_tables
 from exports.core.splits import SplitClip, assign_splits, group_of
 from exports.models import DatasetVersion
-from exports.services import datasheet, ds_fit, labels, lineage
-from exports.services.versions import folder_of
+from exports.services import datasheet, ds_fit, labels, lineage, versions
 from labelling.models import Annotation, Clip, GoldClip, TaxonomyNode
 
 FORMAT_VERSION = 1
@@ -83,6 +82,12 @@ LABEL_COLUMNS = (
     "agreement",
 )
 NO_LABEL = "(none)"
+# What the clip table reads of each clip (values_list; `canonical` is the storage name).
+CLIP_FIELDS = (
+    "pk", "duration_s", "sample_rate", "speaker_id", "gender", "age_band", "language",
+    "dialect", "channel", "recording_id", "start_s", "end_s", "source", "batch_id", "sha256",
+    "canonical",
+)  # fmt: skip
 GOLD_COLUMNS = ("clip_id", "annotator", "gold_label", "label", "correct")
 
 Progress = Callable[[str, int, int], None]
@@ -191,10 +196,11 @@ def _given_keys(decided: dict[int, tuple[int, Any]]) -> dict[int, str]:
     return dict(TaxonomyNode.objects.filter(pk__in=nodes).values_list("pk", "key"))
 
 
-def _copy_audio(clip: Clip, target: Path) -> str:
-    """Copy the clip's canonical audio to `target`; the SHA-256 of what was written."""
+def _copy_audio(canonical: str, target: Path) -> str:
+    """Copy a clip's canonical audio (its storage name) to `target`; the SHA-256 of what
+    was written."""
     digest = hashlib.sha256()
-    with default_storage.open(str(clip.canonical.name), "rb") as source, target.open("wb") as out:
+    with default_storage.open(canonical, "rb") as source, target.open("wb") as out:
         for chunk in iter(lambda: source.read(1 << 20), b""):
             digest.update(chunk)
             out.write(chunk)
@@ -335,15 +341,18 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
     sheet_clips: dict[int, datasheet.ClipFacts] = {}
 
     def clip_rows() -> Iterator[Row]:
-        for done, clip in enumerate(clips.iterator(chunk_size=CHUNK), start=1):
+        # Plain tuples from a server-side cursor, not model instances: the clip table is
+        # the build's longest stream after the annotations.
+        fields = clips.values_list(*CLIP_FIELDS, named=True).iterator(chunk_size=CHUNK)
+        for done, clip in enumerate(fields, start=1):
             sheet_clips[clip.pk] = (clip.duration_s, clip.gender, clip.speaker_id,
                                     clip.age_band, clip.language, clip.channel)  # fmt: skip
             if copy_audio:
                 name: str | None = f"audio/{clip.pk}.wav"
                 uri = None
-                digest: str | None = _copy_audio(clip, folder / f"audio/{clip.pk}.wav")
+                digest: str | None = _copy_audio(clip.canonical, folder / f"audio/{clip.pk}.wav")
             else:
-                name, uri, digest = None, str(clip.canonical.name), None
+                name, uri, digest = None, str(clip.canonical), None
             if done % PROGRESS_EVERY == 0:
                 progress("clips", done, total)
             yield {
@@ -418,21 +427,21 @@ def rebuild_into(version: DatasetVersion, folder: Path) -> str:
 
 
 def build(version: DatasetVersion, progress: Progress = _none) -> DatasetVersion:
-    """Write a claimed (building) version's folder and mark it ready.
+    """Write a claimed (building) version's files into storage and mark it ready.
 
-    The folder is written under `<folder>.partial` (removed first: a crashed earlier try)
-    and renamed into place. A ready version is never written again.
+    The folder is written in a private local scratch folder (tempfile), then each file is
+    saved into default_storage under the version's `folder` (SHA256SUMS last; whatever a
+    crashed earlier try left there is removed first), so the same code serves local and S3
+    storage. A ready version is never written again.
     """
     if version.status == DatasetVersion.Status.READY:
         raise ValueError("a ready dataset version is immutable; use rebuild_into to verify it")
-    final = folder_of(version)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    clips = write_version(version, partial, progress)
-    if final.exists():  # a failed try that got as far as the rename
-        shutil.rmtree(final)
-    partial.rename(final)
-    version.manifest_sha256 = sha256_file(final / "SHA256SUMS")
+    with tempfile.TemporaryDirectory(prefix="emoloop-dataset-") as scratch:
+        local = Path(scratch) / Path(version.folder).name
+        clips = write_version(version, local, progress)
+        progress("storing", 0, clips)
+        versions.store_folder(local, version.folder)
+        version.manifest_sha256 = sha256_file(local / MANIFEST)
     version.status = DatasetVersion.Status.READY
     version.finished_at = timezone.now()
     # The beats went to the row, not to this object: the count is the build's own.

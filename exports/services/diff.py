@@ -6,9 +6,12 @@ from typing import Any
 
 from exports.core.diff import DEFAULT_LIMIT, diff_folders
 from exports.models import DatasetVersion
-from exports.services.versions import ready_folder
+from exports.services.versions import local_copy
 
 MAX_LIMIT = 10_000
+# What exports.core.diff reads of a version (copied from storage when it is not local).
+DIFF_FILES = frozenset({"clips.csv", "labels_core.csv", "labels_secondary.csv",
+                        "labels_tertiary.csv"})  # fmt: skip
 
 
 def diff(a: DatasetVersion, b: DatasetVersion, *, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
@@ -21,5 +24,7 @@ def diff(a: DatasetVersion, b: DatasetVersion, *, limit: int = DEFAULT_LIMIT) ->
         raise ValueError("the two versions belong to different projects")
     if not 0 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 0 and {MAX_LIMIT}")
-    found = diff_folders(ready_folder(a), ready_folder(b), limit=limit)
+    wanted = DIFF_FILES.__contains__
+    with local_copy(a, only=wanted) as old, local_copy(b, only=wanted) as new:
+        found = diff_folders(old, new, limit=limit)
     return {"from": a.number, "to": b.number, **found}

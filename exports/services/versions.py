@@ -1,21 +1,28 @@
-"""Creating dataset versions and finding their files (the rules the doors share)."""
+"""Creating dataset versions and reaching their files in storage (the rules the doors share)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit import services as audit
 from exports.core import aggregation as agg
+from exports.core.archive import CHUNK_BYTES, MANIFEST, ZipEntry, list_files
 from exports.models import (
     AUDIO_MODES,
     DatasetVersion,
@@ -127,55 +134,136 @@ def create_version(
     raise RuntimeError("could not number the dataset version (too many concurrent creations)")
 
 
-def folder_of(version: DatasetVersion) -> Path:
-    return Path(settings.MEDIA_ROOT) / version.folder
-
-
-def ready_folder(version: DatasetVersion) -> Path:
-    """The folder of a ready version; NotReady otherwise."""
+def ensure_ready(version: DatasetVersion) -> DatasetVersion:
+    """The version when it is ready; NotReady otherwise."""
     if version.status != DatasetVersion.Status.READY:
         raise NotReady(f"Dataset version {version.number} is {version.status}, not ready.")
-    return folder_of(version)
+    return version
 
 
-def format_folder(version: DatasetVersion, fmt: str) -> Path:
-    """The folder of a ready version in format `fmt` (exports.formats), converted from its
-    native folder on first use and kept next to it (`datasets/<slug>-v<N>-<fmt>/`).
+def folder_of(version: DatasetVersion) -> Path:
+    """The version's folder on this host when storage is a local folder (MEDIA_ROOT/…);
+    NotImplementedError with remote storage (use `local_copy`)."""
+    return Path(default_storage.path(version.folder))
 
-    The conversion is written to a private temporary folder and renamed into place, so two
-    requests converting at once cannot mix their files: the first rename wins and the other
-    copy is dropped. Like the native folder, a converted folder is never changed.
-    """
-    # The converters bring pyarrow (hf) and audformat: imported when a format is asked for,
-    # not by every importer of this module (the build process).
-    from exports import formats
 
-    if fmt not in formats.FORMATS:
-        raise ValueError(f"Unknown format {fmt!r}; choose one of {sorted(formats.FORMATS)}.")
-    native = ready_folder(version)
-    if fmt == "native":
-        return native
-    final = native.with_name(formats.default_name(native.name, fmt))
-    if final.is_dir():
-        return final
-    scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=native.parent))
+def stored_name(version: DatasetVersion, relative: str) -> str:
+    """The storage name of one file of the version (`datasets/<slug>-v<N>/<relative>`)."""
+    return f"{version.folder}/{relative}"
+
+
+# --- Files in storage ----------------------------------------------------------------------
+#
+# A version's files live in default_storage under its `folder` (datasets/<slug>-v<N>/…):
+# with local storage that is MEDIA_ROOT/datasets/…, as before; with S3 storage objects under
+# that prefix. A build writes into a private local scratch folder and then saves each file
+# into storage (`store_folder`); downloads open them through storage (`open_file`, `size`).
+
+
+def _local_path(name: str) -> Path | None:
+    """The local path of a storage name, when storage is a local folder (else None)."""
     try:
-        written = formats.materialise(
-            native, fmt, scratch / final.name, audio_root=Path(settings.MEDIA_ROOT)
-        )
-        try:
-            written.rename(final)
-        except OSError:
-            if not final.is_dir():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return final
+        return Path(default_storage.path(name))
+    except NotImplementedError:  # S3 and other remote storages have no local path
+        return None
+
+
+def local_root() -> Path | None:
+    """MEDIA_ROOT when default_storage is a local folder, else None."""
+    return _local_path("")
+
+
+def fetch(name: str, target: Path) -> None:
+    """Copy one stored file to the local path `target` (its folders are created)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with default_storage.open(name, "rb") as source, target.open("wb") as out:
+        shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+
+def stored_names(prefix: str) -> list[str]:
+    """Every storage name under `prefix` (a folder), sorted; [] when there is none."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return []
+    found = [f"{prefix}/{name}" for name in files]
+    for folder in folders:
+        found += stored_names(f"{prefix}/{folder}")
+    return sorted(found)
+
+
+def delete_stored(prefix: str) -> None:
+    """Delete everything stored under `prefix` (a version's folder)."""
+    for name in stored_names(prefix):
+        default_storage.delete(name)
+    local = _local_path(prefix)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)  # the empty folders FileSystemStorage leaves
+
+
+def save_file(name: str, path: Path) -> None:
+    """Save the local file `path` into storage as exactly `name` (replacing one there)."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    with path.open("rb") as source:
+        saved = default_storage.save(name, File(source, name=Path(name).name))
+    if saved != name:  # a concurrent writer took the name: never serve a renamed copy
+        raise RuntimeError(f"storage saved {name!r} as {saved!r}")
+
+
+def store_folder(local: Path, prefix: str) -> None:
+    """Replace whatever is stored under `prefix` with the files of the local folder `local`
+    (same relative names). SHA256SUMS goes last: a folder with it is complete."""
+    delete_stored(prefix)
+    names = list_files(local)
+    for name in sorted(names, key=lambda n: n == MANIFEST):
+        save_file(f"{prefix}/{name}", local / name)
+
+
+def open_file(version: DatasetVersion, relative: str) -> IO[bytes]:
+    """One file of a ready version, opened for reading from storage."""
+    return default_storage.open(stored_name(ensure_ready(version), relative), "rb")
+
+
+def file_size(version: DatasetVersion, relative: str) -> int:
+    return int(default_storage.size(stored_name(version, relative)))
+
+
+def zip_entries(version: DatasetVersion) -> list[ZipEntry]:
+    """What the version's zip holds: every file of its SHA256SUMS and SHA256SUMS itself,
+    sorted by name (the order `iter_zip` of the folder gives), each read from storage."""
+    names = sorted([*manifest(version), MANIFEST])
+    return [
+        ZipEntry(name, file_size(version, name), partial(open_file, version, name))
+        for name in names
+    ]
+
+
+@contextmanager
+def local_copy(
+    version: DatasetVersion, only: Callable[[str], bool] | None = None
+) -> Iterator[Path]:
+    """A local folder with the ready version's files (those `only` accepts, if given): the
+    stored folder itself with local storage, else a private temporary copy (removed on
+    exit)."""
+    ensure_ready(version)
+    local = _local_path(version.folder)
+    if local is not None:
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="emoloop-dataset-") as scratch:
+        folder = Path(scratch) / Path(version.folder).name
+        for name in [*manifest(version), MANIFEST]:
+            if only is not None and not only(name):
+                continue
+            fetch(stored_name(version, name), folder / name)
+        yield folder
 
 
 def manifest(version: DatasetVersion) -> dict[str, str]:
     """path -> sha256 from the version's SHA256SUMS (the list of files that may be served)."""
-    text = (ready_folder(version) / "SHA256SUMS").read_text(encoding="utf-8")
+    with open_file(version, MANIFEST) as file:
+        text = file.read().decode("utf-8")
     entries: dict[str, str] = {}
     for line in text.splitlines():
         digest, _, name = line.partition("  ")

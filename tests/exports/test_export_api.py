@@ -12,7 +12,7 @@ import pytest
 
 from audit.models import AuditEvent
 from exports.core.archive import deterministic_zip, sha256_file
-from exports.models import DatasetVersion
+from exports.models import DatasetConversion, DatasetVersion
 from exports.services import build, versions
 from labelling.services import queue
 from tests.broker import broker_down
@@ -134,29 +134,24 @@ def test_a_version_not_yet_built_answers_409(project, engineer, client_for):
 
 
 @pytest.mark.parametrize("fmt", ["hf", "audformat", "labelstudio"])
-def test_another_format_is_converted_once_and_served_as_a_deterministic_zip(
-    ready, engineer, client_for, fmt
+def test_another_format_is_not_converted_in_the_request_but_queued(
+    ready, engineer, client_for, django_capture_on_commit_callbacks, fmt
 ):
-    client = client_for(engineer)
-    url = f"{BASE}1/download/{fmt}.zip"
+    """The request answers 202 at once and queues the conversion task; the worker's side is
+    in test_dataset_storage.py."""
+    with (
+        mock.patch("exports.tasks.publish") as publish,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client_for(engineer).get(f"{BASE}1/download/{fmt}.zip")
 
-    first = client.get(url)
-    assert first.status_code == 200, first.content[:200]
-    assert first["Content-Type"] == "application/zip"
-    body = _body(first)
+    assert response.status_code == 202, response.content[:200]
+    assert response["Retry-After"] == "1"
+    assert response.json()["status"] == "queued"
+    assert publish.call_args.args[1] == DatasetConversion.objects.get(fmt=fmt).pk
     converted = versions.folder_of(ready).with_name(f"callcentre-v1-{fmt}")
-    assert converted.is_dir()
-    stamp = (converted / "SHA256SUMS").stat().st_mtime_ns
-    again = _body(client.get(url))
-    assert again == body  # served from the kept folder, same bytes
-    assert (converted / "SHA256SUMS").stat().st_mtime_ns == stamp
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        assert archive.testzip() is None
-        names = archive.namelist()
-    assert "SHA256SUMS" in names
-    expected = {"hf": "train/metadata.parquet", "audformat": "db.yaml",
-                "labelstudio": "tasks.json"}[fmt]  # fmt: skip
-    assert any(name.endswith(expected) for name in names), names
+    assert not converted.exists()
+    assert not converted.with_name(f"{converted.name}.zip").exists()
     # The native folder is untouched (its manifest still verifies).
     assert sha256_file(versions.folder_of(ready) / "SHA256SUMS") == ready.manifest_sha256
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -13,7 +15,7 @@ from emoloop.commands import project_named
 from exports import formats
 from exports.core.archive import deterministic_zip
 from exports.models import DatasetVersion
-from exports.services import build, versions
+from exports.services import build, conversions, versions
 
 
 class Command(BaseCommand):
@@ -67,20 +69,50 @@ class Command(BaseCommand):
             bar.close()
         if built is None or built.status != DatasetVersion.Status.READY:
             raise CommandError(f"Dataset version {version.number} was not built here.")
-        folder = versions.folder_of(built)
-        self.stdout.write(f"Dataset version {built.number} is ready: {folder}")
+        self.stdout.write(f"Dataset version {built.number} is ready: {built.folder} (in storage)")
         if out is None:
             return
         out.mkdir(parents=True, exist_ok=True)
-        name = formats.default_name(folder.name, fmt)
+        name = formats.default_name(PurePosixPath(built.folder).name, fmt)
         target = out / (f"{name}.zip" if options["zip"] else name)
         if target.exists():
             raise CommandError(f"{target} exists already; choose another --out.")
-        if options["zip"] and fmt == "native":
-            deterministic_zip(folder, target)
-        elif options["zip"]:
-            with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
-                deterministic_zip(formats.materialise(folder, fmt, Path(scratch) / name), target)
+        if fmt == "native":
+            with versions.local_copy(built) as folder:
+                if options["zip"]:
+                    deterministic_zip(folder, target)
+                else:
+                    shutil.copytree(folder, target)
         else:
-            formats.materialise(folder, fmt, target)
+            quiet = options["verbosity"] == 0
+            self._convert(built, fmt, target, as_zip=options["zip"], quiet=quiet)
         self.stdout.write(f"Written to {target}")
+
+    def _convert(
+        self, version: DatasetVersion, fmt: str, target: Path, *, as_zip: bool, quiet: bool
+    ) -> None:
+        """The stored conversion (exports.services.conversions), run here with a progress
+        bar when it is not there yet; its zip copied to `target`, or unpacked with --zip
+        absent (the folder `formats.materialise` wrote)."""
+        bar = tqdm(unit="step", disable=quiet, total=len(conversions.STAGES))
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_description(f"{fmt}: {stage}")
+            bar.n = done
+            bar.refresh()
+
+        try:
+            conversion = conversions.convert_inline(version, fmt, progress)
+        except Exception as exc:
+            raise CommandError(f"The {fmt} conversion failed: {exc}") from exc
+        finally:
+            bar.close()
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
+            archive = Path(scratch) / "archive.zip"
+            versions.fetch(conversion.archive, archive)
+            if as_zip:
+                archive.rename(target)
+            else:
+                with zipfile.ZipFile(archive) as unpacked:
+                    unpacked.extractall(Path(scratch) / "folder")
+                (Path(scratch) / "folder").rename(target)

@@ -112,7 +112,9 @@ export class Detail {
     this.version = null;
     this.token = 0;
     this.diffToken = 0;
+    this.downloadToken = 0;
     byId("format").addEventListener("change", () => this.updateDownload());
+    byId("download").addEventListener("click", (event) => this.download(event));
     byId("compare-with").addEventListener("change", (event) => this.compare(event.target.value));
   }
 
@@ -122,12 +124,54 @@ export class Detail {
 
   updateDownload() {
     if (!this.version) return;
+    this.downloadToken += 1; // a format or version change stops a running poll
+    byId("download-status").textContent = "";
     // The native layout is download.zip; other formats are download/<format>.zip.
     const format = byId("format").value;
     byId("download").href =
       format && format !== "native"
         ? `${this.base()}download/${encodeURIComponent(format)}.zip`
         : `${this.base()}download.zip`;
+  }
+
+  /**
+   * Formats other than native are converted once by a background task: ask for the
+   * conversion (started if needed), show its progress while it runs, then download its zip.
+   * The native zip downloads through the link itself.
+   */
+  async download(event) {
+    const format = byId("format").value;
+    if (!this.version || !format || format === "native") return;
+    event.preventDefault();
+    const token = ++this.downloadToken;
+    const status = byId("download-status");
+    const url = `${this.base()}formats/${encodeURIComponent(format)}/`;
+    let retry = "?retry=1"; // the first request may restart a failed conversion; polls don't
+    for (;;) {
+      let data;
+      try {
+        ({ data } = await getJson(url + retry));
+      } catch (error) {
+        if (token === this.downloadToken) status.textContent = `The conversion could not be asked for: ${error.message}`;
+        return;
+      }
+      retry = "";
+      if (token !== this.downloadToken) return;
+      status.dataset.status = data.status;
+      if (data.status === "ready") {
+        status.textContent = `Converted to ${format}; downloading.`;
+        window.location.assign(data.url);
+        return;
+      }
+      if (data.status === "failed") {
+        status.textContent = `The ${format} conversion failed: ${data.error}`;
+        return;
+      }
+      const progress = data.progress || {};
+      status.textContent = `Converting to ${format}: ${progress.stage || data.status} (${progress.done || 0} of ${progress.total || 4} steps)…`;
+      await new Promise((resolve) => setTimeout(resolve, data.poll_ms || 1000));
+      if (token !== this.downloadToken) return;
+    }
   }
 
   /** The versions a ready one can be compared with. */
