@@ -420,6 +420,10 @@ class ZipEntry:
     open: Callable[[], IO[bytes]]
 
 
+def _open_binary(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
 def iter_zip(folder: Path) -> Iterator[bytes]:
     """A zip of every file under `folder` (see list_files), as chunks of about CHUNK_BYTES.
 
@@ -433,7 +437,7 @@ def iter_zip(folder: Path) -> Iterator[bytes]:
 
     def entry(name: str) -> ZipEntry:
         path = folder / name
-        return ZipEntry(name, path.stat().st_size, partial(open, path, "rb"))
+        return ZipEntry(name, path.stat().st_size, partial(_open_binary, path))
 
     return iter_zip_entries(entry(name) for name in list_files(folder))
 
