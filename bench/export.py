@@ -159,13 +159,15 @@ class StageClock:
 
         self.bar = tqdm(unit="clip", file=sys.stderr)
         self.started = time.perf_counter()
-        self.marks: list[tuple[str, float, float, float]] = []
+        self.marks: list[tuple[str, float, float, float, float]] = []
 
     def mark(self, stage: str) -> None:
-        self.marks.append((stage, time.perf_counter(), rss_mb(), peak_rss_mb()))
+        self.marks.append(
+            (stage, time.perf_counter(), rss_mb(), peak_rss_mb(), time.process_time())
+        )
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in {name for name, _, _, _ in self.marks}:
+        if stage not in {mark[0] for mark in self.marks}:
             self.mark(stage)
         self.bar.set_description(stage)
         self.bar.total = total
@@ -173,11 +175,14 @@ class StageClock:
         self.bar.refresh()
 
     def stages(self, finished: float) -> list[dict[str, Any]]:
-        ends = [t for _, t, _, _ in self.marks[1:]] + [finished]
+        """Per stage: wall seconds, this process's CPU seconds (the worker's are not in
+        them), and its RSS and peak RSS when the stage started."""
+        ends = [(m[1], m[4]) for m in self.marks[1:]] + [(finished, time.process_time())]
         return [
-            {"stage": stage, "s": round(end - start, 2), "rss_mb_at_start": round(rss, 1),
-             "peak_rss_mb_at_start": round(peak, 1)}
-            for (stage, start, rss, peak), end in zip(self.marks, ends, strict=True)
+            {"stage": stage, "s": round(end - start, 2), "cpu_s": round(cpu_end - cpu, 2),
+             "rss_mb_at_start": round(rss, 1), "peak_rss_mb_at_start": round(peak, 1)}
+            for (stage, start, rss, peak, cpu), (end, cpu_end) in zip(
+                self.marks, ends, strict=True)
         ]  # fmt: skip
 
 
