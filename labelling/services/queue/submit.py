@@ -42,6 +42,8 @@ class Submitted:
 
     annotation: Annotation
     replayed: bool
+    # The next clip leased in the same transaction (`submit_and_next`), if it asked.
+    handed_out: Leased | None = None
 
 
 def submit(
@@ -58,12 +60,32 @@ def submit(
 
     The caller has checked that the user is a member of the project.
     """
+    return _submit(project, user, lease_id, client_id, node_key, skip_reason, details)
+
+
+def _submit(
+    project: Project,
+    user: User,
+    lease_id: uuid.UUID,
+    client_id: uuid.UUID,
+    node_key: str,
+    skip_reason: str,
+    details: dict[str, Any],
+    hand_out: uuid.UUID | None = None,
+    rng: random.Random | None = None,
+) -> Submitted:
     try:
         with transaction.atomic():
-            return Submitted(
-                _submit_locked(project, user, lease_id, client_id, node_key, skip_reason, details),
-                replayed=False,
+            annotation = _submit_locked(
+                project, user, lease_id, client_id, node_key, skip_reason, details
             )
+            # The next lease commits with the label: one transaction (one commit) per label.
+            handed = (
+                next_clip(project, user, rng=rng, lease_id=hand_out)
+                if hand_out is not None
+                else None
+            )
+            return Submitted(annotation, replayed=False, handed_out=handed)
     except IntegrityError:
         # The client_id is unique: a retried request, or a double click racing itself.
         replay = Annotation.objects.filter(client_id=client_id).first()
@@ -114,15 +136,17 @@ def submit_and_next(
     second lease. The lease is handed out as it is now: a retry long after the first
     attempt may find it submitted or expired, and the page then asks for another.
 
-    The submit commits before the lease is taken (two short transactions, each as the two
-    requests made them), so the lease statement sees the submitted clip's slot as it is.
+    The lease is taken in the submit's transaction, after the label is recorded (so the
+    lease statement sees the submitted lease closed and the clip's slot as the submit left
+    it), and commits with it: the label and its handed-out lease exist together or not at
+    all, and a label costs one commit. A retry finds both (or, if the first attempt went
+    without `next`, leases now, under the same derived id).
     """
-    done = submit(
-        project, user, lease_id=lease_id, client_id=client_id, node_key=node_key,
-        skip_reason=skip_reason, **details,
-    )  # fmt: skip
     handoff = handoff_lease_id(client_id)
-    if done.replayed and (earlier := _handed_out(project, user, handoff)) is not None:
+    done = _submit(project, user, lease_id, client_id, node_key, skip_reason, details, handoff, rng)
+    if not done.replayed:
+        return done, done.handed_out
+    if (earlier := _handed_out(project, user, handoff)) is not None:
         return done, earlier
     # Inside a caller's transaction (tests) a refused insert must not abort it: a savepoint.
     guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
