@@ -44,7 +44,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script, bench/ comes first on the path
+# Run as a script, bench/ comes first on the path: take it off (a bench module named like a
+# standard library one, bench/queue.py, would shadow it for Celery) and put the repository on.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+sys.path.insert(0, str(REPO))
 
 from bench.scratch_db import scratch_database  # noqa: E402
 
