@@ -2,7 +2,8 @@
 
 Runs the simulator (learner.simulation, the same code as `manage.py simulate`) on
 ../shared/data/emodb: 5 rotations of 2 held-out test speakers (every speaker is tested once)
-x 5 seeds, seed set 20, batches of 10, budget 300 labels, the acoustic features with
+x 5 seeds, seed set 20, batches of 20 (the live loop's default query_batch_size), budget
+200 labels (runs that need more count as 220), the acoustic features with
 per-speaker normalisation and the learner's ensemble MLP (learner.simulation.SIMULATION_TRAIN).
 Strategies: `random` and `default` (learner.ranking.DEFAULT_STRATEGY), plus any named with
 --strategies.
@@ -33,7 +34,7 @@ corpus's speakers: make one with `manage.py make_weak_labeller` and pass its
 `labels_rest.csv` as `--labels`.
 
     python bench/active_learning.py [--strategies random,default,least_confidence]
-        [--seeds 5] [--rotations 5] [--budget 300] [--workers 2]
+        [--seeds 5] [--rotations 5] [--budget 200] [--batch-size 20] [--workers 2]
         [--labels labels.csv] [--weak-labels FILE --weak-weight 0.3]
 """
 
@@ -68,8 +69,8 @@ def main() -> None:
     parser.add_argument("--strategies", default="random,default")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rotations", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--seed-size", type=int, default=20)
     parser.add_argument("--workers", type=int, default=simulation.default_workers())
     parser.add_argument("--augmentation", action="store_true")
