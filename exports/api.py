@@ -147,8 +147,10 @@ class DatasetFormatZipView(_DatasetView):
         "(Hugging Face audiofolder), `audformat` or `labelstudio` (docs/datasets.md, "
         "Formats). A format other than native is converted once by a background task and "
         "stored: until its zip is there this answers 202 with the conversion's status and "
-        "progress (starting it if needed; poll again), then 200 with the zip. The same "
-        "version always gives the same bytes. 404 for an unknown format.",
+        "progress (starting it if needed, or again if it failed; poll again), then 200 with "
+        "the zip. `?status`: always the conversion's status as JSON (200), never the zip; "
+        "with `retry=0` a failed conversion is not started again (the datasets page polls "
+        "so). The same version always gives the same bytes. 404 for an unknown format.",
     )
     def get(self, request: Request, slug: str, number: int, fmt: str) -> HttpResponseBase:
         version = self.ready(self.version(number))
@@ -156,7 +158,10 @@ class DatasetFormatZipView(_DatasetView):
             raise NotFound(f"No format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}.")
         if fmt == "native":
             return _zip_of(version)
-        conversion = request_conversion(version, fmt)
+        retry = request.query_params.get("retry", "1") in {"1", "true"}
+        conversion = request_conversion(version, fmt, retry_failed=retry)
+        if "status" in request.query_params:  # the datasets page polls this
+            return _conversion_answer(request, conversion, status.HTTP_200_OK)
         if conversion.status != DatasetConversion.Status.READY:
             return _conversion_answer(request, conversion, status.HTTP_202_ACCEPTED)
         response = FileResponse(
@@ -167,30 +172,11 @@ class DatasetFormatZipView(_DatasetView):
 
 
 def _conversion_answer(request: Request, conversion: DatasetConversion, code: int) -> JsonResponse:
-    url = request.build_absolute_uri(request.path)
+    url = request.build_absolute_uri(request.path)  # the zip, without ?status
     response = JsonResponse(conversions.description(conversion, url), status=code)
     if code == status.HTTP_202_ACCEPTED:
         response["Retry-After"] = "1"
     return response
-
-
-class DatasetConversionView(_DatasetView):
-    @extend_schema(
-        responses={200: s.DatasetConversionSerializer},
-        description="The conversion of a ready version to a format (hf, audformat, "
-        "labelstudio): its status and progress, started if there is none (`?retry=1`: "
-        "started again if it failed). `url` downloads the zip once `status` is ready. The "
-        "datasets page polls this.",
-    )
-    def get(self, request: Request, slug: str, number: int, fmt: str) -> Response:
-        version = self.ready(self.version(number))
-        if fmt not in FORMATS or fmt == "native":
-            raise NotFound(f"No conversion to {fmt!r}.")
-        retry = request.query_params.get("retry") in {"1", "true"}
-        conversion = request_conversion(version, fmt, retry_failed=retry)
-        base = f"/api/projects/{self.project.slug}/datasets/{version.number}"
-        url = request.build_absolute_uri(f"{base}/download/{fmt}.zip")
-        return Response(conversions.description(conversion, url))
 
 
 class DatasetDiffView(_DatasetView):

@@ -32,11 +32,6 @@ urlpatterns = [
         name="dataset-format-zip",
     ),
     path(
-        "projects/<slug:slug>/datasets/<int:number>/formats/<str:fmt>/",
-        api.DatasetConversionView.as_view(),
-        name="dataset-conversion",
-    ),
-    path(
         "projects/<slug:slug>/datasets/<int:number>/diff/<int:other>/",
         api.DatasetDiffView.as_view(),
         name="dataset-diff",

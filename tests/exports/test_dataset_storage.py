@@ -64,7 +64,7 @@ def _expected_conversion(version: DatasetVersion, fmt: str, scratch: Path) -> by
 
 
 def _poll_until_ready(client, fmt: str) -> dict:
-    url = f"{BASE}1/formats/{fmt}/"
+    url = f"{BASE}1/download/{fmt}.zip?status&retry=0"
     seen: list[dict] = []
 
     def ready() -> bool:
@@ -208,26 +208,25 @@ def test_a_failed_conversion_is_shown_and_restarted_only_when_asked(
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    assert client.get(f"{BASE}1/formats/hf/").json()["status"] == "queued"
+    assert client.get(f"{BASE}1/download/hf.zip?status&retry=0").json()["status"] == "queued"
     conversion = DatasetConversion.objects.get()
     assert sent == [conversion.pk]
-    assert client.get(f"{BASE}1/formats/hf/").json()["status"] == "queued"
+    assert client.get(f"{BASE}1/download/hf.zip?status&retry=0").json()["status"] == "queued"
     assert sent == [conversion.pk]  # sent once
 
     monkeypatch.setattr("exports.formats.materialise", broken)
     with pytest.raises(OSError, match="disk full"):
         conversions.run(conversion.pk)
-    answer = client.get(f"{BASE}1/formats/hf/").json()
+    answer = client.get(f"{BASE}1/download/hf.zip?status&retry=0").json()
     assert (answer["status"], answer["error"]) == ("failed", "OSError: disk full")
     assert sent == [conversion.pk]  # a poll does not restart it
 
-    assert client.get(f"{BASE}1/formats/hf/?retry=1").json()["status"] == "queued"
+    assert client.get(f"{BASE}1/download/hf.zip?status&retry=1").json()["status"] == "queued"
     assert sent == [conversion.pk, conversion.pk]
     failing[0] = False
     assert conversions.run(conversion.pk).status == "ready"
-    assert client.get(f"{BASE}1/formats/hf/").json()["status"] == "ready"
-    assert client.get(f"{BASE}1/formats/native/").status_code == 404
-    assert client.get(f"{BASE}1/formats/csv/").status_code == 404
+    assert client.get(f"{BASE}1/download/hf.zip?status&retry=0").json()["status"] == "ready"
+    assert client.get(f"{BASE}1/download/csv.zip?status").status_code == 404
 
 
 @pytest.mark.django_db(transaction=True)

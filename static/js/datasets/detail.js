@@ -145,8 +145,8 @@ export class Detail {
     event.preventDefault();
     const token = ++this.downloadToken;
     const status = byId("download-status");
-    const url = `${this.base()}formats/${encodeURIComponent(format)}/`;
-    let retry = "?retry=1"; // the first request may restart a failed conversion; polls don't
+    const url = `${this.base()}download/${encodeURIComponent(format)}.zip?status`;
+    let retry = "&retry=1"; // the first request may restart a failed conversion; polls don't
     for (;;) {
       let data;
       try {
@@ -155,7 +155,7 @@ export class Detail {
         if (token === this.downloadToken) status.textContent = `The conversion could not be asked for: ${error.message}`;
         return;
       }
-      retry = "";
+      retry = "&retry=0";
       if (token !== this.downloadToken) return;
       status.dataset.status = data.status;
       if (data.status === "ready") {
