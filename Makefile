@@ -69,45 +69,45 @@ fmt: $(STAMP)
 
 bench-ingest: $(STAMP) services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
-	$(TEST_ENV) $(PY) bench/ingest.py
+	$(TEST_ENV) $(PY) -m bench.ingest
 
 # Both annotator flows at 1,000,000 clips, in a database of its own (emoloop_bench_queue_v1_*)
 # on DATABASE_URL's server, seeded once and kept for later runs (ARGS="--drop-db" drops it).
-# The earlier 100,000-clip asyncio bench: python bench/queue_load.py.
+# The earlier 100,000-clip asyncio bench: python -m bench.queue_load.
 bench-queue: $(STAMP) services
-	$(TEST_ENV) $(PY) bench/queue.py $(ARGS)
+	$(TEST_ENV) $(PY) -m bench.queue $(ARGS)
 
 bench-learner: $(STAMP)
 	EMOLOOP_DEV=true $(PY) -m bench.learner_loso $(ARGS)
 
 bench-active-learning: $(STAMP)
-	EMOLOOP_DEV=true $(PY) bench/active_learning.py $(ARGS)
+	EMOLOOP_DEV=true $(PY) -m bench.active_learning $(ARGS)
 
 # Creates, fills and drops its own database (emoloop_bench_export) on DATABASE_URL's server.
 .PHONY: bench-export
 bench-export: $(STAMP) services
-	$(TEST_ENV) $(PY) bench/export.py $(ARGS)
+	$(TEST_ENV) $(PY) -m bench.export $(ARGS)
 
 bench-annotator: $(STAMP) frontend browser services
 	$(TEST_ENV) $(PY) manage.py migrate --no-input -v0
-	$(TEST_ENV) $(PY) bench/annotator_flow.py $(ARGS)
+	$(TEST_ENV) $(PY) -m bench.annotator_flow $(ARGS)
 
 # Creates, fills and drops its own database (emoloop_bench_console) on DATABASE_URL's server.
 .PHONY: bench-console
 bench-console: $(STAMP) services
-	$(TEST_ENV) $(PY) bench/console.py $(ARGS)
+	$(TEST_ENV) $(PY) -m bench.console $(ARGS)
 
 # Creates, fills and drops its own database (emoloop_bench_loop) on DATABASE_URL's server and
 # starts (and stops) its own Celery worker on queues of its own.
 .PHONY: bench-loop-latency
 bench-loop-latency: $(STAMP) services
-	$(TEST_ENV) $(PY) bench/loop_latency.py $(ARGS)
+	$(TEST_ENV) $(PY) -m bench.loop_latency $(ARGS)
 
 # Three hosts in network namespaces (needs root): rescoring with one worker host, then two.
 # Creates and drops its own database (emoloop_bench_cluster_<pid>) on DATABASE_URL's server.
 .PHONY: bench-cluster
 bench-cluster: $(STAMP) services
-	$(TEST_ENV) $(PY) bench/cluster.py $(ARGS)
+	$(TEST_ENV) $(PY) -m bench.cluster $(ARGS)
 
 clean:
 	rm -rf var/test .pytest_cache .mypy_cache

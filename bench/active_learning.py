@@ -33,7 +33,7 @@ as above, and the final UAR difference). The weak labeller must never have heard
 corpus's speakers: make one with `manage.py make_weak_labeller` and pass its
 `labels_rest.csv` as `--labels`.
 
-    python bench/active_learning.py [--strategies random,default,least_confidence]
+    python -m bench.active_learning [--strategies random,default,least_confidence]
         [--seeds 5] [--rotations 5] [--budget 200] [--batch-size 20] [--workers 2]
         [--labels labels.csv] [--weak-labels FILE --weak-weight 0.3]
 """

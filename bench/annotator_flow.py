@@ -20,7 +20,7 @@ Definitions
 Database: the PostgreSQL in DATABASE_URL when it names one (already migrated; a throw-away
 project and user, removed afterwards), else a throw-away SQLite file.
 
-    make bench-annotator        # or: python bench/annotator_flow.py [--labels 40] [--clips 60]
+    make bench-annotator        # or: python -m bench.annotator_flow [--labels 40] [--clips 60]
 
 Writes bench/results/annotator_flow.json; the last printed line holds the headline figures.
 """

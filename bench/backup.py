@@ -1,7 +1,7 @@
 """Time `manage.py backup` and `restore` on a local media folder of many files plus one large
 file, into a fresh database: wall time, CPU seconds and peak memory of each command.
 
-    python bench/backup.py [--files 2000] [--kb 100] [--big-mb 256]
+    python -m bench.backup [--files 2000] [--kb 100] [--big-mb 256]
 
 The bench makes its own PostgreSQL databases (bench_backup_source, bench_backup_target, on
 the server of DATABASE_URL, default postgres@127.0.0.1) and scratch folder, and drops them

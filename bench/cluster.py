@@ -23,7 +23,7 @@ five runs) keeps the load averages so the figures can be read against them. Last
 
     hosts=3 workers=2 rescore_s_one_worker=... rescore_s_two_workers=... pool=...
 
-    sudo .venv/bin/python bench/cluster.py [--pool 100000] [--labels 700] [--chunk 2000]
+    sudo .venv/bin/python -m bench.cluster [--pool 100000] [--labels 700] [--chunk 2000]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
-# `python bench/cluster.py` puts bench/ first on the path, where bench/queue.py would shadow
+# `python -m bench.cluster` puts bench/ first on the path, where bench/queue.py would shadow
 # the standard library's queue (urllib3 needs it): the repository instead.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))

@@ -17,7 +17,7 @@ access check, freshness check, template), a few warm-up loads and `--loads` time
 p50/p95/max per page. Also timed (not in the headline): one annotator's page and the review
 queue.
 
-    make bench-console     # or: python bench/console.py [--clips N] [--annotations N] [--loads N]
+    make bench-console     # or: python -m bench.console [--clips N] [--annotations N] [--loads N]
 
 Writes bench/results/console.json. The last line printed is
 

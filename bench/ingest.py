@@ -6,7 +6,7 @@ PostgreSQL), in a throw-away project whose rows and files are removed afterwards
 (`storage.delete_project`). The corpus is EmoDB from ../shared/data/emodb when present, else
 the 41-clip demo subset in demo/emodb (the result names the corpus it used).
 
-    make bench-ingest            # or: python bench/ingest.py [--corpus DIR] [--repeats N]
+    make bench-ingest            # or: python -m bench.ingest [--corpus DIR] [--repeats N]
 
 Writes bench/results/ingest.json; the last printed line holds the headline figures.
 """

@@ -1,8 +1,8 @@
 """Issue 12's figures for docs/learner.md: interval widths at n labels, the refit's cost, and
 the quality gate on EmoDB (acoustic features, per-speaker normalisation, no augmentation).
 
-    .venv/bin/python bench/learner_gate.py intervals   # n = 30..535, seeds 0-2
-    .venv/bin/python bench/learner_gate.py gate        # v1 on 250 labels vs all / shuffled
+    .venv/bin/python -m bench.learner_gate intervals   # n = 30..535, seeds 0-2
+    .venv/bin/python -m bench.learner_gate gate        # v1 on 250 labels vs all / shuffled
 
 One JSON line per measurement. The figures in docs/learner.md were measured with the same
 code run from /tmp/h/gate/ (measure.py, gate_emodb.py) on 2026-12-01 while other test runs

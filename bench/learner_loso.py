@@ -31,7 +31,7 @@ where default = acoustic features with the project defaults (per-speaker normali
 augmentation on), strict = the same without statistics of test speakers, best = the best
 configuration measured, and UAR is a fraction.
 
-    python bench/learner_loso.py [--sets acoustic,egemaps,compare,ssl] [--workers 2] [--quick]
+    python -m bench.learner_loso [--sets acoustic,egemaps,compare,ssl] [--workers 2] [--quick]
                                  [--seeds N]
 
 `--seeds N` trains every fold with seeds 0..N-1 (initialisation and batch order; the

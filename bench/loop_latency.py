@@ -20,7 +20,7 @@ label and opens a run); the worker trains, activates (quality gate included) and
 ranking by it orders the queue. The beat's own period (schedule_training every 60 s) comes on
 top in production: up to a minute, half of it on average.
 
-    make bench-loop-latency    # or: python bench/loop_latency.py [--labels N] [--pool N]
+    make bench-loop-latency    # or: python -m bench.loop_latency [--labels N] [--pool N]
 
 Writes bench/results/loop_latency.json (with the breakdown: trigger, queue wait, training,
 activation, rescoring). The last line printed is

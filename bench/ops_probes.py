@@ -8,7 +8,7 @@ takes its full path. Wall and CPU time per call and /proc/loadavg are printed: t
 may be shared.
 
     EMOLOOP_DEV=true DATABASE_URL=... CELERY_BROKER_URL=redis://... \\
-        python bench/ops_probes.py [--calls N]
+        python -m bench.ops_probes [--calls N]
 """
 
 from __future__ import annotations

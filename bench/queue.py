@@ -16,8 +16,8 @@ After every phase the bench counts, in the database, clips handed out beyond the
 and leases. CPU seconds (client, gunicorn, PostgreSQL backends, whole machine) and
 /proc/loadavg are recorded beside every wall time: the machine is shared.
 
-    make bench-queue                 # or: python bench/queue.py [--clips N] [--seconds S]
-    python bench/queue.py --profile  # also a pyinstrument profile of 300 submit+next calls
+    make bench-queue                 # or: python -m bench.queue [--clips N] [--seconds S]
+    python -m bench.queue --profile  # also a pyinstrument profile of 300 submit+next calls
 
 Results: bench/results/queue.json (and queue-profile.txt). The last line is the summary.
 """

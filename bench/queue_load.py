@@ -10,7 +10,7 @@ a bounded asyncio load client with one user and token per virtual annotator:
 After every phase the bench checks in the database that no clip was handed out beyond its
 overlap (labels + active leases <= target). Results: bench/results/queue.json.
 
-    make bench-queue        # or: python bench/queue_load.py [--clips N] [--phase-seconds S]
+    make bench-queue        # or: python -m bench.queue_load [--clips N] [--phase-seconds S]
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ with the same settings) and redraws bench/results/rank_scale.png. The last line 
 
     rescore_s=... select_s=... peak_rss_mb=... pool=1000000
 
-    python bench/rank_scale.py [--sizes 100000,300000,1000000] [--batch 1000]
+    python -m bench.rank_scale [--sizes 100000,300000,1000000] [--batch 1000]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from tqdm import tqdm
 from learner.ranking import COLD_START_STRATEGY, DEFAULT_STRATEGY, Pool, Quotas, score, select
 
 REPO = Path(__file__).resolve().parents[1]
-# `python bench/rank_scale.py` puts bench/ on the path, not the repository (bench is not an
+# `python -m bench.rank_scale` puts bench/ on the path, not the repository (bench is not an
 # installed package, unlike learner).
 sys.path.insert(0, str(REPO))
 

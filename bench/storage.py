@@ -9,7 +9,7 @@ No database: the storage calls alone, through default_storage as the code makes 
 moto is an in-process Python server, far slower than MinIO or AWS per request; the S3
 figures are an upper bound of the client-side work plus moto's, not a store's latency.
 
-    .venv/bin/python bench/storage.py [--files 40] [--kib 200]
+    .venv/bin/python -m bench.storage [--files 40] [--kib 200]
 
 Last line: `files=… kib=… local_ms_per_file=… s3_ms_per_file=… presign_us=… cpu_s=… load=…`
 """

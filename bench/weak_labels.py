@@ -6,7 +6,7 @@ weak run: mean labels to target (censored runs count as budget + one batch) and 
 the run without weak labels with a 90 % bootstrap interval (rotations, then seeds within
 them, paired), and the final UAR with the paired difference and its interval.
 
-    python bench/weak_labels.py --base OUT_WITHOUT OUT_WEAK_1 [OUT_WEAK_2 ...]
+    python -m bench.weak_labels --base OUT_WITHOUT OUT_WEAK_1 [OUT_WEAK_2 ...]
 
 (folders, or their summary.json; bench/results/weak_labels/ keeps the measured ones)
 """

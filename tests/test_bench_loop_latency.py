@@ -24,7 +24,7 @@ def test_the_bench_times_a_tiny_loop_from_label_to_refilled_queue(tmp_path):
     database = f"emoloop_bench_loop_smoke_{os.getpid()}"
     out = tmp_path / "loop_latency.json"
     bench = subprocess.Popen(
-        [sys.executable, "bench/loop_latency.py", "--labels", "200", "--pool", "120",
+        [sys.executable, "-m", "bench.loop_latency", "--labels", "200", "--pool", "120",
          "--speakers", "6", "--timeout", "600", "--database", database, "--out", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

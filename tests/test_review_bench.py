@@ -26,7 +26,7 @@ def test_the_bench_times_the_pages_of_a_tiny_project(tmp_path):
     database = f"emoloop_bench_console_smoke_{os.getpid()}"
     out = tmp_path / "console.json"
     done = subprocess.run(
-        [sys.executable, "bench/console.py", "--clips", "300", "--annotations", "900",
+        [sys.executable, "-m", "bench.console", "--clips", "300", "--annotations", "900",
          "--annotators", "12", "--speakers", "20", "--loads", "3", "--database", database,
          "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
