@@ -26,7 +26,7 @@ import hashlib
 import heapq
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ CLIP_FIELDS = (
 )  # fmt: skip
 GOLD_COLUMNS = ("clip_id", "annotator", "gold_label", "label", "correct")
 
-Progress = Callable[[str, int, int], None]
+Progress = versions.Progress
 
 
 def _none(_stage: str, _done: int, _total: int) -> None:
@@ -452,14 +452,8 @@ def build(version: DatasetVersion, progress: Progress = _none) -> DatasetVersion
 
 
 def beat(version_id: int) -> Progress:
-    """A progress callback that records (stage, done, total) on the row."""
-
-    def report(stage: str, done: int, total: int) -> None:
-        DatasetVersion.objects.filter(pk=version_id).update(
-            progress={"stage": stage, "done": done, "total": total}
-        )
-
-    return report
+    """A progress callback that records (stage, done, total) on the version's row."""
+    return versions.progress_recorder(DatasetVersion, version_id)
 
 
 def claim(version_id: int) -> DatasetVersion | None:

@@ -17,7 +17,7 @@ storage it copies them from storage first.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from exports.core.archive import deterministic_zip
 from exports.models import DatasetConversion, DatasetVersion
 from exports.services import versions
 
-Progress = Callable[[str, int, int], None]
+Progress = versions.Progress
 # The stages a conversion reports, in order ({"stage", "done", "total": len(STAGES)}).
 STAGES = ("fetching", "converting", "zipping", "storing")
 # How often a client should ask again while a conversion runs (the 202 says it).
@@ -90,14 +90,8 @@ def _beat_of(stage: str, done: int) -> dict[str, object]:
 
 
 def beat(conversion_id: int) -> Progress:
-    """A progress callback that records (stage, done, total) on the row."""
-
-    def report(stage: str, done: int, total: int) -> None:
-        DatasetConversion.objects.filter(pk=conversion_id).update(
-            progress={"stage": stage, "done": done, "total": total}
-        )
-
-    return report
+    """A progress callback that records (stage, done, total) on the conversion's row."""
+    return versions.progress_recorder(DatasetConversion, conversion_id)
 
 
 def claim(conversion_id: int) -> DatasetConversion | None:

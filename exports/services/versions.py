@@ -25,6 +25,7 @@ from exports.core import aggregation as agg
 from exports.core.archive import CHUNK_BYTES, MANIFEST, ZipEntry, list_files
 from exports.models import (
     AUDIO_MODES,
+    DatasetConversion,
     DatasetVersion,
     default_aggregation,
     default_split_targets,
@@ -38,6 +39,19 @@ MAX_SEED = 2**32 - 1
 
 class NotReady(Exception):
     """The version's files are not there yet (or it failed)."""
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def progress_recorder(model: type[DatasetVersion] | type[DatasetConversion], pk: int) -> Progress:
+    """A progress callback that records (stage, done, total) on row `pk` of `model` (a
+    version's build or a conversion: the page polls the row)."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        model.objects.filter(pk=pk).update(progress={"stage": stage, "done": done, "total": total})
+
+    return report
 
 
 def code_version() -> str:
