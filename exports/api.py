@@ -157,6 +157,9 @@ class DatasetFormatZipView(_DatasetView):
         if fmt not in FORMATS:
             raise NotFound(f"No format {fmt!r}; choose one of {', '.join(sorted(FORMATS))}.")
         if fmt == "native":
+            if "status" in request.query_params:  # never converted: always ready
+                url = request.build_absolute_uri(request.path)
+                return JsonResponse(conversions.native_description(version, url))
             return _zip_of(version)
         retry = request.query_params.get("retry", "1") in {"1", "true"}
         conversion = request_conversion(version, fmt, retry_failed=retry)

@@ -70,6 +70,9 @@ class DatasetVersion(models.Model):
     )
     # Fixed at creation and written into version.json: a rebuild is byte-identical.
     created_at = models.DateTimeField()
+    # When a worker claimed the build (building): one older than the build's time limit
+    # lost its worker and is failed by the beat (exports.services.build.reap_stale_builds).
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     folder = models.CharField(max_length=300, blank=True, help_text="Relative to MEDIA_ROOT.")
     manifest_sha256 = models.CharField(max_length=64, blank=True)
@@ -108,6 +111,9 @@ class DatasetConversion(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When its task was sent (queued) and then when a worker claimed it (converting): a row
+    # older than the task's time limit lost its worker (exports.services.conversions).
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -19,9 +19,11 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from exports.core.archive import deterministic_zip
@@ -33,6 +35,17 @@ Progress = versions.Progress
 STAGES = ("fetching", "converting", "zipping", "storing")
 # How often a client should ask again while a conversion runs (the 202 says it).
 POLL_MS = 1000
+# The task's limits (exports.tasks.convert_dataset): at the soft limit the conversion is
+# recorded as failed; a worker killed outright (hard limit, OOM, kill -9) records nothing,
+# so a row converting, or queued and sent, for longer than TIME_LIMIT + STALE_MARGIN has no
+# worker left: `request` queues it again and `claim` may take it over.
+TIME_LIMIT = 3600
+SOFT_TIME_LIMIT = TIME_LIMIT - 60
+STALE_MARGIN = 300
+STALE_ERROR = (
+    "The conversion's worker stopped without finishing (killed, or past its time limit); "
+    "it is queued again on the next request."
+)
 
 
 def archive_name(version: DatasetVersion, fmt: str) -> str:
@@ -50,16 +63,61 @@ def _check(version: DatasetVersion, fmt: str) -> None:
     versions.ensure_ready(version)
 
 
+def stale_before(now: datetime | None = None) -> datetime:
+    """Rows started before this have lost their worker (TIME_LIMIT + STALE_MARGIN ago)."""
+    return (now or timezone.now()) - timedelta(seconds=TIME_LIMIT + STALE_MARGIN)
+
+
+def _stale(before: datetime) -> Q:
+    """Converting, or queued and sent, since before `before` (rows from before started_at
+    existed count from their creation)."""
+    old = Q(started_at__lt=before) | Q(started_at__isnull=True, created_at__lt=before)
+    converting = Q(status=DatasetConversion.Status.CONVERTING)
+    sent = Q(status=DatasetConversion.Status.QUEUED, progress__sent=True)
+    return (converting | sent) & old
+
+
+def is_stale(conversion: DatasetConversion) -> bool:
+    """Whether the row lost its worker (converting or sent, for too long)."""
+    return DatasetConversion.objects.filter(_stale(stale_before()), pk=conversion.pk).exists()
+
+
+def give_up_stale(conversion: DatasetConversion, *, requeue: bool) -> bool:
+    """A stale row -> queued again (not sent) or failed with STALE_ERROR; compare-and-set
+    on its status and started_at, so two requests never both re-send it. Whether this call
+    changed it."""
+    fields: dict[str, object] = (
+        {"status": DatasetConversion.Status.QUEUED, "error": "", "progress": _beat_of("queued", 0)}
+        if requeue
+        else {"status": DatasetConversion.Status.FAILED, "error": STALE_ERROR,
+              "finished_at": timezone.now()}
+    )  # fmt: skip
+    changed = (
+        DatasetConversion.objects.filter(_stale(stale_before()), pk=conversion.pk)
+        .filter(status=conversion.status, started_at=conversion.started_at)
+        .update(started_at=None, **fields)
+    )
+    conversion.refresh_from_db()
+    return bool(changed)
+
+
 def request(
     version: DatasetVersion, fmt: str, *, retry_failed: bool = True
 ) -> tuple[DatasetConversion, bool]:
     """The version's conversion to `fmt`, and whether its task must be sent now: created
     (queued) when there is none, queued again when the last one failed (unless not
-    `retry_failed`: a poll), and a queued one whose sending failed is sent again. Raises
-    NotReady (version not ready) and ValueError (unknown format). The task is sent by
-    `exports.tasks.request_conversion`, then `mark_sent`."""
+    `retry_failed`: a poll), and a queued one whose sending failed is sent again. One whose
+    worker was lost (converting, or sent, longer than the time limit) counts as failed.
+    Raises NotReady (version not ready) and ValueError (unknown format). The task is sent
+    by `exports.tasks.request_conversion`, then `mark_sent`."""
     _check(version, fmt)
     conversion = DatasetConversion.objects.filter(version=version, fmt=fmt).first()
+    if (
+        conversion is not None
+        and is_stale(conversion)
+        and not give_up_stale(conversion, requeue=retry_failed)
+    ):
+        return conversion, False  # another request took it over (and sends it)
     if conversion is None:
         try:
             with transaction.atomic():
@@ -79,10 +137,11 @@ def request(
 
 
 def mark_sent(conversion: DatasetConversion) -> None:
-    """Record that the queued conversion's task went to the broker (not sent again)."""
+    """Record that the queued conversion's task went to the broker (not sent again), and
+    when (a message lost for longer than the time limit is sent again)."""
     DatasetConversion.objects.filter(
         pk=conversion.pk, status=DatasetConversion.Status.QUEUED
-    ).update(progress={**_beat_of("queued", 0), "sent": True})
+    ).update(progress={**_beat_of("queued", 0), "sent": True}, started_at=timezone.now())
 
 
 def _beat_of(stage: str, done: int) -> dict[str, object]:
@@ -95,10 +154,13 @@ def beat(conversion_id: int) -> Progress:
 
 
 def claim(conversion_id: int) -> DatasetConversion | None:
-    """queued -> converting (compare-and-set); None when someone else has it or it is done."""
-    claimed = DatasetConversion.objects.filter(
-        pk=conversion_id, status=DatasetConversion.Status.QUEUED
-    ).update(status=DatasetConversion.Status.CONVERTING)
+    """queued (or converting by a lost worker: stale) -> converting, started now
+    (compare-and-set); None when someone else has it or it is done."""
+    claimable = Q(status=DatasetConversion.Status.QUEUED) | _stale(stale_before())
+    claimed = (
+        DatasetConversion.objects.filter(claimable, pk=conversion_id)
+        .update(status=DatasetConversion.Status.CONVERTING, started_at=timezone.now())
+    )  # fmt: skip
     if not claimed:
         return None
     return DatasetConversion.objects.select_related("version__project").get(pk=conversion_id)
@@ -166,8 +228,8 @@ def run(conversion_id: int, progress: Progress | None = None) -> DatasetConversi
         return convert(conversion, progress or beat(conversion_id))
     except Exception as exc:
         DatasetConversion.objects.filter(pk=conversion_id).update(
-            status=DatasetConversion.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
+            status=DatasetConversion.Status.FAILED,
+            error=versions.failure_reason(exc, "conversion"), finished_at=timezone.now(),
         )  # fmt: skip
         raise
 
@@ -200,3 +262,12 @@ def description(conversion: DatasetConversion, url: str) -> dict[str, object]:
         "url": url,
         "poll_ms": POLL_MS,
     }
+
+
+def native_description(version: DatasetVersion, url: str) -> dict[str, object]:
+    """The same answer for the native layout, which is never converted (always ready)."""
+    return {
+        "format": "native", "status": DatasetConversion.Status.READY,
+        "progress": {"stage": "ready", "done": len(STAGES), "total": len(STAGES)},
+        "error": "", "size": None, "sha256": "", "url": url, "poll_ms": POLL_MS,
+    }  # fmt: skip

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files import File
@@ -52,6 +53,13 @@ def progress_recorder(model: type[DatasetVersion] | type[DatasetConversion], pk:
         model.objects.filter(pk=pk).update(progress={"stage": stage, "done": done, "total": total})
 
     return report
+
+
+def failure_reason(exc: BaseException, what: str) -> str:
+    """The error recorded for a failed build or conversion (a time-out says so)."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return f"TimeLimitExceeded: the {what} ran past its time limit and was stopped."
+    return f"{type(exc).__name__}: {exc}"
 
 
 def code_version() -> str:
