@@ -406,6 +406,8 @@ CELERY_BEAT_SCHEDULE = {
     "learner-dispatch-pending": {"task": "learner.tasks.dispatch_pending", "schedule": 30.0},
     # Storage usage for the operations page (walking MEDIA_ROOT is too slow for a request).
     "ops-measure-storage": {"task": "ops.tasks.measure_storage", "schedule": 600.0},
+    # Dataset versions whose build worker died are failed (exports.services.build).
+    "exports-reap-stale-builds": {"task": "exports.tasks.reap_stale_builds", "schedule": 300.0},
 }
 # Operations (ops/): /readyz wants a worker heartbeat (sent every 2 s) at most this old, and
 # the operations page waits this long for workers to answer an inspect broadcast.
