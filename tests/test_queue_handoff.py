@@ -97,6 +97,30 @@ def test_a_retried_submit_returns_the_same_annotation_and_the_same_lease(
     assert sum(QueueEntry.objects.values_list("open_slots", flat=True)) == 4 * 2 - 2
 
 
+@pytest.mark.parametrize("spent", ["expired", "submitted"])
+def test_a_late_retry_does_not_hand_back_a_lease_that_can_no_longer_be_used(
+    client_for, project, annotator, spent
+):
+    _clips(project, 4)
+    api = client_for(annotator)
+    leased = _next(api, project).json()
+    client_id = uuid.uuid4()
+    first = _submit(api, project, leased["lease"]["id"], client_id, node="mad", next=True)
+    handed = first.json()["next"]["lease"]["id"]
+    if spent == "expired":
+        Lease.objects.filter(pk=handed).update(expires_at=timezone.now() - timedelta(seconds=1))
+    else:
+        assert _submit(api, project, handed, node="sad").status_code == 201
+
+    again = _submit(api, project, leased["lease"]["id"], client_id, node="mad", next=True)
+
+    assert again.status_code == 200
+    assert again.json()["annotation"] == first.json()["annotation"]
+    # Not the spent lease, and no second lease either: the page asks next for a clip.
+    assert again.json()["next"] is None
+    assert Lease.objects.filter(annotator=annotator).count() == 2
+
+
 def test_a_retry_that_first_went_without_next_leases_once(client_for, project, annotator):
     _clips(project, 3)
     api = client_for(annotator)

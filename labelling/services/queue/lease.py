@@ -149,6 +149,7 @@ def next_clip(
     *,
     rng: random.Random | None = None,
     lease_id: uuid.UUID | None = None,
+    reclaim: bool = True,
 ) -> Leased | None:
     """Lease the next clip to an annotator, or None when nothing is left for them.
 
@@ -156,10 +157,16 @@ def next_clip(
     its client_id, so that a retry finds the lease it made; see `submit.submit_and_next`):
     the lease id's uniqueness then refuses a second lease for the same submit. An annotator
     at the lease limit gets their oldest lease back, under its own id.
+
+    `reclaim=False` skips the now-and-then reclaim of expired leases: a submit that leases
+    inside its own transaction reclaims before it (`reclaim_now_and_then`), because the
+    reclaim locks other clips' queue entries and, taken while the submit holds its own,
+    two submits could deadlock.
     """
     if not project.is_active:
         return None
-    _reclaim_now_and_then(project)
+    if reclaim:
+        reclaim_now_and_then(project)
     chance = rng.random if rng is not None else random.random
     if project.gold_rate > 0 and chance() < project.gold_rate:
         clip_id = take_gold(project, user)
@@ -340,7 +347,8 @@ RECLAIM_EVERY_S = 2.0
 _last_reclaim: dict[int, float] = {}
 
 
-def _reclaim_now_and_then(project: Project) -> None:
+def reclaim_now_and_then(project: Project) -> None:
+    """Reclaim the project's expired leases, at most every RECLAIM_EVERY_S per process."""
     now = time.monotonic()
     if now - _last_reclaim.get(project.pk, -RECLAIM_EVERY_S) >= RECLAIM_EVERY_S:
         _last_reclaim[project.pk] = now

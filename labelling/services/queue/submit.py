@@ -24,7 +24,13 @@ from django.utils import timezone
 from labelling.models import Annotation, Clip, LabelSource, Lease, Project, QueueEntry
 from labelling.services.annotations import core_of, forget_node_index, record_annotation
 from labelling.services.queue.gold import score_gold
-from labelling.services.queue.lease import Leased, load_leased, new_lease, next_clip
+from labelling.services.queue.lease import (
+    Leased,
+    load_leased,
+    new_lease,
+    next_clip,
+    reclaim_now_and_then,
+)
 from labelling.services.queue.sql import render
 
 
@@ -81,7 +87,7 @@ def _submit(
             )
             # The next lease commits with the label: one transaction (one commit) per label.
             handed = (
-                next_clip(project, user, rng=rng, lease_id=hand_out)
+                next_clip(project, user, rng=rng, lease_id=hand_out, reclaim=False)
                 if hand_out is not None
                 else None
             )
@@ -143,11 +149,14 @@ def submit_and_next(
     without `next`, leases now, under the same derived id).
     """
     handoff = handoff_lease_id(client_id)
+    # Before the submit's transaction, not inside it (see next_clip's `reclaim`).
+    reclaim_now_and_then(project)
     done = _submit(project, user, lease_id, client_id, node_key, skip_reason, details, handoff, rng)
     if not done.replayed:
         return done, done.handed_out
-    if (earlier := _handed_out(project, user, handoff)) is not None:
-        return done, earlier
+    if Lease.objects.filter(pk=handoff).exists():
+        # The first attempt handed a lease out: the same one again while it can be used.
+        return done, _handed_out(project, user, handoff)
     # Inside a caller's transaction (tests) a refused insert must not abort it: a savepoint.
     guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
@@ -155,16 +164,23 @@ def submit_and_next(
             return done, next_clip(project, user, rng=rng, lease_id=handoff)
     except IntegrityError:
         # A concurrent retry of the same submit took the lease first: answer with it.
-        earlier = _handed_out(project, user, handoff)
-        if earlier is None:
+        if not Lease.objects.filter(pk=handoff, project=project, annotator=user).exists():
             raise LeaseError(
                 "client_id_taken", "This submission id belongs to someone else."
             ) from None
-        return done, earlier
+        return done, _handed_out(project, user, handoff)
 
 
 def _handed_out(project: Project, user: User, lease_id: uuid.UUID) -> Leased | None:
-    lease = Lease.objects.filter(pk=lease_id, project=project, annotator=user).first()
+    """The lease a first attempt handed out, while the annotator can still use it (active and
+    not expired); None otherwise, and the page asks for another clip."""
+    lease = Lease.objects.filter(
+        pk=lease_id,
+        project=project,
+        annotator=user,
+        status=Lease.Status.ACTIVE,
+        expires_at__gt=timezone.now(),
+    ).first()
     return load_leased(lease) if lease is not None else None
 
 

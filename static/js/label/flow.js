@@ -119,6 +119,10 @@ export async function advance() {
     }
     if (!prepared) {
       await state.submitChain;
+      // The submit just awaited may have brought the next clip with its answer.
+      prepared = state.ready.shift();
+    }
+    if (!prepared) {
       try {
         prepared = await leaseNext();
       } catch (error) {
