@@ -270,12 +270,8 @@ if EMOLOOP_AUDIO_DELIVERY == "presigned":
     # The page fetches audio from the object store (a 302 from the audio view).
     CONTENT_SECURITY_POLICY = csp_with_origin(
         CONTENT_SECURITY_POLICY,
-        s3_origin(
-            S3_PUBLIC_ENDPOINT_URL or S3_ENDPOINT_URL,
-            bucket=S3_BUCKET,
-            region=S3_REGION,
-            addressing_style=S3_ADDRESSING_STYLE,
-        ),
+        # The host of a URL signed like the audio view's (offline), not a guess at it.
+        s3_origin(STORAGES["default"]["OPTIONS"], S3_PUBLIC_ENDPOINT_URL),
         ("connect-src", "media-src"),
     )
 

@@ -94,18 +94,92 @@ def check_audio_delivery(delivery: str, storage: str) -> str:
     return delivery
 
 
-def s3_origin(endpoint_url: str, *, bucket: str, region: str, addressing_style: str = "") -> str:
-    """The origin (scheme://host[:port]) a browser fetches presigned URLs from."""
-    if endpoint_url:
-        parts = urlsplit(endpoint_url)
+def s3_origin(options: dict[str, Any], endpoint_url: str = "") -> str:
+    """The origin (scheme://host[:port]) a browser fetches presigned URLs from.
+
+    Read off a URL signed (offline: no request is made) by boto3 with the storage's own
+    options, `endpoint_url` replacing theirs when given (S3_PUBLIC_ENDPOINT_URL), so it is the
+    host botocore really puts in the audio view's redirects: on AWS a virtual-host name like
+    ``<bucket>.s3.amazonaws.com``, or path style when the bucket's name has dots.
+    Settings call this while they load, so it builds the client itself: django-storages'
+    S3Storage reads Django's settings when it is created.
+    """
+    import boto3
+    from botocore.config import Config
+
+    endpoint = endpoint_url or options.get("endpoint_url") or None
+    if endpoint:
+        parts = urlsplit(endpoint)
         if not parts.scheme or not parts.netloc:
-            raise ImproperlyConfigured(
-                f"not an absolute URL for the object store: {endpoint_url!r}"
+            raise ImproperlyConfigured(f"not an absolute URL for the object store: {endpoint!r}")
+    # The same client S3Storage.connection builds; dummy credentials (the host does not
+    # depend on them, and none are looked up).
+    client = boto3.session.Session(
+        aws_access_key_id="origin-probe",
+        aws_secret_access_key="origin-probe",  # noqa: S106 - not a secret: a throwaway signature
+    ).client(
+        "s3",
+        region_name=options.get("region_name"),
+        endpoint_url=endpoint,
+        config=Config(
+            s3={"addressing_style": options.get("addressing_style")},
+            signature_version=options.get("signature_version"),
+        ),
+    )
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": options["bucket_name"], "Key": "probe"}, ExpiresIn=60
+    )
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class StorageUnavailable(Exception):
+    """The object store failed in a way worth retrying (no answer, a 5xx, throttling)."""
+
+
+# S3 error codes that say "later" rather than "no" (besides any 5xx status).
+_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+    }
+)
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether `exc` (or an error it wraps) is a passing object-store failure.
+
+    botocore's own errors (no connection, a read time-out, a closed connection) and S3
+    answers with a 5xx status or a throttling code are; a 404 / NoSuchKey (the object is
+    really missing), a 403 and other 4xx answers are not. False without botocore installed.
+    """
+    try:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency; local installs may lack it
+        return False
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BotoCoreError):
+            return True
+        if isinstance(current, ClientError):
+            error = current.response.get("Error", {})
+            status = current.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return (
+                int(status) >= 500 or int(status) == 429 or error.get("Code") in (_TRANSIENT_CODES)
             )
-        return f"{parts.scheme}://{parts.netloc}"
-    if addressing_style == "path":
-        return f"https://s3.{region}.amazonaws.com"
-    return f"https://{bucket}.s3.{region}.amazonaws.com"
+        # `raise ... from`, and boto3's S3UploadFailedError raised while handling the real one.
+        wrapper = isinstance(current, Boto3Error)
+        current = current.__cause__ or (current.__context__ if wrapper else None)
+    return False
 
 
 def csp_with_origin(policy: str, origin: str, directives: tuple[str, ...]) -> str:

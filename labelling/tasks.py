@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from emoloop.dispatch import BrokerUnavailable, publish, publish_after_commit
+from emoloop.storage import StorageUnavailable
 from labelling.models import ImportBatch, ImportItem, Project
 from labelling.services import ingest, queue
 
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 
 @shared_task(
     acks_late=True,
-    autoretry_for=(OperationalError,),  # database restarts and lock time-outs are transient
+    # Transient: database restarts and lock time-outs, an object store that did not answer.
+    autoretry_for=(OperationalError, StorageUnavailable),
     retry_backoff=True,
     max_retries=5,
     time_limit=1800,

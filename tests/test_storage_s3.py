@@ -19,6 +19,7 @@ import sys
 import urllib.request
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.base import ContentFile
@@ -103,6 +104,48 @@ def test_the_settings_build_s3_storage_and_the_csp_from_the_environment():
     default, csp = json.loads(local.stdout.strip().splitlines()[-1])
     assert default["BACKEND"] == "django.core.files.storage.FileSystemStorage"
     assert "connect-src" not in csp
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # AWS S3 (no endpoint): botocore signs virtual-host URLs, path style for dotted names.
+        {"S3_BUCKET": "media-eu", "S3_REGION": "eu-west-1"},
+        {"S3_BUCKET": "media.eu.example", "S3_REGION": "eu-west-1"},
+        # Signed for the public endpoint, whatever the internal one is.
+        {
+            "S3_BUCKET": "media",
+            "S3_ENDPOINT_URL": "http://minio:9000",
+            "S3_PUBLIC_ENDPOINT_URL": "https://media.example.org:8443",
+        },
+    ],
+)
+def test_the_csp_allows_the_origin_of_the_urls_the_audio_view_signs(env):
+    show = (
+        "import json; from django.conf import settings as s; "
+        "from emoloop.storage import presigned_url; "
+        "print(json.dumps([s.CONTENT_SECURITY_POLICY, presigned_url('clips/a.wav', ttl=60)]))"
+    )
+    base = {
+        "EMOLOOP_STORAGE": "s3",
+        "EMOLOOP_AUDIO_DELIVERY": "presigned",
+        "S3_ENDPOINT_URL": "",
+        "S3_PUBLIC_ENDPOINT_URL": "",
+        "S3_ADDRESSING_STYLE": "",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    done = _settings_in_a_fresh_process({**base, **env}, show)
+    assert done.returncode == 0, done.stderr
+    csp, url = json.loads(done.stdout.strip().splitlines()[-1])
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    assert parts.path.endswith("/clips/a.wav")
+    assert "X-Amz-Signature=" in parts.query
+    directives = {part.split()[0]: part.split()[1:] for part in csp.split("; ")}
+    assert origin in directives["connect-src"]
+    assert origin in directives["media-src"]
+    assert "minio" not in csp
 
 
 @pytest.mark.parametrize(
@@ -426,3 +469,107 @@ def test_an_object_store_error_on_delete_is_logged_and_the_others_go_on(
         "could not delete staged file staging/batch-1/u000000.wav",
     ]
     assert s3_storage.keys() == [kept]
+
+
+def _client_error(status: int, code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "GetObject")  # type: ignore[arg-type]
+
+
+def test_passing_object_store_failures_are_told_from_real_answers():
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+    transient = [
+        EndpointConnectionError(endpoint_url="http://s3.test"),
+        ReadTimeoutError(endpoint_url="http://s3.test"),
+        _client_error(503, "SlowDown"),
+        _client_error(500, "InternalError"),
+        _client_error(400, "RequestTimeout"),
+        _client_error(429, "TooManyRequests"),
+    ]
+    final = [
+        _client_error(404, "NoSuchKey"),
+        _client_error(404, "404"),
+        _client_error(403, "AccessDenied"),
+        ValueError("not a storage error"),
+        OSError("disk"),
+    ]
+    assert [emoloop_storage.is_transient_error(e) for e in transient] == [True] * len(transient)
+    assert [emoloop_storage.is_transient_error(e) for e in final] == [False] * len(final)
+
+    # boto3's upload wrapper, raised while handling the real error.
+    for cause, expected in ((_client_error(503, "SlowDown"), True),
+                            (_client_error(403, "AccessDenied"), False)):  # fmt: skip
+        with pytest.raises(S3UploadFailedError) as wrapped:
+            _raise_while_handling(cause, S3UploadFailedError(f"Failed to upload: {cause}"))
+        assert emoloop_storage.is_transient_error(wrapped.value) is expected
+    # An unrelated error raised while handling a passing one is not passing.
+    with pytest.raises(ValueError, match="bug") as unrelated:
+        _raise_while_handling(_client_error(503, "SlowDown"), ValueError("bug"))
+    assert emoloop_storage.is_transient_error(unrelated.value) is False
+
+
+def _raise_while_handling(first: Exception, second: Exception) -> None:
+    try:
+        raise first
+    except Exception:
+        raise second  # noqa: B904 - the implicit context is what is tested
+
+
+@pytest.mark.django_db
+def test_a_passing_object_store_failure_keeps_the_item_and_the_task_retries_it(
+    s3_storage, project, monkeypatch, media_root
+):
+    from botocore.exceptions import EndpointConnectionError
+
+    from labelling import tasks
+
+    batch = ingest.stage_uploads(project, [SimpleUploadedFile("a.wav", tone_wav(0.5, 250))])
+    item = batch.items.get()
+    real_copy = emoloop_storage.local_copy
+    seen: list[tuple[str, list[str]]] = []
+
+    def download_fails_once(name: str, **kwargs):
+        # What the retry finds: the item still pending, its staged object still there.
+        seen.append((ImportItem.objects.get(pk=item.pk).status, s3_storage.keys(name)))
+        if len(seen) == 1:
+            raise EndpointConnectionError(endpoint_url=s3_storage.server.endpoint_url)
+        return real_copy(name, **kwargs)
+
+    monkeypatch.setattr(emoloop_storage, "local_copy", download_fails_once)
+    result = tasks.ingest_item.apply(args=(item.pk,))
+
+    assert seen == [("pending", [item.staged_path])] * 2
+    assert result.get() == "accepted"
+    item.refresh_from_db()
+    assert (item.status, item.clips_created) == ("accepted", 1)
+    assert s3_storage.keys("staging/") == []
+    assert batch.clips.count() == 1
+
+    # Without the task: the failure propagates as StorageUnavailable, nothing is rejected.
+    again = ingest.stage_uploads(project, [SimpleUploadedFile("b.wav", tone_wav(0.5, 260))])
+    pending = again.items.get()
+    seen.clear()
+    with pytest.raises(emoloop_storage.StorageUnavailable):
+        ingest.process_item(pending.pk)
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+    assert s3_storage.keys(pending.staged_path) == [pending.staged_path]
+
+
+@pytest.mark.django_db
+def test_a_losing_finish_leaves_the_staged_file_to_the_winner(s3_storage, project):
+    from labelling.services.ingest.records import finish_item
+
+    batch = ingest.stage_uploads(project, [SimpleUploadedFile("a.wav", tone_wav(0.5, 270))])
+    item = batch.items.get()
+    ImportItem.objects.filter(pk=item.pk).update(status="accepted")
+
+    assert finish_item(item, "rejected", code="failed", reason="late") is False
+    assert s3_storage.keys(item.staged_path) == [item.staged_path]
+    ImportItem.objects.filter(pk=item.pk).update(status="pending")
+    assert finish_item(item, "rejected", code="failed", reason="first") is True
+    assert s3_storage.keys("staging/") == []

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, OperationalError, transaction
 
+from emoloop.storage import StorageUnavailable, is_transient_error
 from labelling import audio
 from labelling.models import Clip, ClipSource, ImportBatch, ImportItem
 from labelling.services import queue, storage
@@ -50,7 +51,9 @@ def process_item(item_id: int) -> ImportItem | None:
 
     Safe to call twice, and concurrently. Every outcome is recorded on the item with its real
     reason: an unexpected error rejects the item with code `failed` and the error (and is
-    logged with its traceback); only database outages propagate, for the task to retry.
+    logged with its traceback); only database outages (OperationalError) and passing
+    object-store failures (StorageUnavailable: no answer, a 5xx, throttling) propagate, for
+    the task to retry; the item then stays pending and keeps its staged file.
     """
     item = ImportItem.objects.select_related("batch__project").filter(pk=item_id).first()
     if item is None or item.status != Status.PENDING:
@@ -59,10 +62,16 @@ def process_item(item_id: int) -> ImportItem | None:
     ImportBatch.objects.filter(pk=batch.pk, status=ImportBatch.Status.PENDING).update(
         status=ImportBatch.Status.RUNNING
     )
-    if is_archive_item(item):
-        _run_guarded(item, lambda: expand_archive(item))
-    else:
-        _process_file(item)
+    try:
+        if is_archive_item(item):
+            _run_guarded(item, lambda: expand_archive(item))
+        else:
+            _process_file(item)
+    except Exception as exc:
+        if is_transient_error(exc):
+            # The item stays pending with its staged object; the task retries it.
+            raise StorageUnavailable(f"import item {item.pk}: {exc}") from exc
+        raise
     finish_batch_if_complete(batch.pk)
     item.refresh_from_db()
     return item
@@ -105,6 +114,8 @@ def _run_guarded(item: ImportItem, work: Callable[[], None]) -> None:
     except (storage.FileVanished, OperationalError):
         raise  # retried: by _process_file, or by the task (a database outage)
     except Exception as exc:
+        if is_transient_error(exc):
+            raise  # the object store did not answer: retried by the task, nothing rejected
         log.exception("import item %s (%s) failed", item.pk, item.name)
         finish_item(
             item,

@@ -47,7 +47,11 @@ ATTEMPTS = 3  # a FileVanished retry or a concurrent segment insert
 def finish_item(
     item: ImportItem, status: str, *, code: str = "", reason: str = "", clips: int = 0
 ) -> bool:
-    """Record an item's outcome once (compare-and-set on pending); True if this call did."""
+    """Record an item's outcome once (compare-and-set on pending); True if this call did.
+
+    Only the call that recorded the outcome deletes the staged file: a losing call must not
+    remove the bytes an attempt still pending (a retry after a passing failure) works on.
+    """
     updated = ImportItem.objects.filter(pk=item.pk, status=Status.PENDING).update(
         status=status,
         reason_code=code,
@@ -55,7 +59,8 @@ def finish_item(
         clips_created=clips,
         processed_at=timezone.now(),
     )
-    delete_staged(item.staged_path)
+    if updated:
+        delete_staged(item.staged_path)
     return bool(updated)
 
 
