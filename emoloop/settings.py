@@ -353,10 +353,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A message a worker took (acks_late) but never acknowledged, because its host died, goes
     # back to the queue this long after delivery (kombu's Redis transport; a live worker
-    # restores it). Tasks claim their rows with a compare-and-set, so a second delivery is
-    # harmless (docs/deploying.md, "Topology").
+    # restores it) — also while a live worker is still running it. The default outlasts the
+    # hard time limit of every task that does not claim its row (ingest items, feature and
+    # rescoring chunks, storage measurement: 1,800 s), so those never run twice at once;
+    # training runs, dataset builds and conversions may outlast it and are claimed with a
+    # compare-and-set, so a second delivery of them does nothing (docs/deploying.md,
+    # "Topology"; tests/test_task_routes.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900, minimum=5)
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 1860, minimum=5)
     }
 # Where task results are kept (Redis in production; SQLite under the data folder otherwise).
 CELERY_RESULT_BACKEND = env_str(
@@ -368,10 +372,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Default hard and soft time limits of a task, in seconds (training tasks have their own:
-# EMOLOOP_TRAINING_TIME_LIMIT).
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=1)
+# Default hard and soft time limits of a task, in seconds (training runs, dataset builds and
+# conversions have their own). Below the broker's visibility timeout: see above.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1800, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 1740, minimum=1)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Named queues by kind of work, so that hosts are sized per kind (docs/deploying.md,
 # "Topology"). `make run`'s worker and the test suite's consume all EMOLOOP_WORKER_QUEUES.
