@@ -240,6 +240,8 @@ def _write_objects(
 
 def _to_tar(folder: Path, archive: Path) -> None:
     partial = archive.with_name(archive.name + ".partial")
+    partial.touch(mode=0o600)
+    partial.chmod(0o600)
     with tarfile.open(partial, "w") as tar:
         tar.add(folder, arcname=archive.stem)
     with partial.open("rb") as fh:
@@ -278,7 +280,10 @@ def make_backup(
                 "write it outside"
             )
     folder.parent.mkdir(parents=True, exist_ok=True)
-    folder.mkdir()
+    # The dump holds password hashes, sessions and API tokens: the owner alone may read it
+    # (the folder is 0700 whatever the umask; the archive is made 0600 below).
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o700)
     try:
         progress("database", 0, 1)
         db = backup_db.dump(folder)

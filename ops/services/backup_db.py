@@ -102,6 +102,13 @@ def table_counts(alias: str = "default") -> dict[str, int]:
         return _counts(cursor, conn.introspection.table_names(cursor))
 
 
+def table_names(alias: str = "default") -> list[str]:
+    """The tables of the configured database, now."""
+    conn = connections[alias]
+    with conn.cursor() as cursor:
+        return sorted(conn.introspection.table_names(cursor))
+
+
 def non_empty_tables(alias: str = "default") -> list[str]:
     """Tables holding rows, leaving out those `migrate` fills by itself."""
     conn = connections[alias]

@@ -151,6 +151,17 @@ def _restore_folder(
             f"the backup holds a {database['vendor']} database but this instance is "
             f"configured for {backup_db.vendor()}: nothing was changed"
         )
+    # A restore replaces the backup's tables; a table it does not hold (made by a newer
+    # code's migrations) would survive it, beside migration records that no longer name
+    # it, and the next `migrate` would fail on it: restore before migrating, not after.
+    extra = sorted(set(backup_db.table_names()) - set(backup.manifest["tables"]))
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise BackupError(
+            f"the target database has tables the backup does not hold ({shown}): nothing was "
+            "changed. Restore into a database where only `createdb` ran (or one migrated by "
+            "the code that made the backup), then run `manage.py migrate`"
+        )
     full = backup_db.non_empty_tables()
     if full and not force:
         shown = ", ".join(full[:5]) + (f" and {len(full) - 5} more" if len(full) > 5 else "")
