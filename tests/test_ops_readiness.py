@@ -146,6 +146,31 @@ def test_a_check_that_hangs_is_cut_off_and_reported_as_a_timeout(
     assert body["checks"]["cache"]["reason"] == "timeout"
 
 
+def test_a_probe_does_not_queue_forever_behind_a_round_stuck_on_the_database(
+    heartbeat, settings, monkeypatch
+):
+    # The database check runs in the caller's thread without a time box of its own.
+    settings.OPS_READYZ_TIMEOUT_SECONDS = 0.1
+    health.forget_cached()
+    release, entered = threading.Event(), threading.Event()
+
+    def hung_database() -> None:
+        entered.set()
+        release.wait(30)
+
+    monkeypatch.setitem(health.CHECKS, "database", hung_database)
+    stuck = threading.Thread(target=health.readiness)
+    stuck.start()
+    try:
+        assert entered.wait(10)
+        results = health.readiness()  # waits 1.2 s at most, then answers
+    finally:
+        release.set()
+        stuck.join(10)
+    assert {check.reason for check in results} == {"timeout"}
+    assert [check.name for check in results] == list(health.CHECKS)
+
+
 @pytest.mark.celery
 def test_with_a_real_worker_readyz_is_200_and_503_naming_the_broker_when_it_is_down(client, worker):
     def ready() -> bool:

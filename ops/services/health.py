@@ -222,13 +222,23 @@ def readiness() -> list[Check]:
     the others wait for its result instead of running their own)."""
     global _last
     ttl = settings.OPS_READYZ_CACHE_SECONDS
-    with _lock:
+    # The database check runs in the caller's thread (Django's connections are per thread)
+    # and has no time box of its own: a round stuck on a hung database must not queue every
+    # later probe behind it. They wait a bounded time, then answer "timeout".
+    if not _lock.acquire(timeout=2 * settings.OPS_READYZ_TIMEOUT_SECONDS + 1):
+        return [
+            Check(name, False, "another readiness round is still running", 0.0, "timeout")
+            for name in CHECKS
+        ]
+    try:
         now = time.monotonic()
         if _last is not None and now - _last[0] < ttl:
             return _last[1]
         results = run_checks()
         _last = (time.monotonic(), results)
         return results
+    finally:
+        _lock.release()
 
 
 def forget_cached() -> None:
