@@ -411,6 +411,10 @@ def open_backup(folder: Path, progress: Progress = _no_progress) -> Backup:
         )
     backup = Backup(folder, manifest)
     database = manifest["database"]
+    # The dump is named by the database's kind, never by the manifest alone: a manifest that
+    # names another path (absolute, or outside the backup) is not ours.
+    if database.get("file") != backup_db.dump_name(str(database.get("vendor"))):
+        raise BackupError(f"the backup is damaged: {folder / MANIFEST} names another dump file")
     _expect(backup.dump_file, database["sha256"], database["size"], "the database dump")
     objects = manifest["objects"]
     _check_listing(folder / OBJECTS, objects["sha256"])
