@@ -269,10 +269,13 @@ class ProjectScopedAdmin(admin.ModelAdmin):
 
 
 class ScopedProjectFilter(admin.RelatedFieldListFilter):
-    """The admin's "by project" sidebar without the names of other people's projects."""
+    """The admin's "by project" sidebar without the names of other people's projects: the
+    projects the model admin itself scopes to (`_projects`: those the user administers, or
+    a lower role where that admin opens to it)."""
 
     def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
-        projects = access.projects_where(request.user, Role.ADMIN)
+        scope = getattr(model_admin, "_projects", None)
+        projects = scope(request) if scope else access.projects_where(request.user, Role.ADMIN)
         return field.get_choices(
             include_blank=False,
             ordering=self.field_admin_ordering(field, request, model_admin),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
-from labelling.models import Membership, Role
+from labelling.models import Membership, Project, Role
 from labelling.models_interop import WeakLabel, WeakLabelSource
 from labelling.services import annotations as annotation_service
 from labelling.services.interop import sources
@@ -140,3 +140,25 @@ def test_an_engineer_adds_a_source_before_its_predictions_come(client, project):
     [event] = events()
     assert event.actor == engineer
     assert event.details["changes"] == {"weight": [0.3, 0.4]}
+
+
+def test_the_project_filter_offers_an_engineer_their_projects_and_no_other(
+    client, project, disagreeing_source
+):
+    def another(slug: str) -> Project:
+        made = Project.objects.create(
+            name=f"Project {slug}", slug=slug, taxonomy_version=project.taxonomy_version
+        )
+        sources.set_source(made, "ser-x", weight=0.2)
+        return made
+
+    second, stranger = another("second-of-erin"), another("somebody-else")
+    engineer = staff_member(project, "erin", Role.ML_ENGINEER)
+    Membership.objects.create(user=engineer, project=second, role=Role.ML_ENGINEER)
+    client.force_login(engineer)
+    page = client.get(CHANGELIST).content.decode()
+    # Both of theirs (an engineer, not an admin, of each), nothing of the stranger's.
+    assert f"project__id__exact={project.pk}" in page
+    assert f"project__id__exact={second.pk}" in page
+    assert f"project__id__exact={stranger.pk}" not in page
+    assert "somebody-else" not in page
