@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
+from emoloop import rows
 from labelling.models import Annotation, Clip, Lease, Project, Role, SkipReason, TaxonomyNode
 from labelling.services.access import has_role
 
@@ -56,6 +58,19 @@ def core_of(node_id: int) -> int:
         forget_node_index(version_id)
         cores = dict(node_index(version_id).values())
     return cores[node_id]
+
+
+@functools.cache
+def _supersede_sql() -> str:
+    """The annotator's current annotation of a clip becomes history (clip, annotator)."""
+
+    def column(name: str) -> str:
+        return connection.ops.quote_name(Annotation._meta.get_field(name).column)
+
+    return (  # names from model metadata, values as parameters
+        f"UPDATE {rows.table(Annotation)} SET {column('is_current')} = false"  # noqa: S608
+        f" WHERE {column('clip')} = %s AND {column('annotator')} = %s AND {column('is_current')}"
+    )
 
 
 def record_annotation(
@@ -111,16 +126,23 @@ def record_annotation(
             with transaction.atomic(savepoint=savepoint):
                 # The partial unique index (one current annotation per annotator and clip)
                 # refuses a racing second "current" row, so no lock is needed here.
-                Annotation.objects.filter(clip=clip, annotator=annotator, is_current=True).update(
-                    is_current=False
-                )
-                return Annotation.objects.create(
+                annotation = Annotation(
                     clip=clip, annotator=annotator, node_id=node_id,
                     skip_reason=skip_reason or "", intensity=intensity or "", unsure=unsure,
                     time_spent_ms=time_spent_ms, suggestion_shown=suggestion_shown,
                     play_count=play_count, heard_to_end=heard_to_end, valence=valence,
                     arousal=arousal, client_id=client_id, lease=lease,
                 )  # fmt: skip
+                if rows.enabled():
+                    # Both statements in one round trip, without compiling ORM queries: this
+                    # runs on every label (emoloop.rows).
+                    rows.insert(annotation, preceded_by=(_supersede_sql(), [clip.pk, annotator.pk]))
+                    return annotation
+                Annotation.objects.filter(clip=clip, annotator=annotator, is_current=True).update(
+                    is_current=False
+                )
+                annotation.save(force_insert=True)
+                return annotation
         except IntegrityError:
             version_id = project.taxonomy_version_id  # set whenever node_id is
             if (

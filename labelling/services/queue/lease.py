@@ -247,7 +247,9 @@ WITH mine AS (
       AND (SELECT 1 FROM {Annotation} a
            WHERE a.{Annotation.clip} = q.{QueueEntry.clip} AND a.{Annotation.annotator} = %(user)s
              AND a.{Annotation.is_current} LIMIT 1) IS NULL
-    ORDER BY q.{QueueEntry.priority}
+    -- By the windows' own order (not q's): the planner merges the two index-ordered windows
+    -- and stops at the first candidate that passes, instead of testing all of them.
+    ORDER BY c.priority
     LIMIT 1
     FOR UPDATE OF q SKIP LOCKED
 ), taken AS (
@@ -296,7 +298,7 @@ def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tupl
         entries = entries.filter(open_slots__lt=F("target"))
     else:
         entries = entries.filter(open_slots=F("target"))
-    window = entries.order_by("priority").values("id")
+    window = entries.order_by("priority").values("id", "priority")
     if windowed:
         window = window[:CANDIDATE_WINDOW]
     sql, params = window.query.sql_with_params()

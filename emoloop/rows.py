@@ -1,0 +1,120 @@
+"""Model instances from hand-written SQL, for the few queries on the annotator's hot path.
+
+Compiling an ORM query costs Python time on every call: a few tenths of a millisecond for a
+join with `select_related`, which on the round trip of a label (authenticate, find the
+project and role, close the lease, record, lease the next clip) was about half of the
+server's CPU per request (bench/queue.py, `--profile`). The queries that run on every
+label are therefore written once as SQL (columns named from model metadata, so a renamed
+column changes the SQL with the model) and their rows turned back into ordinary model
+instances here: `Model.from_db`, exactly as the ORM itself builds them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connection, models
+
+M = TypeVar("M", bound=models.Model)
+
+
+@functools.cache
+def _concrete(model: type[models.Model]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(attribute names, quoted column names) of a model's concrete fields, in order."""
+    fields = model._meta.concrete_fields
+    return (
+        tuple(field.attname for field in fields),
+        tuple(connection.ops.quote_name(field.column) for field in fields),
+    )
+
+
+@functools.cache
+def _converters(model: type[models.Model]) -> tuple[tuple[int, Any], ...]:
+    """(position, field) of the fields whose values need their `from_db_value` (JSON)."""
+    return tuple(
+        (i, field)
+        for i, field in enumerate(model._meta.concrete_fields)
+        if hasattr(field, "from_db_value")
+    )
+
+
+def enabled() -> bool:
+    """Hand-written hot-path SQL runs on PostgreSQL only; elsewhere (SQLite for `make run`,
+    whose driver returns text where the ORM's converters make dates) callers use the ORM."""
+    return connection.vendor == "postgresql"
+
+
+def table(model: type[models.Model]) -> str:
+    """A model's quoted table name."""
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def select_list(model: type[models.Model], alias: str) -> str:
+    """Every concrete column of `model` under a table alias, in field order: the columns
+    `instance` expects, as a slice of a row."""
+    return ", ".join(f"{alias}.{column}" for column in _concrete(model)[1])
+
+
+def width(model: type[models.Model]) -> int:
+    """How many columns `select_list` names."""
+    return len(_concrete(model)[0])
+
+
+def instance(model: type[M], values: Sequence[Any]) -> M:
+    """A model instance from the values of `select_list`, loaded from the database as the
+    ORM loads one (`from_db`, after each field's own `from_db_value`; PostgreSQL's driver
+    returns Python values for the other types, so the backend needs no converter)."""
+    row = list(values)
+    for i, field in _converters(model):
+        row[i] = field.from_db_value(row[i], None, connection)
+    return model.from_db(DEFAULT_DB_ALIAS, list(_concrete(model)[0]), row)
+
+
+@functools.cache
+def _insert_statement(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:
+    """INSERT of every concrete field but an automatic primary key, returning the key."""
+    pk = model._meta.pk
+    fields = tuple(
+        field
+        for field in model._meta.concrete_fields
+        if not (field is pk and isinstance(field, models.AutoField | models.BigAutoField))
+    )
+    # Names from model metadata, values as parameters.
+    sql = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(  # noqa: S608
+        table(model),
+        ", ".join(connection.ops.quote_name(field.column) for field in fields),
+        ", ".join(["%s"] * len(fields)),
+        connection.ops.quote_name(pk.column),
+    )
+    return sql, fields
+
+
+def insert(obj: models.Model, *, preceded_by: tuple[str, Sequence[Any]] | None = None) -> None:
+    """Insert a new instance as `obj.save(force_insert=True)` would (each field's `pre_save`
+    and `get_db_prep_save`, so defaults and `auto_now_add` apply alike), in one round trip
+    with the statement `preceded_by` (SQL with %s placeholders, and its parameters) if
+    given. Models with save signal receivers take the ORM's path: a hand-written insert
+    would skip them."""
+    model = type(obj)
+    if models.signals.pre_save.has_listeners(model) or models.signals.post_save.has_listeners(
+        model
+    ):
+        if preceded_by is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(preceded_by[0], list(preceded_by[1]))
+        obj.save(force_insert=True)
+        return
+    sql, fields = _insert_statement(model)
+    values = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    params: list[Any] = values
+    if preceded_by is not None:
+        sql = f"{preceded_by[0]};\n{sql}"
+        params = [*preceded_by[1], *values]
+    with connection.cursor() as cursor:
+        # Several statements in one execute: psycopg2 sends them together and returns the
+        # last one's rows.
+        cursor.execute(sql, params)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding, obj._state.db = False, DEFAULT_DB_ALIAS
