@@ -12,9 +12,12 @@ instances here: `Model.from_db`, exactly as the ORM itself builds them.
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, models
 
 M = TypeVar("M", bound=models.Model)
@@ -118,3 +121,51 @@ def insert(obj: models.Model, *, preceded_by: tuple[str, Sequence[Any]] | None =
         cursor.execute(sql, params)
         obj.pk = cursor.fetchone()[0]
     obj._state.adding, obj._state.db = False, DEFAULT_DB_ALIAS
+
+
+# --- Server-side prepared statements ----------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@functools.cache
+def _prepared_form(sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """(statement name, PREPARE text, parameter names in $n order) of a statement written
+    with named placeholders, `%(name)s`."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    body = _PLACEHOLDER.sub(number, sql)
+    name = "emoloop_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:20]
+    return name, f"PREPARE {name} AS {body}", tuple(names)
+
+
+def execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
+    """Execute a statement (named placeholders) as a server-side prepared statement of this
+    database connection: PostgreSQL plans it once per connection instead of on every call
+    (planning the lease statement costs about as much as running it). Prepared statements
+    belong to the connection and outlive a rolled-back transaction; a new connection
+    prepares again. Off with EMOLOOP_PREPARED_STATEMENTS=false (a transaction-mode pooler
+    such as PgBouncer's hands each transaction another connection: plain statements
+    there)."""
+    if not settings.EMOLOOP_PREPARED_STATEMENTS:
+        cursor.execute(sql, params)
+        return
+    name, prepare, names = _prepared_form(sql)
+    # The names prepared on this thread's connection, kept on its Django wrapper beside the
+    # raw connection they belong to: a reconnect starts with none.
+    raw = connection.connection
+    known = getattr(connection, "emoloop_prepared", None)
+    if known is None or known[0] is not raw:
+        # What this connection holds already (a pooled or reused one may hold some).
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        known = (raw, {row[0] for row in cursor.fetchall()})
+        connection.emoloop_prepared = known
+    if name not in known[1]:
+        cursor.execute(prepare.replace("%", "%%"), ())
+        known[1].add(name)
+    cursor.execute(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})", params)

@@ -128,6 +128,9 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
     )
 }
+# The annotator's lease statement as a server-side prepared statement, planned once per
+# connection (emoloop.rows.execute_prepared); false behind a transaction-mode pooler.
+EMOLOOP_PREPARED_STATEMENTS = env_bool("EMOLOOP_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, beat) share the file under `make run`.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30

@@ -16,7 +16,7 @@ from django.db.models import signals
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from labelling.models import Annotation, Membership, Role
+from labelling.models import Annotation, Lease, Membership, Role
 from labelling.queue_api import SubmitSerializer, well_formed_submit
 from labelling.services import access, membership, queue
 from labelling.services.annotations import record_annotation
@@ -178,3 +178,32 @@ def test_a_label_insert_with_save_receivers_takes_the_orms_path(project, annotat
     assert (stored.created_at, stored.label_source, stored.lease_id) == (
         third.created_at, third.label_source, None,
     )  # fmt: skip
+
+
+def test_the_lease_statement_is_prepared_once_per_connection(project, annotator, settings):
+    """Prepared on the connection's first lease, executed after; a new connection prepares
+    again; EMOLOOP_PREPARED_STATEMENTS=false sends the plain statement."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queue.enqueue_clips(project, [ClipFactory(project=project) for _ in range(4)], seed=1)
+
+    def lease_statements() -> list[str]:
+        with CaptureQueriesContext(connection) as ctx:
+            assert queue.next_clip(project, annotator) is not None
+        words = [q["sql"].split()[0] for q in ctx.captured_queries]
+        return [word for word in words if word in ("PREPARE", "EXECUTE", "WITH")]
+
+    assert lease_statements() == ["PREPARE", "EXECUTE"]
+    assert lease_statements() == ["EXECUTE"]
+    # A connection this process has not seen (reused, or pooled) is asked what it holds.
+    connection.emoloop_prepared = (object(), set())
+    assert lease_statements() == ["EXECUTE"]
+    # A new connection holds none.
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    connection.emoloop_prepared = (object(), set())
+    assert lease_statements() == ["PREPARE", "EXECUTE"]
+    settings.EMOLOOP_PREPARED_STATEMENTS = False
+    Lease.objects.filter(annotator=annotator).delete()
+    assert lease_statements() == ["WITH"]

@@ -26,6 +26,7 @@ from django.db import connection, models, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from emoloop import rows
 from labelling.models import Annotation, Clip, Lease, Project, QueueEntry
 from labelling.services.queue.gold import take_gold
 from labelling.services.queue.pool import wanting_labels
@@ -302,9 +303,19 @@ def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tupl
     if windowed:
         window = window[:CANDIDATE_WINDOW]
     sql, params = window.query.sql_with_params()
-    names = [f"{'started' if started else 'fresh'}_{i}" for i in range(len(params))]
     # The compiled SQL holds no literal % (every value is a parameter): only placeholders.
-    return sql % tuple(f"%({name})s" for name in names), dict(zip(names, params, strict=True))
+    # Whole numbers (the project's id, the open-slot floor) are written into the statement:
+    # the lease statement is prepared once per connection (rows.execute_prepared), and a
+    # plan made for any value of `open_slots > $n` could not use the partial indexes whose
+    # predicate is `open_slots > 0`.
+    names = [f"{'started' if started else 'fresh'}_{i}" for i in range(len(params))]
+    inlined = [type(value) is int for value in params]
+    text = sql % tuple(
+        str(value) if inline else f"%({name})s"
+        for name, value, inline in zip(names, params, inlined, strict=True)
+    )
+    kept = zip(names, params, inlined, strict=True)
+    return text, {name: value for name, value, inline in kept if not inline}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -328,7 +339,7 @@ def _lease_regular_pg(project: Project, user: User, lease_id: uuid.UUID) -> Leas
     with connection.cursor() as cursor:
         for windowed in (True, False):
             sql, window_params = _lease_statement(project.pk, windowed=windowed)
-            cursor.execute(sql, {**window_params, **params})
+            rows.execute_prepared(cursor, sql, {**window_params, **params})
             active, created_at, *rest = cursor.fetchone()
             if created_at is not None or active >= MAX_ACTIVE_LEASES:
                 break
