@@ -23,13 +23,27 @@ from django.db import DEFAULT_DB_ALIAS, connection, models
 M = TypeVar("M", bound=models.Model)
 
 
+def _quoted(field: models.Field) -> str:
+    if not field.column:
+        raise LookupError(f"{field} has no column of its own")
+    return connection.ops.quote_name(field.column)
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The quoted column of a model's field (a foreign key's: its `_id` column)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise LookupError(f"{model.__name__}.{name} has no column of its own")
+    return _quoted(field)
+
+
 @functools.cache
 def _concrete(model: type[models.Model]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(attribute names, quoted column names) of a model's concrete fields, in order."""
     fields = model._meta.concrete_fields
     return (
         tuple(field.attname for field in fields),
-        tuple(connection.ops.quote_name(field.column) for field in fields),
+        tuple(_quoted(field) for field in fields),
     )
 
 
@@ -87,9 +101,9 @@ def _insert_statement(model: type[models.Model]) -> tuple[str, tuple[models.Fiel
     # Names from model metadata, values as parameters.
     sql = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(  # noqa: S608
         table(model),
-        ", ".join(connection.ops.quote_name(field.column) for field in fields),
+        ", ".join(_quoted(field) for field in fields),
         ", ".join(["%s"] * len(fields)),
-        connection.ops.quote_name(pk.column),
+        _quoted(pk),
     )
     return sql, fields
 
@@ -164,7 +178,7 @@ def execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
         # What this connection holds already (a pooled or reused one may hold some).
         cursor.execute("SELECT name FROM pg_prepared_statements")
         known = (raw, {row[0] for row in cursor.fetchall()})
-        connection.emoloop_prepared = known
+        setattr(connection, "emoloop_prepared", known)  # noqa: B010 (a wrapper's attribute)
     if name not in known[1]:
         cursor.execute(prepare.replace("%", "%%"), ())
         known[1].add(name)

@@ -32,9 +32,7 @@ WHERE t.{key} = %s
 
 @functools.cache
 def _statement() -> str:
-    def column(model: type, name: str) -> str:
-        return connection.ops.quote_name(model._meta.get_field(name).column)
-
+    column = rows.column
     return _USER_BY_KEY.format(
         created=column(Token, "created"), user_columns=rows.select_list(User, "u"),
         token=rows.table(Token), user=rows.table(User), user_id=column(User, "id"),

@@ -207,3 +207,39 @@ def test_the_lease_statement_is_prepared_once_per_connection(project, annotator,
     settings.EMOLOOP_PREPARED_STATEMENTS = False
     Lease.objects.filter(annotator=annotator).delete()
     assert lease_statements() == ["WITH"]
+
+
+@pytest.mark.parametrize("path", ["next", "undo"])
+def test_the_token_path_answers_every_caller_as_the_access_layer_does(
+    path, project, other_project, annotator, reviewer, outsider, superuser
+):
+    """With a token, a project-scoped view takes the caller's role from the authentication
+    query (scoping.ProjectTokenAuthentication); with a session, from project_by_slug. Both
+    doors give every kind of caller the same answer."""
+    queue.enqueue_clips(project, [ClipFactory(project=project) for _ in range(3)], seed=1)
+    deactivated = Membership.objects.get(user=reviewer, project=project)
+
+    def by_token(user, slug: str) -> int:
+        client = APIClient()
+        key = Token.objects.get_or_create(user=user)[0].key
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        return client.post(f"/api/projects/{slug}/{path}/").status_code
+
+    def by_session(user, slug: str) -> int:
+        client = APIClient(enforce_csrf_checks=False)
+        client.force_login(user)
+        return client.post(f"/api/projects/{slug}/{path}/").status_code
+
+    callers = [
+        (annotator, project.slug), (outsider, project.slug), (outsider, other_project.slug),
+        (superuser, project.slug), (superuser, "no-such-project"),
+        (annotator, "no-such-project"), (annotator, other_project.slug),
+    ]  # fmt: skip
+    answers = [(by_token(user, slug), by_session(user, slug)) for user, slug in callers]
+    assert all(token == session for token, session in answers), answers
+    assert [token for token, _ in answers] == [
+        200 if path == "next" else 204, 404, 204,  # the outsider's own project: nothing queued
+        200 if path == "next" else 204, 404, 404, 404,
+    ]  # fmt: skip
+    membership.deactivate(deactivated, by=superuser)
+    assert by_token(reviewer, project.slug) == by_session(reviewer, project.slug) == 404

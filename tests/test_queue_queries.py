@@ -56,12 +56,13 @@ def _measured(call):
     return response, sql
 
 
-def test_next_is_three_queries(api, project):
+def test_next_is_two_queries(api, project):
     response, sql = _measured(lambda: api.post(f"/api/projects/{project.slug}/next/"))
     assert response.status_code == 200
-    # The token with its user; the membership with its project; the lease statement
-    # (prepared on this connection by the fixture's first request: rows.execute_prepared).
-    assert sql == ["SELECT", "SELECT", "EXECUTE"], sql
+    # The token with its user, their membership and its project (labelling.scoping.
+    # ProjectTokenAuthentication); the lease statement (prepared on this connection by the
+    # fixture's first request: rows.execute_prepared).
+    assert sql == ["SELECT", "EXECUTE"], sql
 
 
 def test_submit_queries(api, project):
@@ -71,10 +72,10 @@ def test_submit_queries(api, project):
         lambda: api.post(f"/api/projects/{project.slug}/annotations/", body, format="json")
     )
     assert response.status_code == 201
-    # Token; membership; [savepoint] close the lease; supersede the annotator's earlier
+    # Token with membership; [savepoint] close the lease; supersede the annotator's earlier
     # label and insert this one, two statements in one round trip [release].
-    assert sql == ["SELECT", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "RELEASE"], sql
-    assert "INSERT INTO" in response.wsgi_request.captured[4], response.wsgi_request.captured
+    assert sql == ["SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "RELEASE"], sql
+    assert "INSERT INTO" in response.wsgi_request.captured[3], response.wsgi_request.captured
 
 
 def test_submit_with_next_queries(api, project):
@@ -91,7 +92,7 @@ def test_submit_with_next_queries(api, project):
     # The submit's statements, then the lease statement in the same transaction (one
     # commit per label in production).
     assert sql == [
-        "SELECT", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "EXECUTE", "RELEASE",
+        "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "EXECUTE", "RELEASE",
     ], sql  # fmt: skip
 
 

@@ -10,10 +10,13 @@ stranger here, at every door that asks these functions, until they are reactivat
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.db.models import QuerySet
+from rest_framework.authtoken.models import Token
 
 from emoloop import rows
 from labelling.models import ROLE_RANK, Clip, Lease, Membership, Project, Role
@@ -96,9 +99,7 @@ _ANY_PROJECT = "SELECT NULL, {project_columns} FROM {project} p WHERE p.{slug} =
 
 @functools.cache
 def _project_statements() -> tuple[str, str]:
-    def column(model: type, name: str) -> str:
-        return connection.ops.quote_name(model._meta.get_field(name).column)
-
+    column = rows.column
     names = {
         "role": column(Membership, "role"), "membership": rows.table(Membership),
         "project": rows.table(Project), "project_columns": rows.select_list(Project, "p"),
@@ -121,6 +122,69 @@ def _project_and_role_sql(user: User, slug: str) -> tuple[Project, Role] | None:
         return None
     role = Role.ADMIN if user.is_superuser else Role(row[0])
     return rows.instance(Project, row[1:]), role
+
+
+# The token authentication of project-scoped API views asks for the token's user and that
+# user's membership of the URL's project in one query (labelling.scoping): the same rule
+# as `_MEMBER_PROJECT` (an active membership; a superuser is admin of every project).
+_HOLDER_MEMBER_PROJECT = """
+SELECT t.{token_created}, m.{role}, {user_columns}, {project_columns}
+FROM {token} t JOIN {user} u ON u.{user_id} = t.{token_user}
+LEFT JOIN {project} p ON p.{slug} = %s
+LEFT JOIN {membership} m
+  ON m.{membership_project} = p.{project_id} AND m.{membership_user} = u.{user_id}
+ AND m.{is_active}
+WHERE t.{token_key} = %s
+"""
+
+
+@functools.cache
+def _token_member_statement() -> str:
+    column = rows.column
+    return _HOLDER_MEMBER_PROJECT.format(
+        token_created=column(Token, "created"), role=column(Membership, "role"),
+        user_columns=rows.select_list(User, "u"), project_columns=rows.select_list(Project, "p"),
+        token=rows.table(Token), user=rows.table(User), user_id=column(User, "id"),
+        token_user=column(Token, "user"), project=rows.table(Project),
+        slug=column(Project, "slug"), membership=rows.table(Membership),
+        membership_project=column(Membership, "project"), project_id=column(Project, "id"),
+        membership_user=column(Membership, "user"), is_active=column(Membership, "is_active"),
+        token_key=column(Token, "key"),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """A token's user, the token's creation time, and what `project_and_role(user, slug)`
+    answers for the project named in the request (None: not a member, or no such project)."""
+
+    user: User
+    created: datetime
+    slug: str
+    project_and_role: tuple[Project, Role] | None
+
+
+def token_holder(key: str, slug: str) -> TokenHolder | None:
+    """The holder of API token `key` and their role in project `slug`, in one query on
+    PostgreSQL (emoloop.rows); None when no token has this key. The caller checks that
+    the user is active."""
+    if "\x00" in key or "\x00" in slug:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_token_member_statement(), [slug, key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    created, role = row[0], row[1]
+    split = 2 + rows.width(User)
+    user = rows.instance(User, row[2:split])
+    found: tuple[Project, Role] | None = None
+    if row[split] is not None:  # the project exists
+        if user.is_superuser:
+            found = (rows.instance(Project, row[split:]), Role.ADMIN)
+        elif role is not None:
+            found = (rows.instance(Project, row[split:]), Role(role))
+    return TokenHolder(user=user, created=created, slug=slug, project_and_role=found)
 
 
 def annotator_may_hear(user: User, clip: Clip) -> bool:

@@ -7,7 +7,7 @@ import threading
 import uuid
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from emoloop import rows
 from labelling.models import Annotation, Clip, Lease, Project, Role, SkipReason, TaxonomyNode
@@ -65,7 +65,7 @@ def _supersede_sql() -> str:
     """The annotator's current annotation of a clip becomes history (clip, annotator)."""
 
     def column(name: str) -> str:
-        return connection.ops.quote_name(Annotation._meta.get_field(name).column)
+        return rows.column(Annotation, name)
 
     return (  # names from model metadata, values as parameters
         f"UPDATE {rows.table(Annotation)} SET {column('is_current')} = false"  # noqa: S608
