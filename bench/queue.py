@@ -473,6 +473,9 @@ def main() -> None:
     if marker is not None and marker != (SEED_VERSION, args.clips):
         admin(maintenance, f'DROP DATABASE IF EXISTS "{name}"')
     with scratch_database(name, reuse_db=True, prefix="emoloop-bench-queue-") as (_, created):
+        # The in-process figures run with the deployment's persistent connections too (the
+        # test client does not close them; prepared statements need them: emoloop.rows).
+        os.environ["DATABASE_CONN_MAX_AGE"] = "60"
         import django
 
         django.setup()

@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, models
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, models
 
 M = TypeVar("M", bound=models.Model)
 
@@ -48,13 +49,16 @@ def _concrete(model: type[models.Model]) -> tuple[tuple[str, ...], tuple[str, ..
 
 
 @functools.cache
-def _converters(model: type[models.Model]) -> tuple[tuple[int, Any], ...]:
-    """(position, field) of the fields whose values need their `from_db_value` (JSON)."""
-    return tuple(
-        (i, field)
-        for i, field in enumerate(model._meta.concrete_fields)
-        if hasattr(field, "from_db_value")
-    )
+def _converters(model: type[models.Model]) -> tuple[tuple[int, tuple[Any, ...]], ...]:
+    """(position, the field's converters) of the fields whose values the ORM converts after
+    reading them (`Field.get_db_converters`: a JSON field's `from_db_value`, and a foreign
+    key's, which are its target field's)."""
+    found = []
+    for i, field in enumerate(model._meta.concrete_fields):
+        converters = tuple(field.get_db_converters(connection))
+        if converters:
+            found.append((i, converters))
+    return tuple(found)
 
 
 def enabled() -> bool:
@@ -84,20 +88,26 @@ def instance(model: type[M], values: Sequence[Any]) -> M:
     ORM loads one (`from_db`, after each field's own `from_db_value`; PostgreSQL's driver
     returns Python values for the other types, so the backend needs no converter)."""
     row = list(values)
-    for i, field in _converters(model):
-        row[i] = field.from_db_value(row[i], None, connection)
+    for i, converters in _converters(model):
+        for convert in converters:
+            row[i] = convert(row[i], None, connection)
     return model.from_db(DEFAULT_DB_ALIAS, list(_concrete(model)[0]), row)
 
 
 @functools.cache
 def _insert_statement(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:
-    """INSERT of every concrete field but an automatic primary key, returning the key."""
-    pk = model._meta.pk
-    fields = tuple(
-        field
-        for field in model._meta.concrete_fields
-        if not (field is pk and isinstance(field, models.AutoField | models.BigAutoField))
-    )
+    """INSERT of every concrete field but an automatic primary key, returning the key.
+
+    For plain models only (what the ORM's insert does beyond this is refused here): no
+    multi-table inheritance, no generated fields, no database-side defaults."""
+    meta = model._meta
+    if meta.parents or list(meta.local_concrete_fields) != list(meta.concrete_fields):
+        raise TypeError(f"rows.insert does not handle {model.__name__}: it inherits a table")
+    for field in meta.concrete_fields:
+        if getattr(field, "generated", False) or field.db_default is not models.NOT_PROVIDED:
+            raise TypeError(f"rows.insert does not handle {model.__name__}.{field.name}")
+    pk = meta.pk
+    fields = tuple(field for field in meta.concrete_fields if field is not meta.auto_field)
     # Names from model metadata, values as parameters.
     sql = "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(  # noqa: S608
         table(model),
@@ -160,13 +170,19 @@ def _prepared_form(sql: str) -> tuple[str, str, tuple[str, ...]]:
 
 def execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
     """Execute a statement (named placeholders) as a server-side prepared statement of this
-    database connection: PostgreSQL plans it once per connection instead of on every call
-    (planning the lease statement costs about as much as running it). Prepared statements
-    belong to the connection and outlive a rolled-back transaction; a new connection
-    prepares again. Off with EMOLOOP_PREPARED_STATEMENTS=false (a transaction-mode pooler
-    such as PgBouncer's hands each transaction another connection: plain statements
-    there)."""
-    if not settings.EMOLOOP_PREPARED_STATEMENTS:
+    database connection: PostgreSQL parses it once per connection and, after a few
+    executions, reuses a generic plan instead of planning every call (planning the lease
+    statement costs about as much as running it). Prepared statements belong to the
+    connection and outlive a rolled-back transaction; a new connection prepares again.
+
+    Plain statements when EMOLOOP_PREPARED_STATEMENTS is false (a transaction-mode pooler
+    such as PgBouncer's hands each transaction another server connection) or connections
+    are not kept between requests (DATABASE_CONN_MAX_AGE=0: nothing to reuse). When the
+    server refuses a prepared statement (it is gone, or a migration changed its result
+    type), the error is raised, this connection's record is forgotten and the connection is
+    closed at the end of the request: the next request starts afresh.
+    """
+    if not settings.EMOLOOP_PREPARED_STATEMENTS or not connection.settings_dict["CONN_MAX_AGE"]:
         cursor.execute(sql, params)
         return
     name, prepare, names = _prepared_form(sql)
@@ -174,12 +190,17 @@ def execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
     # raw connection they belong to: a reconnect starts with none.
     raw = connection.connection
     known = getattr(connection, "emoloop_prepared", None)
-    if known is None or known[0] is not raw:
-        # What this connection holds already (a pooled or reused one may hold some).
-        cursor.execute("SELECT name FROM pg_prepared_statements")
-        known = (raw, {row[0] for row in cursor.fetchall()})
-        setattr(connection, "emoloop_prepared", known)  # noqa: B010 (a wrapper's attribute)
-    if name not in known[1]:
-        cursor.execute(prepare.replace("%", "%%"), ())
-        known[1].add(name)
-    cursor.execute(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})", params)
+    try:
+        if known is None or known[0] is not raw:
+            # What this connection holds already (a pooled or reused one may hold some).
+            cursor.execute("SELECT name FROM pg_prepared_statements")
+            known = (raw, {row[0] for row in cursor.fetchall()})
+            setattr(connection, "emoloop_prepared", known)  # noqa: B010 (a wrapper's attribute)
+        if name not in known[1]:
+            cursor.execute(prepare, ())
+            known[1].add(name)
+        cursor.execute(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})", params)
+    except DatabaseError:
+        setattr(connection, "emoloop_prepared", None)  # noqa: B010
+        connection.close_at = time.monotonic()  # closed when the request ends
+        raise

@@ -260,10 +260,6 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# Sessions are read from the cache and written through to the database: the annotator's
-# page is authenticated by its session on every label, and a cache read is cheaper than a
-# query (a cache miss, or a cleared cache, falls back to the database).
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Session and CSRF cookies only over HTTPS; off by default only in development.
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not (DEBUG or DEV_MODE))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

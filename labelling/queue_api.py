@@ -161,7 +161,11 @@ def well_formed_submit(data: Any) -> dict | None:
             except ValueError:
                 return None
         elif key == "node":
-            if kind is not str or len(value) > 80 or value != value.strip() or "\x00" in value:
+            # DRF's CharField trims, and refuses NUL and lone surrogates (which the JSON
+            # parser lets through and no response could encode): the serializer's to say.
+            if kind is not str or len(value) > 80 or value != value.strip():
+                return None
+            if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
                 return None
             fields[key] = value
         elif key in _SUBMIT_CHOICES:
@@ -177,9 +181,11 @@ def well_formed_submit(data: Any) -> dict | None:
                 return None
             fields[key] = value
         elif key in ("valence", "arousal"):
-            if value is not None and (
-                kind not in (int, float) or not math.isfinite(value) or not -1 <= value <= 1
-            ):
+            # Compared as given: an int too large for a float is the serializer's to refuse.
+            in_range = (kind is int and -1 <= value <= 1) or (
+                kind is float and math.isfinite(value) and -1 <= value <= 1
+            )
+            if value is not None and not in_range:
                 return None
             fields[key] = None if value is None else float(value)
         else:

@@ -9,10 +9,16 @@ stands in for.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 from django.db.models import signals
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -20,6 +26,7 @@ from labelling.models import Annotation, Lease, Membership, Role
 from labelling.queue_api import SubmitSerializer, well_formed_submit
 from labelling.services import access, membership, queue
 from labelling.services.annotations import record_annotation
+from labelling.services.queue import lease
 from tests.factories import ClipFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +74,12 @@ BODIES: list[object] = [
     {**BASE, "node": "mad", "valence": float("inf")},
     {**BASE, "node": "mad", "valence": "0.5"},
     {**BASE, "node": "mad", "valence": False},
+    {**BASE, "node": "mad", "valence": 10**400},
+    {**BASE, "node": "mad", "arousal": -(10**400)},
+    {**BASE, "node": "mad", "valence": 1e308 * 10},
+    {**BASE, "node": "\ud800"},
+    {**BASE, "node": "m\udfffad"},
+    {**BASE, "node": "wütend"},
     {**BASE, "node": "mad", "extra": 1},
     {**BASE, "node": "mad", "csrfmiddlewaretoken": "x"},
     {"lease": LEASE.replace("-", ""), "client_id": CLIENT, "node": "mad"},
@@ -91,6 +104,47 @@ def test_well_formed_submit_gives_what_the_serializer_gives(body):
     assert all(type(fast[key]) is type(value) for key, value in serializer.validated_data.items())
 
 
+_JSON_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=90),
+    st.sampled_from(["mad", "mad.hurt", " mad", "noise", "high", "", LEASE, CLIENT]),
+    st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+_SUBMIT_KEYS = [
+    "lease", "client_id", "node", "skip_reason", "intensity", "unsure", "time_spent_ms",
+    "play_count", "heard_to_end", "suggestion_shown", "valence", "arousal", "next", "other",
+]  # fmt: skip
+
+
+@hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    extra=st.dictionaries(st.sampled_from(_SUBMIT_KEYS), _JSON_VALUES, max_size=6),
+    base=st.sampled_from([{**BASE, "node": "mad"}, {**BASE, "skip_reason": "noise"}, {}]),
+)
+def test_well_formed_submit_never_disagrees_with_the_serializer(extra, base):
+    """Any body: the shortcut either defers (None) or gives the serializer's fields."""
+    body = {**base, **extra}
+    fast = well_formed_submit(body)
+    if fast is not None:
+        serializer = SubmitSerializer(data=body)
+        assert serializer.is_valid(), (body, serializer.errors)
+        assert fast == dict(serializer.validated_data)
+
+
+def test_bodies_the_serializer_refuses_answer_400_not_500(project, annotator):
+    """A lone surrogate in the node and a number too large for a float: 400 from the
+    serializer (the shortcut must not take them)."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=annotator).key}")
+    path = f"/api/projects/{project.slug}/annotations/"
+    for raw in (
+        f'{{"lease": "{LEASE}", "client_id": "{CLIENT}", "node": "\\ud800"}}',
+        f'{{"lease": "{LEASE}", "client_id": "{CLIENT}", "node": "mad", "valence": 1{"0" * 400}}}',
+    ):
+        response = client.generic("POST", path, raw, content_type="application/json")
+        assert response.status_code == 400, (raw[:80], response.content[:200])
+
+
 def test_the_pages_bodies_take_the_short_way():
     """Not a test that cannot fail: the shortcut must serve what the page sends."""
     assert well_formed_submit(BODIES[0]) is not None
@@ -101,24 +155,29 @@ def test_the_pages_bodies_take_the_short_way():
 
 
 def test_token_authentication_refuses_as_drf_does(project, annotator):
+    """At both token doors: a project-scoped view (scoping.ProjectTokenAuthentication) and
+    any other view (emoloop.token_auth.TokenAuthentication)."""
     token = Token.objects.create(user=annotator)
-    path = f"/api/projects/{project.slug}/next/"
 
-    def call(key: str):
+    def call(key: str, scoped: bool):
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-        return client.post(path)
+        if scoped:
+            return client.post(f"/api/projects/{project.slug}/next/")
+        return client.get("/api/projects/")
 
-    assert call(token.key).status_code in (200, 204)
-    wrong = call("0" * 40)
-    assert wrong.status_code == 401
-    assert wrong.json()["detail"] == "Invalid token."
-    assert call("a\x00b").status_code == 401
+    for scoped in (True, False):
+        assert call(token.key, scoped).status_code in (200, 204)
+        wrong = call("0" * 40, scoped)
+        assert wrong.status_code == 401
+        assert wrong.json()["detail"] == "Invalid token."
+        assert call("a\x00b", scoped).status_code == 401
     annotator.is_active = False
     annotator.save(update_fields=["is_active"])
-    inactive = call(token.key)
-    assert inactive.status_code == 401
-    assert inactive.json()["detail"] == "User inactive or deleted."
+    for scoped in (True, False):
+        inactive = call(token.key, scoped)
+        assert inactive.status_code == 401
+        assert inactive.json()["detail"] == "User inactive or deleted."
 
 
 def test_project_and_role_matches_the_orm(
@@ -181,32 +240,68 @@ def test_a_label_insert_with_save_receivers_takes_the_orms_path(project, annotat
 
 
 def test_the_lease_statement_is_prepared_once_per_connection(project, annotator, settings):
-    """Prepared on the connection's first lease, executed after; a new connection prepares
-    again; EMOLOOP_PREPARED_STATEMENTS=false sends the plain statement."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    queue.enqueue_clips(project, [ClipFactory(project=project) for _ in range(4)], seed=1)
-
-    def lease_statements() -> list[str]:
-        with CaptureQueriesContext(connection) as ctx:
-            assert queue.next_clip(project, annotator) is not None
-        words = [q["sql"].split()[0] for q in ctx.captured_queries]
-        return [word for word in words if word in ("PREPARE", "EXECUTE", "WITH")]
-
-    assert lease_statements() == ["PREPARE", "EXECUTE"]
-    assert lease_statements() == ["EXECUTE"]
-    # A connection this process has not seen (reused, or pooled) is asked what it holds.
+    """Prepared on a connection's first lease, executed after; a connection this process
+    has not seen is asked what it holds; EMOLOOP_PREPARED_STATEMENTS=false (or connections
+    not kept between requests) sends the plain statement."""
+    queue.enqueue_clips(project, [ClipFactory(project=project) for _ in range(6)], seed=1)
+    fresh_connection()
+    assert lease_statements(project, annotator) == ["ASK", "PREPARE", "EXECUTE"]
+    assert lease_statements(project, annotator) == ["EXECUTE"]
+    # Reused, or pooled: it holds the statement already.
     connection.emoloop_prepared = (object(), set())
-    assert lease_statements() == ["EXECUTE"]
-    # A new connection holds none.
+    assert lease_statements(project, annotator) == ["ASK", "EXECUTE"]
+    Lease.objects.filter(annotator=annotator).delete()
+    settings.EMOLOOP_PREPARED_STATEMENTS = False
+    assert lease_statements(project, annotator) == ["WITH"]
+    settings.EMOLOOP_PREPARED_STATEMENTS = True
+    monkeypatch_conn_max_age = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 0
+    try:
+        assert lease_statements(project, annotator) == ["WITH"]
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = monkeypatch_conn_max_age
+
+
+def test_a_refused_prepared_statement_fails_once_then_recovers(project, annotator):
+    """The server no longer holds the statement this process recorded (a pooler swapped the
+    connection): that request fails, the record is forgotten and the connection is closed
+    at the end of the request; the next lease prepares it again."""
+    queue.enqueue_clips(project, [ClipFactory(project=project) for _ in range(4)], seed=1)
+    fresh_connection()
+    assert lease_statements(project, annotator) == ["ASK", "PREPARE", "EXECUTE"]
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # behind this process's back
+    with pytest.raises(DatabaseError), transaction.atomic():
+        queue.next_clip(project, annotator)
+    assert connection.close_at is not None
+    assert connection.close_at <= time.monotonic()
+    connection.close_at = None  # (the test's connection is kept: its transaction holds data)
+    assert lease_statements(project, annotator) == ["ASK", "PREPARE", "EXECUTE"]
+
+
+def fresh_connection() -> None:
+    """As after a reconnect: the server holds no prepared statement, and this process knows."""
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
-    connection.emoloop_prepared = (object(), set())
-    assert lease_statements() == ["PREPARE", "EXECUTE"]
-    settings.EMOLOOP_PREPARED_STATEMENTS = False
-    Lease.objects.filter(annotator=annotator).delete()
-    assert lease_statements() == ["WITH"]
+    connection.emoloop_prepared = None
+
+
+def lease_statements(project, annotator) -> list[str]:
+    """The first words of the statements one lease sends to prepare and run the lease
+    statement (ASK: the question of what the connection holds)."""
+    Lease.objects.filter(annotator=annotator).delete()  # never at the two-lease limit
+    lease.RECLAIM_EVERY_S, saved = 3600.0, lease.RECLAIM_EVERY_S
+    lease._last_reclaim[project.pk] = time.monotonic()
+    try:
+        with CaptureQueriesContext(connection) as ctx:
+            assert queue.next_clip(project, annotator) is not None
+    finally:
+        lease.RECLAIM_EVERY_S = saved
+    words = [
+        "ASK" if "pg_prepared_statements" in q["sql"] else q["sql"].split()[0]
+        for q in ctx.captured_queries
+    ]
+    return [word for word in words if word in ("ASK", "PREPARE", "EXECUTE", "WITH")]
 
 
 @pytest.mark.parametrize("path", ["next", "undo"])

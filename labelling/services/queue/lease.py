@@ -291,10 +291,15 @@ _LEASED_CLIP_FIELDS = ("id", "duration_s", "transcript", "language", "channel", 
                        "rms_dbfs", "recording_id", "start_s", "speaker_id", "gender")  # fmt: skip
 
 
-def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tuple[str, dict]:
+# Stands for the project's id while the windows are compiled: the statement's text is the
+# same for every project, which takes the id as its `%(project)s` parameter.
+_ANY_PROJECT = -7_000_001
+
+
+def _candidate_window(*, started: bool, windowed: bool) -> tuple[str, dict]:
     """One candidate window of the lease statement, compiled from `wanting_labels`, with
     named placeholders (the statement around it uses named ones)."""
-    entries = wanting_labels(Project(pk=project_id))
+    entries = wanting_labels(Project(pk=_ANY_PROJECT))
     if started:
         entries = entries.filter(open_slots__lt=F("target"))
     else:
@@ -304,27 +309,32 @@ def _candidate_window(project_id: int, *, started: bool, windowed: bool) -> tupl
         window = window[:CANDIDATE_WINDOW]
     sql, params = window.query.sql_with_params()
     # The compiled SQL holds no literal % (every value is a parameter): only placeholders.
-    # Whole numbers (the project's id, the open-slot floor) are written into the statement:
-    # the lease statement is prepared once per connection (rows.execute_prepared), and a
-    # plan made for any value of `open_slots > $n` could not use the partial indexes whose
-    # predicate is `open_slots > 0`.
+    # The project's id becomes the statement's `%(project)s`; the other whole numbers (the
+    # open-slot floor) are written into it: the statement is prepared (rows.
+    # execute_prepared), and a generic plan for `open_slots > $n` could not use the partial
+    # indexes whose predicate is `open_slots > 0`.
     names = [f"{'started' if started else 'fresh'}_{i}" for i in range(len(params))]
-    inlined = [type(value) is int for value in params]
-    text = sql % tuple(
-        str(value) if inline else f"%({name})s"
-        for name, value, inline in zip(names, params, inlined, strict=True)
-    )
-    kept = zip(names, params, inlined, strict=True)
-    return text, {name: value for name, value, inline in kept if not inline}
+    parts, named = [], {}
+    for name, value in zip(names, params, strict=True):
+        if type(value) is int and value == _ANY_PROJECT:
+            parts.append("%(project)s")
+        elif type(value) is int:
+            parts.append(str(value))
+        else:
+            parts.append(f"%({name})s")
+            named[name] = value
+    if "%(project)s" not in parts:
+        raise AssertionError("wanting_labels no longer filters by project")
+    return sql % tuple(parts), named
 
 
-@functools.lru_cache(maxsize=1024)
-def _lease_statement(project_id: int, *, windowed: bool) -> tuple[str, dict]:
-    """The lease statement for a project, with its candidate windows' parameters (compiled
-    once per process and project: compiling the windows costs a few tenths of a ms, a
-    noticeable share of a lease)."""
-    started, started_params = _candidate_window(project_id, started=True, windowed=windowed)
-    fresh, fresh_params = _candidate_window(project_id, started=False, windowed=windowed)
+@functools.cache
+def _lease_statement(*, windowed: bool) -> tuple[str, dict]:
+    """The lease statement, with its candidate windows' parameters (compiled once per
+    process: compiling the windows costs a few tenths of a ms, a noticeable share of a
+    lease)."""
+    started, started_params = _candidate_window(started=True, windowed=windowed)
+    fresh, fresh_params = _candidate_window(started=False, windowed=windowed)
     clip_columns = ", ".join(f"c.{column(Clip, name)}" for name in _LEASED_CLIP_FIELDS)
     sql = render(_LEASE_NEXT_PG, started=started, fresh=fresh, clip_columns=clip_columns)
     return sql, {**started_params, **fresh_params}
@@ -338,7 +348,7 @@ def _lease_regular_pg(project: Project, user: User, lease_id: uuid.UUID) -> Leas
     }  # fmt: skip
     with connection.cursor() as cursor:
         for windowed in (True, False):
-            sql, window_params = _lease_statement(project.pk, windowed=windowed)
+            sql, window_params = _lease_statement(windowed=windowed)
             rows.execute_prepared(cursor, sql, {**window_params, **params})
             active, created_at, *rest = cursor.fetchone()
             if created_at is not None or active >= MAX_ACTIVE_LEASES:

@@ -24,7 +24,7 @@ def wanting_labels(project: Project) -> models.QuerySet[QueueEntry]:
     slot. The one definition of "the unlabelled pool": the lease (both paths; the
     PostgreSQL statement compiles its candidate windows from it), re-prioritising and the
     learner's pool (labelling.services.loop) all start from it. It reads only the project's
-    id (the lease caches its compiled SQL by that id)."""
+    id (the lease compiles it once, with a stand-in id that becomes a parameter)."""
     return QueueEntry.objects.filter(project=project, open_slots__gt=0, is_gold=False)
 
 
