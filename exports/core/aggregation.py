@@ -224,11 +224,12 @@ def fit_coded(
     # From its own module (the class crowdkit.aggregation exports), so that the worker's
     # lean imports (exports.core.ds_worker) find it without the package's __init__.
     import pandas as pd
-    from crowdkit.aggregation.classification.dawid_skene import DawidSkene
     from pandas.errors import PandasDeprecationWarning
 
+    from exports.core.dawid_skene import BlockedDawidSkene
+
     frame = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
-    model = DawidSkene(n_iter=n_iter, tol=tol)
+    model = BlockedDawidSkene(n_iter=n_iter, tol=tol)
     # crowd-kit 1.4.2 still passes inplace= and copy= that pandas 3 deprecates: one warning
     # per EM step would flood the export task's log. Only those warnings, only from crowd-kit.
     with warnings.catch_warnings():

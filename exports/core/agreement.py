@@ -81,7 +81,7 @@ def _alpha_of_counts(counts: np.ndarray) -> float:
     if items * values * values <= BLOCK_CELLS:
         return float(
             krippendorff.alpha(
-                value_counts=counts,
+                value_counts=counts.astype(np.int_, copy=False),
                 value_domain=np.arange(values),
                 level_of_measurement="nominal",
             )
@@ -106,7 +106,7 @@ def _blockwise_alpha(counts: np.ndarray, block_cells: int = BLOCK_CELLS) -> floa
     block = max(1, block_cells // (values * values))
     coincidences = np.zeros((values, values))
     for start in range(0, items, block):
-        part = counts[start : start + block]
+        part = counts[start : start + block].astype(np.int_, copy=False)
         pairable = np.maximum(part.sum(axis=1), 2)
         diagonals = part[:, np.newaxis, :] * eye[np.newaxis, ...]
         unnormalised = part[..., np.newaxis] * part[:, np.newaxis, :] - diagonals
@@ -143,7 +143,7 @@ def _exact_coincidences(counts: np.ndarray) -> np.ndarray | None:
     values = counts.shape[1]
     coincidences = np.zeros((values, values))
     for divisor in np.unique(divisors).tolist():
-        part = counts[divisors == divisor].astype(np.int64)
+        part = counts[divisors == divisor].astype(np.int64, copy=False)
         pairs = part.T @ part - np.diag(part.sum(axis=0))
         coincidences += pairs / divisor
     return coincidences

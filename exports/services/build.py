@@ -22,6 +22,8 @@ file as uploaded, or of a segment's WAV cut from its recording) is there in both
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import heapq
 import json
@@ -31,12 +33,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.core.files.storage import default_storage
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from exports.core import aggregation as agg
-from exports.core import coded
+from exports.core import coded, plots
 from exports.core.archive import MANIFEST, Row, sha256_file, write_sha256sums, write_twin_tables
 from exports.core.splits import SplitClip, assign_splits, group_of
 from exports.models import DatasetVersion
@@ -110,6 +113,29 @@ def _none(_stage: str, _done: int, _total: int) -> None:
     return None
 
 
+def _load_libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
+
+
+def give_back_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's malloc_trim; nothing elsewhere).
+
+    The aggregation stage's arrays (tens of MB each, freed when it ends) raise glibc's
+    mmap threshold, so the later stages' allocations of a few MB land in the heap, whose
+    free pages glibc keeps: the process stayed ~35 MB above what it held while the
+    Dawid-Skene worker, beside it, was at its own peak. Called between stages; a few ms."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def _table(folder: Path, name: str, columns: tuple[str, ...], rows: Iterator[Row]) -> int:
     """Write the rows to `<name>.csv` and its JSONL twin in one pass (same rows, same order;
     no row is kept: memory stays flat however many rows)."""
@@ -168,20 +194,21 @@ def _label_rows(
     votes: coded.Votes,
     adjudicated: dict[int, str],
     ring_number: int,
-    ds: dict[agg.Item, tuple[str, float]],
+    ds: tuple[np.ndarray, np.ndarray],
 ) -> Iterator[Row]:
     """labels_<ring> rows, sorted by clip.
 
     `label` is the label to train on: a reviewer's adjudication (at this ring) where there
     is one, else the majority vote; `adjudicated` says which. A clip decided at a ring that
-    none of its ratings reaches has a row of its own there (no votes, 0 raters)."""
+    none of its ratings reaches has a row of its own there (no votes, 0 raters). `ds`:
+    Dawid-Skene's label code and its posterior per item, in `ring.items` order."""
     here: dict[int, str] = {
         item: key for item, full in adjudicated.items() if (key := agg.at_ring(full, ring_number))
     }
     voted = zip(
         ring.items.tolist(), [ring.labels[code] for code in votes.label.tolist()],
         votes.votes.tolist(), votes.raters.tolist(), votes.tied.tolist(),
-        coded.soft_and_pairwise(ring, votes), strict=True,
+        coded.soft_and_pairwise(ring, votes), ds[0].tolist(), ds[1].tolist(), strict=True,
     )  # fmt: skip
     unvoted = sorted(set(here).difference(ring.items.tolist()))
     for item, *vote in heapq.merge(voted, ((item,) for item in unvoted), key=lambda v: v[0]):
@@ -192,8 +219,8 @@ def _label_rows(
                    "dawid_skene": None, "dawid_skene_probability": None,
                    "agreement": None}  # fmt: skip
             continue
-        label, count, raters, tied, (soft, pairwise) = vote
-        ds_label, ds_probability = ds[item]
+        label, count, raters, tied, (soft, pairwise), ds_code, ds_probability = vote
+        ds_label = ring.labels[ds_code]
         yield {
             "clip_id": item, "label": decided or label, "adjudicated": decided,
             "raters": raters, "majority": label, "majority_votes": count, "tied": tied,
@@ -298,8 +325,9 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
     rated = [ring.finish() for ring in collected.rings]
     collected.rings = []
     collected.annotators = len(rated[0].raters)
-    # Dawid-Skene of every ring goes to the worker now; its labels are written last.
-    ds_pending = [fits.submit_coded(ring.for_dawid_skene()) for ring in rated]
+    # Dawid-Skene of every ring goes to the worker now, the outer ring first: its fit is the
+    # worker's largest (72 labels), done while this process is smallest; labels written last.
+    ds_pending = [fits.submit_coded(ring.for_dawid_skene()) for ring in reversed(rated)][::-1]
 
     progress("aggregation", 0, total)
     adjudicated = {clip: key for clip, (node, _when) in decided.items() if (key := keys.key(node))}
@@ -327,11 +355,20 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
 
     _table(folder, "weak_labels", labels.WEAK_LABEL_COLUMNS, labels.weak_label_rows(version, clips))
 
+    give_back_memory()
     progress("splits", 0, total)
+    # One string object per distinct value (a speaker's group, a gender, a language) instead
+    # of one per clip: 100,000 clips name a few hundred speakers (~30 MB less, held from
+    # here until the datasheet is written).
+    shared: dict[Any, Any] = {}
+
+    def one(value: Any) -> Any:
+        return shared.setdefault(value, value)
+
     split_input = [
         SplitClip(
             clip_id=pk,
-            group=group_of(speaker, recording, pk),
+            group=one(group_of(speaker, recording, pk)),
             # A clip with no human label at the core ring (only corpus labels, or labels a
             # taxonomy update dropped) is still in the dataset, in its own stratum.
             label=consensus[0].get(pk, NO_LABEL),
@@ -358,8 +395,9 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
         # the build's longest stream after the annotations.
         fields = clips.values_list(*CLIP_FIELDS, named=True).iterator(chunk_size=CHUNK)
         for done, clip in enumerate(fields, start=1):
-            sheet_clips[clip.pk] = (clip.duration_s, clip.gender, clip.speaker_id,
-                                    clip.age_band, clip.language, clip.channel)  # fmt: skip
+            sheet_clips[clip.pk] = (clip.duration_s, one(clip.gender), one(clip.speaker_id),
+                                    one(clip.age_band), one(clip.language),
+                                    one(clip.channel))  # fmt: skip
             if copy_audio:
                 name: str | None = f"audio/{clip.pk}.wav"
                 uri = None
@@ -389,11 +427,10 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
     _table(folder, "lineage", lineage.LINEAGE_COLUMNS, selections)
     version.lineage = summary.as_json(total)
 
-    progress("labels", 0, total)
-    for ring in range(rings):
-        rows = _label_rows(rated[ring], votes[ring], adjudicated, ring, ds_pending[ring]())
-        _table(folder, f"labels_{RINGS[ring]}", LABEL_COLUMNS, rows)
-
+    # The datasheet does not need Dawid-Skene: its figures are made and written while the
+    # worker may still be fitting, then this process gives back what only they needed before
+    # it waits for the worker. Its plots (matplotlib, ~30 MB) are drawn after the worker ended.
+    progress("datasheet", 0, total)
     taxonomy = version.taxonomy_version
     _write_json(folder / "version.json", {
         "project": version.project.slug, "number": version.number,
@@ -427,7 +464,22 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
             mapping=keys.applied,
         )
     )
-    datasheet.write(folder, _rounded(sheet))
+    sheet = _rounded(sheet)
+    datasheet.write_text(folder, sheet)
+    del consensus, collected, figures
+    sheet_clips.clear()  # the clip table's closure holds these three
+    groups.clear()
+    shared.clear()
+    give_back_memory()
+
+    progress("labels", 0, total)
+    for ring in range(rings):
+        rows = _label_rows(rated[ring], votes[ring], adjudicated, ring, ds_pending[ring].arrays())
+        _table(folder, f"labels_{RINGS[ring]}", LABEL_COLUMNS, rows)
+    fits.close()
+
+    progress("plots", 0, total)
+    plots.write_all(folder / "plots", sheet)
     write_sha256sums(folder)
     return total
 

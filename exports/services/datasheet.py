@@ -253,8 +253,14 @@ def _markdown(data: dict[str, Any]) -> str:
 
 def write(folder: Path, data: dict[str, Any]) -> None:
     """datasheet.json, datasheet.md and plots/*.png (deterministic bytes)."""
+    write_text(folder, data)
+    plots.write_all(folder / "plots", data)
+
+
+def write_text(folder: Path, data: dict[str, Any]) -> None:
+    """datasheet.json and datasheet.md; `plots.write_all` draws the rest (the build draws
+    them after its Dawid-Skene worker has ended: matplotlib's memory is not beside it)."""
     (folder / "datasheet.json").write_text(
         json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     (folder / "datasheet.md").write_text(_markdown(data), encoding="utf-8")
-    plots.write_all(folder / "plots", data)

@@ -60,6 +60,11 @@ class RingFits:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (its memory goes with it) and remove the job files; once every
+        result was asked for, or when the fits are abandoned. Again: nothing to do."""
         worker, self.worker = self.worker, None
         if worker is not None:
             if len(self.answers) < self.sent:
@@ -119,18 +124,34 @@ class RingFits:
         del by_item
         return self.submit_coded(coded)
 
-    def submit_coded(self, coded: agg.CodedRatings) -> Fit:
+    def submit_coded(self, coded: agg.CodedRatings) -> PendingFit:
         """`submit` for ratings already coded (exports.core.coded.CodedRing)."""
-        if not coded.items:
-            return dict
-        job = self._send(coded)
+        return PendingFit(self, coded, self._send(coded) if coded.items else None)
 
-        def result() -> dict[agg.Item, tuple[str, float]]:
-            fitted = self._receive(job) if job is not None else None
-            if fitted is None:
-                fitted = agg.fit_coded_top(
-                    coded.tasks, coded.workers, coded.labels, self.n_iter, self.tol
-                )
-            return agg.top_labels(coded, *fitted)
+    def fitted(self, coded: agg.CodedRatings, job: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The worker's arrays for the job, or the same fit in this process."""
+        fitted = self._receive(job) if job is not None else None
+        if fitted is None:
+            fitted = agg.fit_coded_top(
+                coded.tasks, coded.workers, coded.labels, self.n_iter, self.tol
+            )
+        return fitted
 
-        return result
+
+class PendingFit:
+    """One ring's Dawid-Skene, submitted: call it for {item: (label, posterior)}, or ask
+    `arrays` for the label codes and posteriors in item order (what the build writes, without
+    a dict of 100,000 tuples)."""
+
+    def __init__(self, fits: RingFits, coded: agg.CodedRatings, job: int | None) -> None:
+        self.fits, self.coded, self.job = fits, coded, job
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.coded.items:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return self.fits.fitted(self.coded, self.job)
+
+    def __call__(self) -> dict[agg.Item, tuple[str, float]]:
+        if not self.coded.items:
+            return {}
+        return agg.top_labels(self.coded, *self.arrays())
