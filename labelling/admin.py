@@ -46,12 +46,44 @@ from labelling.services import membership as membership_service
 from labelling.services import projects, storage, taxonomy
 
 
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    """The project page's members: a change of role and a removal are checked with the
+    membership service's rules (a project keeps an active admin), so that a refusal shows
+    beside the row; ProjectAdmin.save_formset then makes them through the service."""
+
+    by: Any = None  # the signed-in user, set by MembershipInline.get_formset
+
+    def clean(self) -> None:
+        super().clean()
+        refusals: list[str] = []
+        for form in self.forms:
+            member = form.instance
+            if not member.pk or not hasattr(form, "cleaned_data"):
+                continue
+            try:
+                # A row marked for removal is not validated as a form: its refusal is the
+                # formset's (shown above the rows).
+                if self.can_delete and self._should_delete_form(form):
+                    membership_service.check_removal(member)
+                elif "user" in form.changed_data:
+                    form.add_error("user", "Who the member is does not change: remove and add.")
+                elif "role" in form.changed_data:
+                    stored = Membership.objects.get(pk=member.pk)
+                    membership_service.check(stored, by=self.by, role=form.cleaned_data["role"])
+            except membership_service.MembershipRefused as exc:
+                refusals.append(f"{member.user}: {exc}")
+        if refusals:
+            raise forms.ValidationError(refusals)
+
+
 class MembershipInline(admin.TabularInline):
     """Staff add existing accounts directly (project admins outside staff invite).
     Deactivation is shown, not changed, here: it goes through the Membership admin (or the
-    API), which releases the member's leases."""
+    API), which releases the member's leases. Role changes and removals go through the
+    membership service (ProjectAdmin.save_formset)."""
 
     model = Membership
+    formset = MembershipInlineFormSet
     extra = 0
     autocomplete_fields = ["user"]
     fields = ["user", "role", "is_active", "deactivated_at"]
@@ -71,6 +103,11 @@ class MembershipInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._staff(request)
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.by = signed_in(request.user)
+        return formset
 
 
 class ProjectForm(forms.ModelForm):
@@ -134,6 +171,26 @@ class ProjectAdmin(ProjectScopedAdmin):
         projects.update_project(obj, changes)
         if version is not None:
             taxonomy.assign_to_project(obj, version)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Members: a removal and a change of role through the membership service (leases
+        released, the audit log, the last-admin rule checked again on the locked row)."""
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        by = signed_in(request.user)
+        formset.save(commit=False)
+        try:
+            for member in formset.deleted_objects:
+                membership_service.remove(member, by=by)
+            for member, fields in formset.changed_objects:
+                if "role" in fields:
+                    stored = Membership.objects.get(pk=member.pk)
+                    membership_service.change(stored, by=by, role=member.role)
+            for member in formset.new_objects:
+                member.save()
+        except membership_service.MembershipRefused as exc:
+            raise PermissionDenied(str(exc)) from exc
 
     def delete_model(self, request: HttpRequest, obj: Project) -> None:
 

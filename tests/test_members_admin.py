@@ -11,6 +11,7 @@ from labelling.models import Lease, Membership, QueueEntry, Role
 from labelling.services import queue
 from tests.conftest import make_user
 from tests.factories import ClipFactory
+from tests.test_admin_door import _project_form
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +94,56 @@ def test_the_project_inline_shows_but_does_not_change_whether_a_member_is_active
     assert 'name="memberships-1-is_active"' not in page
     membership.refresh_from_db()
     assert membership.is_active
+
+
+def _project_page_post(client, project, rows: list[tuple[Membership, dict]]):
+    """The project's change page posted with its members' inline rows (`rows`: each member
+    with the fields that change: role, DELETE)."""
+    data = _project_form(project)
+    data.update({
+        "memberships-TOTAL_FORMS": str(len(rows)), "memberships-INITIAL_FORMS": str(len(rows)),
+    })  # fmt: skip
+    for i, (member, changes) in enumerate(rows):
+        data.update({
+            f"memberships-{i}-id": str(member.pk), f"memberships-{i}-project": str(project.pk),
+            f"memberships-{i}-user": str(member.user_id), f"memberships-{i}-role": member.role,
+        })  # fmt: skip
+        data.update({f"memberships-{i}-{key}": value for key, value in changes.items()})
+    return client.post(f"/admin/labelling/project/{project.pk}/change/", data)
+
+
+def test_the_project_inline_keeps_the_last_admin_and_goes_through_the_service(
+    client, project, staff_admin, annotator
+):
+    """The inline is a door to the membership service too: the last active admin can be
+    neither demoted nor removed there; a removal releases the member's leases and is
+    recorded, a change of role is recorded."""
+    mine = Membership.objects.get(user=staff_admin)
+    theirs = Membership.objects.get(user=annotator)
+    clip = ClipFactory(project=project)
+    queue.enqueue_clips(project, [clip])
+    queue.next_clip(project, annotator)
+    client.force_login(staff_admin)
+
+    demote = _project_page_post(client, project, [(mine, {"role": Role.REVIEWER}), (theirs, {})])
+    remove_self = _project_page_post(client, project, [(mine, {"DELETE": "on"}), (theirs, {})])
+
+    for refused in (demote, remove_self):
+        assert refused.status_code == 200, "the page comes back with the error"
+        assert "at least one active admin" in refused.content.decode()
+    mine.refresh_from_db()
+    assert mine.role == Role.ADMIN
+    assert not AuditEvent.objects.filter(action__startswith="membership.").exists()
+
+    promoted = _project_page_post(client, project, [(mine, {}), (theirs, {"role": Role.ADMIN})])
+    assert promoted.status_code == 302, promoted.content.decode()[:2000]
+    theirs.refresh_from_db()
+    assert theirs.role == Role.ADMIN
+    assert AuditEvent.objects.filter(action="membership.role_changed").count() == 1
+
+    removed = _project_page_post(client, project, [(mine, {}), (theirs, {"DELETE": "on"})])
+    assert removed.status_code == 302, removed.content.decode()[:2000]
+    assert not Membership.objects.filter(pk=theirs.pk).exists()
+    assert Lease.objects.get(annotator=annotator).status == "expired"
+    assert QueueEntry.objects.get(clip=clip).open_slots == 2
+    assert AuditEvent.objects.filter(action="membership.removed").count() == 1

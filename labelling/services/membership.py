@@ -88,6 +88,11 @@ def check(
     _keeps_an_admin(membership, role=new_role, active=active)
 
 
+def check_removal(membership: Membership) -> None:
+    """The check step of `remove` (the admin's inline form shows the refusal)."""
+    _keeps_an_admin(membership, role="", active=False)
+
+
 def change(
     membership: Membership,
     *,
@@ -156,7 +161,7 @@ def remove(membership: Membership, *, by: User) -> None:
     active leases in the project are released first, as on deactivation."""
     with transaction.atomic():
         row = _lock(membership)
-        _keeps_an_admin(row, role="", active=False)
+        check_removal(row)
         queue.release_leases(row.project, row.user)
         audit.record(
             by, "membership.removed", project=row.project, target=row,
