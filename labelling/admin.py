@@ -63,7 +63,7 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
             try:
                 # A row marked for removal is not validated as a form: its refusal is the
                 # formset's (shown above the rows).
-                if self.can_delete and self._should_delete_form(form):
+                if self.can_delete and form.cleaned_data.get("DELETE"):
                     membership_service.check_removal(member)
                 elif "user" in form.changed_data:
                     form.add_error("user", "Who the member is does not change: remove and add.")
@@ -105,7 +105,7 @@ class MembershipInline(admin.TabularInline):
         return self._staff(request)
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
-        formset = super().get_formset(request, obj, **kwargs)
+        formset = cast(type[MembershipInlineFormSet], super().get_formset(request, obj, **kwargs))
         formset.by = signed_in(request.user)
         return formset
 
