@@ -72,8 +72,9 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             .distinct()
             .count()
         )
+        # Active members first; a deactivated one is shown as such (no member at any door).
         context["members"] = project.memberships.select_related("user").order_by(
-            "role", "user__username"
+            "-is_active", "role", "user__username"
         )
     if access.ROLE_RANK[role] >= access.ROLE_RANK[Role.ML_ENGINEER]:
         context["batches"] = list(

@@ -8,6 +8,7 @@ import pytest
 
 from audit.models import AuditEvent
 from labelling.models import Lease, Membership, QueueEntry, Role
+from labelling.services import membership as membership_service
 from labelling.services import queue
 from tests.conftest import make_user
 from tests.factories import ClipFactory
@@ -147,3 +148,17 @@ def test_the_project_inline_keeps_the_last_admin_and_goes_through_the_service(
     assert Lease.objects.get(annotator=annotator).status == "expired"
     assert QueueEntry.objects.get(clip=clip).open_slots == 2
     assert AuditEvent.objects.filter(action="membership.removed").count() == 1
+
+
+def test_the_project_page_marks_a_deactivated_member(client, project, reviewer, annotator):
+    """The team list of the project page (reviewers and up) shows who is deactivated, after
+    the active members."""
+    membership_service.deactivate(Membership.objects.get(user=annotator), by=reviewer)
+    client.force_login(reviewer)
+
+    page = client.get(f"/projects/{project.slug}/").content.decode()
+    team = page[page.index("<h2>Team</h2>") :]
+
+    assert f'{annotator.username} — Annotator <span class="muted">(deactivated)</span>' in team
+    assert f"{reviewer.username} — Reviewer</li>" in team
+    assert team.index(reviewer.username) < team.index(annotator.username)
