@@ -377,9 +377,13 @@ def report(args: argparse.Namespace, run: dict[str, Any]) -> None:
             "system) of the build process and of the worker. stages: from the build's "
             "progress callback; "
             "'aggregation' covers majority votes, gold.csv, agreement.json and weak labels; "
-            "'labels' waits for the worker's Dawid-Skene and writes labels_<ring>, then "
-            "version.json, datasheet with plots, SHA256SUMS. Shared machine (2 cores): see "
-            "the load averages and CPU seconds, and compare runs."
+            "'datasheet' writes version.json, datasheet.json and datasheet.md; 'labels' "
+            "waits for the worker's Dawid-Skene (the outer ring is fitted first) and writes "
+            "labels_<ring>, then stops the worker; 'plots' draws the datasheet's plots and "
+            "writes SHA256SUMS. The worker runs from the end of 'annotations' to the end of "
+            "'labels': the sampled peak is what both held at one moment of that overlap. "
+            "Shared machine (2 cores): see the load averages and CPU seconds, and compare "
+            "runs."
         ),
         "runs": [*previous, run][-KEEP_RUNS:],
     }

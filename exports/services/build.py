@@ -312,22 +312,20 @@ def _write(version: DatasetVersion, folder: Path, progress: Progress, fits: ds_f
         )
         if (key := keys.key(node)) is not None
     }
-    collected = labels.Collected(
-        rings=[coded.RingCollector() for _ in range(rings)], gold_keys=gold_keys
-    )
+    # The human ratings per ring first (a narrow query), each ring coded and grouped once
+    # (exports.core.coded); Dawid-Skene of every ring goes to the worker at once, the outer
+    # ring first: its fit is the worker's largest (72 labels), done while this process is
+    # smallest, and the fits are the build's critical path. Their labels are written last.
+    rated = [ring.finish() for ring in labels.human_ratings(version, clips, names, keys, rings)]
+    ds_pending = [fits.submit_coded(ring.for_dawid_skene()) for ring in reversed(rated)][::-1]
+    collected = labels.Collected(rings=[], gold_keys=gold_keys)
     annotation_count = _table(
         folder,
         "annotations",
         labels.ANNOTATION_COLUMNS,
         labels.annotation_rows(version, clips, names, keys, collected),
     )
-    # Each ring's ratings coded and grouped once (exports.core.coded); the collectors go.
-    rated = [ring.finish() for ring in collected.rings]
-    collected.rings = []
     collected.annotators = len(rated[0].raters)
-    # Dawid-Skene of every ring goes to the worker now, the outer ring first: its fit is the
-    # worker's largest (72 labels), done while this process is smallest; labels written last.
-    ds_pending = [fits.submit_coded(ring.for_dawid_skene()) for ring in reversed(rated)][::-1]
 
     progress("aggregation", 0, total)
     adjudicated = {clip: key for clip, (node, _when) in decided.items() if (key := keys.key(node))}

@@ -239,6 +239,42 @@ def weak_label_rows(version: DatasetVersion, clips: QuerySet[Clip]) -> Iterator[
         }  # fmt: skip
 
 
+def human_ratings(
+    version: DatasetVersion,
+    clips: QuerySet[Clip],
+    names: dict[int, str],
+    keys: KeyMap,
+    rings: int,
+) -> list[RingCollector]:
+    """The human ratings per ring that `annotation_rows` would collect (current labels of the
+    clips made before the version, mapped onto its taxonomy version; corpus labels, skips
+    and dropped feelings left out), read by a narrow query of their own: three integers a
+    row, a few seconds before the whole annotations table is, so that the build can hand
+    them to its Dawid-Skene worker at once (the fits are the build's critical path)."""
+    out = [RingCollector() for _ in range(rings)]
+    rows = (
+        Annotation.objects.filter(
+            clip_id__in=clips.values("pk"), is_current=True,
+            created_at__lte=version.created_at, label_source=HUMAN, node__isnull=False,
+        )
+        .order_by()
+        .values_list("clip_id", "annotator_id", "node_id")
+    )  # fmt: skip
+    by_node: dict[int, list[str | None]] = {}
+    for clip_id, user_id, node_id in rows.iterator(chunk_size=CHUNK * 5):
+        at = by_node.get(node_id)
+        if at is None:
+            key = keys.key(node_id)
+            at = by_node[node_id] = (
+                [agg.at_ring(key, ring) for ring in range(rings)] if key else [None] * rings
+            )
+        rater = names[user_id]
+        for ring, label in enumerate(at):
+            if label is not None:
+                out[ring].add(clip_id, rater, label)
+    return out
+
+
 def annotation_rows(
     version: DatasetVersion,
     clips: QuerySet[Clip],
@@ -247,7 +283,8 @@ def annotation_rows(
     out: Collected,
 ) -> Iterator[Row]:
     """Current annotations of the clips (labels and skips) made before the version,
-    mapped onto its taxonomy version; collects human ratings per ring into `out`."""
+    mapped onto its taxonomy version; collects human ratings per ring into `out` (none when
+    `out.rings` is empty: the build reads them with `human_ratings` first)."""
     rings = len(out.rings)
     rows = (
         Annotation.objects.filter(
