@@ -218,7 +218,9 @@ def fit_coded(
 ) -> np.ndarray:
     """crowd-kit's DawidSkene on coded ratings (CodedRatings' arrays): the posterior matrix
     (items, labels), rows in task-code order, columns in label-code order. Needs only numpy
-    arrays, so it runs as well in a worker process."""
+    arrays, so it runs as well in a worker process. crowd-kit's steps run on blocks of the
+    ratings (`exports.core.dawid_skene.BlockedDawidSkene`: the same floats, a fraction of
+    the memory)."""
     # Imported here: crowd-kit brings pandas, scikit-learn and nltk (about 200 MB of
     # resident memory), which only the process that fits needs (exports.services.ds_fit).
     # From its own module (the class crowdkit.aggregation exports), so that the worker's

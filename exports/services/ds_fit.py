@@ -1,8 +1,9 @@
 """Dawid-Skene of a build's rings in a worker process, while the build goes on.
 
 crowd-kit's EM at the outer ring of the wheel (72 labels, ~190,000 ratings on the
-100,000-clip bench) is the build's longest step and its largest allocation (dense
-ratings x labels pandas frames, a few hundred MB at its peak). It runs in one worker
+100,000-clip bench) is the build's longest step and, even in blocks
+(`exports.core.dawid_skene`), its largest allocation (~150 MB of pandas frames besides
+~75 MB of imports, against ~425 MB for crowd-kit's whole-ring frames). It runs in one worker
 process (`python -m exports.core.ds_worker`: a fresh interpreter with numpy, pandas and
 crowd-kit, no Django, none of the build's memory) that fits the rings one after the other,
 while the build process computes majority votes, agreement, splits and the clip table on the
