@@ -46,6 +46,7 @@ def assert_same_fit(ours: DawidSkene, theirs: DawidSkene) -> None:
             assert mine.columns.equals(reference.columns), name
             assert mine.columns.dtype == reference.columns.dtype, name
         assert np.array_equal(mine.to_numpy(), reference.to_numpy()), name
+    assert ours.labels_ is not None
     assert ours.labels_.equals(theirs.labels_)
     assert len(ours.loss_history_) == len(theirs.loss_history_)
     assert np.allclose(ours.loss_history_, theirs.loss_history_, rtol=1e-12, atol=0)
