@@ -157,6 +157,16 @@ class ProjectScopedMixin(_APIViewBase):
         for cls in cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     ]
 
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        if getattr(self, "swagger_fake_view", False):
+            # The API schema documents the API's own schemes: the same Token header, one
+            # security component (not a second one named alike for this class).
+            documented = cast(
+                list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES
+            )
+            return [auth() for auth in documented]
+        return super().get_authenticators()
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         if getattr(self, "swagger_fake_view", False):
