@@ -458,8 +458,8 @@ def main() -> None:
     parser.add_argument(
         "--saturation-annotators", type=int, nargs="+", default=[10, 50], help="closed loops"
     )
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="also profile submit+next")
     parser.add_argument(
         "--cpu-labels", type=int, default=300, help="labels per flow for CPU per label"

@@ -134,6 +134,12 @@ EMOLOOP_PREPARED_STATEMENTS = env_bool("EMOLOOP_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, beat) share the file under `make run`.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+elif "postgresql" in DATABASES["default"]["ENGINE"]:
+    # No JIT compilation: PostgreSQL compiles a query whose estimated cost passes
+    # jit_above_cost, which the lease statement's rare fallback over the whole pool does
+    # (an upper bound: it stops at its first candidate), and the compiling took ~0.4 s a
+    # call, run by run, where the query itself takes milliseconds (bench/queue.py).
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
