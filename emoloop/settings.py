@@ -139,7 +139,10 @@ elif "postgresql" in DATABASES["default"]["ENGINE"]:
     # jit_above_cost, which the lease statement's rare fallback over the whole pool does
     # (an upper bound: it stops at its first candidate), and the compiling took ~0.4 s a
     # call, run by run, where the query itself takes milliseconds (bench/queue.py).
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+    # Added to any `options` the DATABASE_URL gives; one it gives for jit wins.
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    if "jit" not in str(_pg_options.get("options", "")):
+        _pg_options["options"] = f"{_pg_options.get('options', '')} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
