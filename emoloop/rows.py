@@ -182,7 +182,7 @@ def execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
     type), the error is raised, this connection's record is forgotten and the connection is
     closed at the end of the request: the next request starts afresh.
     """
-    if not settings.EMOLOOP_PREPARED_STATEMENTS or not connection.settings_dict["CONN_MAX_AGE"]:
+    if not settings.EMOLOOP_PREPARED_STATEMENTS or connection.settings_dict["CONN_MAX_AGE"] == 0:
         cursor.execute(sql, params)
         return
     name, prepare, names = _prepared_form(sql)
@@ -200,7 +200,14 @@ def execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
             cursor.execute(prepare, ())
             known[1].add(name)
         cursor.execute(f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})", params)
-    except DatabaseError:
-        setattr(connection, "emoloop_prepared", None)  # noqa: B010
-        connection.close_at = time.monotonic()  # closed when the request ends
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) in _REFUSED_PREPARED:
+            setattr(connection, "emoloop_prepared", None)  # noqa: B010
+            connection.close_at = time.monotonic()  # closed when the request ends
         raise
+
+
+# The server refused a prepared statement: it does not exist on this connection (26000), it
+# exists already (42P05), or a migration changed its result type (0A000, "cached plan must
+# not change result type"). Other errors (a timeout, a lock) leave the record alone.
+_REFUSED_PREPARED = frozenset({"26000", "42P05", "0A000"})

@@ -13,6 +13,7 @@ file under ``var/`` (git-ignored). Production and the test suite set DATABASE_UR
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -134,14 +135,17 @@ EMOLOOP_PREPARED_STATEMENTS = env_bool("EMOLOOP_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, beat) share the file under `make run`.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
-elif "postgresql" in DATABASES["default"]["ENGINE"]:
+elif "postgresql" in DATABASES["default"]["ENGINE"] and EMOLOOP_PREPARED_STATEMENTS:
     # No JIT compilation: PostgreSQL compiles a query whose estimated cost passes
     # jit_above_cost, which the lease statement's rare fallback over the whole pool does
     # (an upper bound: it stops at its first candidate), and the compiling took ~0.4 s a
-    # call, run by run, where the query itself takes milliseconds (bench/queue.py).
-    # Added to any `options` the DATABASE_URL gives; one it gives for jit wins.
+    # call, run by run, where the query itself takes milliseconds (bench/queue.py). Sent as
+    # a startup option, added to any the DATABASE_URL gives (one it gives for jit wins).
+    # Not behind a transaction-mode pooler (EMOLOOP_PREPARED_STATEMENTS=false there):
+    # PgBouncer refuses startup options it does not track; set it on the database instead,
+    # `ALTER DATABASE emoloop SET jit = off` (docs/deploying.md).
     _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
-    if "jit" not in str(_pg_options.get("options", "")):
+    if not re.search(r"\bjit\s*=", str(_pg_options.get("options", ""))):
         _pg_options["options"] = f"{_pg_options.get('options', '')} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -18,6 +18,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from audit import services as audit
+
 # The weak-label sources' admin lives in its own module; importing it registers it.
 from labelling import admin_weak_sources  # noqa: F401
 from labelling.models import (
@@ -47,31 +49,30 @@ from labelling.services import projects, storage, taxonomy
 
 
 class MembershipInlineFormSet(forms.BaseInlineFormSet):
-    """The project page's members: a change of role and a removal are checked with the
-    membership service's rules (a project keeps an active admin), so that a refusal shows
-    beside the row; ProjectAdmin.save_formset then makes them through the service."""
-
-    by: Any = None  # the signed-in user, set by MembershipInline.get_formset
+    """The project page's members: the post as a whole is checked with the membership
+    service's rule (a project keeps an active admin: the rows as they will be, additions,
+    promotions, demotions and removals together), so that a refusal shows above the rows;
+    ProjectAdmin.save_formset then makes each change through the service."""
 
     def clean(self) -> None:
         super().clean()
         refusals: list[str] = []
+        admins_after = 0  # active admins once every row of this post is applied
         for form in self.forms:
+            if form.errors or not hasattr(form, "cleaned_data"):
+                continue  # the form shows its own errors
             member = form.instance
-            if not member.pk or not hasattr(form, "cleaned_data"):
-                continue
-            try:
-                # A row marked for removal is not validated as a form: its refusal is the
-                # formset's (shown above the rows).
-                if self.can_delete and form.cleaned_data.get("DELETE"):
-                    membership_service.check_removal(member)
-                elif "user" in form.changed_data:
-                    form.add_error("user", "Who the member is does not change: remove and add.")
-                elif "role" in form.changed_data:
-                    stored = Membership.objects.get(pk=member.pk)
-                    membership_service.check(stored, by=self.by, role=form.cleaned_data["role"])
-            except membership_service.MembershipRefused as exc:
-                refusals.append(f"{member.user}: {exc}")
+            deleted = bool(self.can_delete and form.cleaned_data.get("DELETE"))
+            role = form.cleaned_data.get("role") or member.role
+            if member.pk and "user" in form.changed_data and not deleted:
+                form.add_error("user", "Who the member is does not change: remove and add.")
+            if not deleted and role == Role.ADMIN and (member.is_active or not member.pk):
+                admins_after += 1
+        had_admin = Membership.objects.filter(
+            project=self.instance, role=Role.ADMIN, is_active=True
+        ).exists()
+        if self.instance.pk and had_admin and admins_after == 0:
+            refusals.append("A project keeps at least one active admin.")
         if refusals:
             raise forms.ValidationError(refusals)
 
@@ -103,11 +104,6 @@ class MembershipInline(admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._staff(request)
-
-    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
-        formset = cast(type[MembershipInlineFormSet], super().get_formset(request, obj, **kwargs))
-        formset.by = signed_in(request.user)
-        return formset
 
 
 class ProjectForm(forms.ModelForm):
@@ -180,16 +176,25 @@ class ProjectAdmin(ProjectScopedAdmin):
             return
         by = signed_in(request.user)
         formset.save(commit=False)
+        # Additions and promotions first, then demotions and removals: the service checks
+        # the last-admin rule on each step, against the rows as the earlier steps left them.
+        changes = sorted(
+            (member for member, fields in formset.changed_objects if "role" in fields),
+            key=lambda member: member.role != Role.ADMIN,
+        )
         try:
-            for member in formset.deleted_objects:
-                membership_service.remove(member, by=by)
-            for member, fields in formset.changed_objects:
-                if "role" in fields:
-                    stored = Membership.objects.get(pk=member.pk)
-                    membership_service.change(stored, by=by, role=member.role)
             for member in formset.new_objects:
                 member.save()
-        except membership_service.MembershipRefused as exc:
+                audit.record(
+                    by, "membership.added", project=member.project, target=member,
+                    details={"role": member.role, "user": member.user.get_username()},
+                )  # fmt: skip
+            for member in changes:
+                stored = Membership.objects.get(pk=member.pk)
+                membership_service.change(stored, by=by, role=member.role)
+            for member in formset.deleted_objects:
+                membership_service.remove(member, by=by)
+        except membership_service.MembershipRefused as exc:  # a race with another change
             raise PermissionDenied(str(exc)) from exc
 
     def delete_model(self, request: HttpRequest, obj: Project) -> None:

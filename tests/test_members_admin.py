@@ -162,3 +162,46 @@ def test_the_project_page_marks_a_deactivated_member(client, project, reviewer, 
     assert f'{annotator.username} — Annotator <span class="muted">(deactivated)</span>' in team
     assert f"{reviewer.username} — Reviewer</li>" in team
     assert team.index(reviewer.username) < team.index(annotator.username)
+
+
+def test_the_project_inline_judges_the_post_as_a_whole(client, project, staff_admin, annotator):
+    """Promote one member and demote the only admin in one post: allowed (the rows as they
+    will be keep an admin), made in that order; demote one admin and remove the other in
+    one post: refused above the rows, nothing changed. A row added there is recorded."""
+    mine = Membership.objects.get(user=staff_admin)
+    theirs = Membership.objects.get(user=annotator)
+    client.force_login(staff_admin)
+
+    swap = _project_page_post(
+        client, project, [(mine, {"role": Role.REVIEWER}), (theirs, {"role": Role.ADMIN})]
+    )
+    assert swap.status_code == 302, swap.content.decode()[:2000]
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.role, theirs.role) == (Role.REVIEWER, Role.ADMIN)
+
+    # Back to one admin (the page is for the project's admins), then two admins.
+    Membership.objects.filter(pk=mine.pk).update(role=Role.ADMIN)
+    both = _project_page_post(
+        client, project, [(mine, {"role": Role.REVIEWER}), (theirs, {"DELETE": "on"})]
+    )
+    assert both.status_code == 200, "demote one admin and remove the other: refused"
+    assert "at least one active admin" in both.content.decode()
+    assert Membership.objects.filter(pk=theirs.pk, role=Role.ADMIN).exists()
+    assert Membership.objects.get(pk=mine.pk).role == Role.ADMIN
+
+    newcomer = make_user("nina")
+    data = _project_form(project)
+    mine = Membership.objects.get(user=staff_admin)
+    data.update({
+        "memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "1",
+        "memberships-0-id": str(mine.pk), "memberships-0-project": str(project.pk),
+        "memberships-0-user": str(staff_admin.pk), "memberships-0-role": Role.ADMIN,
+        "memberships-1-id": "", "memberships-1-project": str(project.pk),
+        "memberships-1-user": str(newcomer.pk), "memberships-1-role": Role.ANNOTATOR,
+    })  # fmt: skip
+    added = client.post(f"/admin/labelling/project/{project.pk}/change/", data)
+    assert added.status_code == 302, added.content.decode()[:2000]
+    assert Membership.objects.filter(user=newcomer, project=project, role="annotator").exists()
+    event = AuditEvent.objects.get(action="membership.added")
+    assert (event.actor, event.details["user"]) == (staff_admin, "nina")
