@@ -53,9 +53,14 @@ class TokenAuthentication(authentication.TokenAuthentication):
             row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        user = rows.instance(User, row[1:])
+        return self.accept(key, rows.instance(User, row[1:]), row[0])
+
+    @staticmethod
+    def accept(key: str, user: User, created: Any) -> tuple[User, Token]:
+        """The (user, token) pair DRF's class answers for a token found by a hand-written
+        query, or its refusal of an inactive user."""
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        token = Token(key=key, user=user, created=row[0])
+        token = Token(key=key, user=user, created=created)
         token._state.adding, token._state.db = False, "default"
         return user, token

@@ -21,7 +21,6 @@ from django.http import Http404, HttpRequest
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -129,12 +128,9 @@ class ProjectTokenAuthentication(token_auth.TokenAuthentication):
         holder = access.token_holder(key, self.slug)
         if holder is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        if not holder.user.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        token = Token(key=key, user=holder.user, created=holder.created)
-        token._state.adding, token._state.db = False, "default"
+        accepted = self.accept(key, holder.user, holder.created)
         self.request._request.emoloop_token_holder = holder  # type: ignore[attr-defined]
-        return holder.user, token
+        return accepted
 
 
 class ProjectScopedMixin(_APIViewBase):

@@ -98,16 +98,24 @@ _ANY_PROJECT = "SELECT NULL, {project_columns} FROM {project} p WHERE p.{slug} =
 
 
 @functools.cache
-def _project_statements() -> tuple[str, str]:
+def _names() -> dict[str, str]:
+    """The quoted table and column names the statements below are written with."""
     column = rows.column
-    names = {
+    return {
         "role": column(Membership, "role"), "membership": rows.table(Membership),
         "project": rows.table(Project), "project_columns": rows.select_list(Project, "p"),
         "project_id": column(Project, "id"), "membership_project": column(Membership, "project"),
         "membership_user": column(Membership, "user"), "slug": column(Project, "slug"),
-        "is_active": column(Membership, "is_active"),
+        "is_active": column(Membership, "is_active"), "token": rows.table(Token),
+        "token_created": column(Token, "created"), "token_user": column(Token, "user"),
+        "token_key": column(Token, "key"), "user": rows.table(User),
+        "user_id": column(User, "id"), "user_columns": rows.select_list(User, "u"),
     }  # fmt: skip
-    return _MEMBER_PROJECT.format(**names), _ANY_PROJECT.format(**names)
+
+
+@functools.cache
+def _project_statements() -> tuple[str, str]:
+    return _MEMBER_PROJECT.format(**_names()), _ANY_PROJECT.format(**_names())
 
 
 def _project_and_role_sql(user: User, slug: str) -> tuple[Project, Role] | None:
@@ -140,17 +148,7 @@ WHERE t.{token_key} = %s
 
 @functools.cache
 def _token_member_statement() -> str:
-    column = rows.column
-    return _HOLDER_MEMBER_PROJECT.format(
-        token_created=column(Token, "created"), role=column(Membership, "role"),
-        user_columns=rows.select_list(User, "u"), project_columns=rows.select_list(Project, "p"),
-        token=rows.table(Token), user=rows.table(User), user_id=column(User, "id"),
-        token_user=column(Token, "user"), project=rows.table(Project),
-        slug=column(Project, "slug"), membership=rows.table(Membership),
-        membership_project=column(Membership, "project"), project_id=column(Project, "id"),
-        membership_user=column(Membership, "user"), is_active=column(Membership, "is_active"),
-        token_key=column(Token, "key"),
-    )  # fmt: skip
+    return _HOLDER_MEMBER_PROJECT.format(**_names())
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import connection, models
 
+from emoloop.rows import column
 from labelling.models import Annotation, Clip, Lease, QueueEntry
 
 
@@ -25,14 +26,6 @@ class _Names:
 
     def __getattr__(self, field: str) -> str:
         return column(self._model, field)
-
-
-def column(model: type[models.Model], name: str) -> str:
-    """The quoted column of a model's field (a foreign key's: its `_id` column)."""
-    field = model._meta.get_field(name)
-    if not isinstance(field, models.Field) or not field.column:
-        raise LookupError(f"{model.__name__}.{name} has no column of its own")
-    return connection.ops.quote_name(field.column)
 
 
 def render(template: str, **parts: str) -> str:
