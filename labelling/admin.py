@@ -18,8 +18,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit import services as audit
-
 # The weak-label sources' admin lives in its own module; importing it registers it.
 from labelling import admin_weak_sources  # noqa: F401
 from labelling.models import (
@@ -56,7 +54,6 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
-        refusals: list[str] = []
         admins_after = 0  # active admins once every row of this post is applied
         for form in self.forms:
             if form.errors or not hasattr(form, "cleaned_data"):
@@ -72,9 +69,7 @@ class MembershipInlineFormSet(forms.BaseInlineFormSet):
             project=self.instance, role=Role.ADMIN, is_active=True
         ).exists()
         if self.instance.pk and had_admin and admins_after == 0:
-            refusals.append("A project keeps at least one active admin.")
-        if refusals:
-            raise forms.ValidationError(refusals)
+            raise forms.ValidationError("A project keeps at least one active admin.")
 
 
 class MembershipInline(admin.TabularInline):
@@ -185,10 +180,7 @@ class ProjectAdmin(ProjectScopedAdmin):
         try:
             for member in formset.new_objects:
                 member.save()
-                audit.record(
-                    by, "membership.added", project=member.project, target=member,
-                    details={"role": member.role, "user": member.user.get_username()},
-                )  # fmt: skip
+                membership_service.record_added(member, by=by)
             for member in changes:
                 stored = Membership.objects.get(pk=member.pk)
                 membership_service.change(stored, by=by, role=member.role)

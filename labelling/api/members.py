@@ -15,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from audit import services as audit
 from emoloop.api_base import Conflict
 from labelling import serializers as s
 from labelling.api.common import FILTER_BACKENDS, INT_LOOKUP
@@ -76,10 +75,7 @@ class MembershipViewSet(
             raise ValidationError({"username": "Already a member; change the role instead."})
         with transaction.atomic():
             membership = serializer.save(project=self.project)
-            audit.record(
-                signed_in(user), "membership.added", project=self.project, target=membership,
-                details={"role": membership.role, "user": membership.user.get_username()},
-            )  # fmt: skip
+            membership_service.record_added(membership, by=signed_in(user))
 
     @extend_schema(request=s.MembershipChangeSerializer, responses={200: s.MembershipSerializer})
     def update(self, request: Request, *args, **kwargs) -> Response:

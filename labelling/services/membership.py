@@ -88,6 +88,14 @@ def check(
     _keeps_an_admin(membership, role=new_role, active=active)
 
 
+def record_added(membership: Membership, *, by: User) -> None:
+    """The audit event of a member added at a door (the API, the admin's project page)."""
+    audit.record(
+        by, "membership.added", project=membership.project, target=membership,
+        details={"role": membership.role, "user": membership.user.get_username()},
+    )  # fmt: skip
+
+
 def check_removal(membership: Membership) -> None:
     """The check step of `remove` (the admin's inline form shows the refusal)."""
     _keeps_an_admin(membership, role="", active=False)
